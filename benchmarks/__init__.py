@@ -1,0 +1,1 @@
+"""Benchmarks: each module exposes ``measure()`` returning named figures."""
