@@ -1,0 +1,39 @@
+"""Exceptions raised by the OSCAR provider.
+
+Every error the provider raises on purpose derives from :class:`OscarError`, so callers can catch
+the provider's failures with one ``except`` clause and let anything else propagate.
+"""
+
+from __future__ import annotations
+
+__all__ = ["OscarDefinitionError", "OscarError", "OscarModelError", "OscarResultError"]
+
+
+class OscarError(Exception):
+    """Base class of the provider's exceptions."""
+
+
+class OscarResultError(OscarError, ValueError):
+    """An OSCAR output cannot be decoded, or its content does not have the expected shape."""
+
+
+class OscarModelError(OscarError):
+    """A model answered ``{"status": "error"}``: the inference failed, not the infrastructure.
+
+    ``message`` is the model's own explanation (``None`` when it gave none); ``source`` names the
+    output it came from (a file name or object key), when known.
+    """
+
+    def __init__(self, message: str | None, source: str | None = None) -> None:
+        self.message = message
+        self.source = source
+        text = f"model returned status 'error': {message or '(no message)'}"
+        super().__init__(f"{text} [{source}]" if source else text)
+
+    def __reduce__(self) -> tuple[type[OscarModelError], tuple[str | None, str | None]]:
+        """Pickle by constructor arguments, so ``message`` and ``source`` survive."""
+        return type(self), (self.message, self.source)
+
+
+class OscarDefinitionError(OscarError, ValueError):
+    """A service definition (FDL file, YAML text or mapping) is invalid; the message says where."""

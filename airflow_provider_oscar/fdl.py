@@ -1,0 +1,316 @@
+"""Typed OSCAR service definitions (FDL) and their JSON form.
+
+The models follow OSCAR v4.1's Go structs: fields are declared in the Go field order, so
+``Service.to_api()`` yields the keys in the order OSCAR answers them. Decoding is as lenient as
+Go's ``encoding/json``: keys match case-insensitively (``Variables`` is ``variables``) and
+unknown keys are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from airflow_provider_oscar.errors import OscarDefinitionError
+
+__all__ = [
+    "Environment",
+    "Service",
+    "StorageIO",
+    "load_fdl",
+    "parse_service",
+]
+
+SERVICE_NAME_MAX = 39
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LOG_LEVELS = ("NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class _GoStruct(BaseModel):
+    """Base model decoding keys case-insensitively and ignoring unknown ones, as Go does."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_key_case(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        names = {}
+        for name, info in cls.model_fields.items():
+            names[name.lower()] = name
+            if info.alias:
+                names[info.alias.lower()] = info.alias
+        folded: dict[str, Any] = {}
+        for key, value in data.items():
+            target = names.get(str(key).lower(), key)
+            if target not in folded or key == target:
+                folded[target] = value
+        return folded
+
+
+class StorageIO(_GoStruct):
+    """One ``input``/``output`` entry: a provider id and a ``bucket/folder`` path."""
+
+    storage_provider: str = ""
+    path: str = ""
+    suffix: list[str] | None = None
+    prefix: list[str] | None = None
+
+    @property
+    def provider_type(self) -> str:
+        return self.storage_provider.split(".", 1)[0].lower()
+
+    @property
+    def provider_id(self) -> str:
+        parts = self.storage_provider.split(".", 1)
+        return parts[1] if len(parts) == 2 and parts[1] else "default"
+
+    @property
+    def bucket(self) -> str:
+        return self.path.strip("/").split("/", 1)[0]
+
+    @property
+    def folder(self) -> str:
+        parts = self.path.strip("/").split("/", 1)
+        return parts[1] if len(parts) == 2 else ""
+
+    def accepts(self, relative_name: str) -> bool:
+        """Whether an output file passes this entry's prefix and suffix filters."""
+        base = relative_name
+        ok_prefix = not self.prefix or any(base.startswith(p) for p in self.prefix)
+        ok_suffix = not self.suffix or any(base.endswith(s) for s in self.suffix)
+        return ok_prefix and ok_suffix
+
+    def to_api(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"storage_provider": self.storage_provider, "path": self.path}
+        if self.suffix:
+            data["suffix"] = self.suffix
+        if self.prefix:
+            data["prefix"] = self.prefix
+        return data
+
+
+class Synchronous(_GoStruct):
+    min_scale: int = 0
+    max_scale: int = 0
+
+
+class Environment(_GoStruct):
+    """Variables and secrets injected into the service's environment."""
+
+    variables: dict[str, str] | None = None
+    secrets: dict[str, str] | None = None
+
+    @field_validator("variables", "secrets", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): "" if v is None else str(v) for k, v in value.items()}
+        return value
+
+
+class Mount(_GoStruct):
+    storage_provider: str = ""
+    path: str = ""
+
+
+class Service(_GoStruct):
+    """An OSCAR service, as POSTed to ``/system/services`` and returned by GET."""
+
+    name: str = ""
+    cluster_id: str = ""
+    memory: str = "256Mi"
+    cpu: str = "0.2"
+    total_memory: str = ""
+    total_cpu: str = ""
+    ephemeral_storage_request: str = ""
+    enable_gpu: bool = False
+    enable_sgx: bool = False
+    image_prefetch: bool = False
+    synchronous: Synchronous = Field(default_factory=Synchronous)
+    log_level: str = "INFO"
+    image: str = ""
+    alpine: bool = False
+    token: str = ""
+    file_stage_in: bool = False
+    input: list[StorageIO] | None = None
+    output: list[StorageIO] | None = None
+    script: str = ""
+    image_pull_secrets: list[str] | None = None
+    expose: dict[str, Any] = Field(default_factory=dict)
+    environment: Environment = Field(default_factory=Environment)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    vo: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    storage_providers: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    clusters: dict[str, dict[str, Any]] | None = None
+    owner: str = ""
+    namespace: str = ""
+    interlink_node_name: str = ""
+    visibility: str = "private"
+    allowed_users: list[str] | None = None
+    isolation_level: str = ""
+    bucket_list: list[str] | None = None
+    mount: Mount = Field(default_factory=Mount)
+
+    @field_validator("cpu", "memory", "total_cpu", "total_memory", mode="before")
+    @classmethod
+    def _quantity_as_text(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | float):
+            return str(value)
+        return value
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        upper = value.upper()
+        return upper if upper in LOG_LEVELS else "INFO"
+
+    @field_validator("annotations", "labels", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @property
+    def cpu_cores(self) -> float:
+        """The CPU limit in cores (``"500m"`` is 0.5)."""
+        return parse_cpu(self.cpu)
+
+    def to_api(self) -> dict[str, Any]:
+        """The JSON body OSCAR sends and accepts, keys in Go struct order."""
+        data = self.model_dump(mode="json")
+        data["input"] = [io.to_api() for io in self.input] if self.input else None
+        data["output"] = [io.to_api() for io in self.output] if self.output else None
+        for optional in ("image_pull_secrets", "clusters"):
+            if not data[optional]:
+                del data[optional]
+        if not data["namespace"]:
+            del data["namespace"]
+        return data
+
+
+def parse_cpu(quantity: str) -> float:
+    """A Kubernetes CPU quantity (``"1"``, ``"0.5"``, ``"500m"``) in cores."""
+    text = quantity.strip()
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        raise OscarDefinitionError(f"cpu {quantity!r} is not a CPU quantity") from None
+
+
+def check_service_name(name: str) -> None:
+    """Refuse names OSCAR (Kubernetes) would refuse, naming the rule that failed."""
+    if not name:
+        raise OscarDefinitionError("service name is empty")
+    if len(name) > SERVICE_NAME_MAX:
+        raise OscarDefinitionError(
+            f"service name {name!r} has {len(name)} characters; at most {SERVICE_NAME_MAX}"
+        )
+    if not _DNS_LABEL.match(name):
+        raise OscarDefinitionError(
+            f"service name {name!r} must consist of lower case alphanumeric characters or '-', "
+            "and must start and end with an alphanumeric character"
+        )
+
+
+def parse_service(data: Any) -> Service:
+    """Validate a JSON-like mapping as a service definition."""
+    if not isinstance(data, dict):
+        raise OscarDefinitionError(
+            f"a service definition must be a mapping, not {type(data).__name__}"
+        )
+    try:
+        return Service.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "definition"
+        raise OscarDefinitionError(f"field {where}: {first['msg']}") from None
+
+
+def load_fdl(source: str | Path | dict[str, Any], cluster_id: str | None = None) -> list[Service]:
+    """Read the services of an FDL file, YAML text or mapping, as oscar-cli does.
+
+    ``script`` paths are resolved relative to the FDL file and replaced by their content; the
+    top-level ``storage_providers`` and ``clusters`` are merged into every service. With
+    ``cluster_id`` only the services under that cluster key are returned.
+    """
+    base_dir = Path.cwd()
+    if isinstance(source, dict):
+        document: Any = source
+    else:
+        text, base_dir = _read_source(source)
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise OscarDefinitionError(f"FDL is not valid YAML{where}: {exc}") from None
+    if not isinstance(document, dict):
+        raise OscarDefinitionError("FDL must be a mapping with a 'functions' key")
+    entries = (document.get("functions") or {}).get("oscar")
+    if not isinstance(entries, list) or not entries:
+        raise OscarDefinitionError("FDL has no 'functions.oscar' list of services")
+    shared_storage = document.get("storage_providers") or {}
+    shared_clusters = document.get("clusters") or {}
+    services = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise OscarDefinitionError(
+                f"functions.oscar[{index}] must map one cluster id to a service"
+            )
+        (cluster, definition), = entry.items()
+        if cluster_id is not None and cluster != cluster_id:
+            continue
+        if not isinstance(definition, dict):
+            raise OscarDefinitionError(f"functions.oscar[{index}].{cluster} must be a mapping")
+        merged = dict(definition)
+        merged["cluster_id"] = str(cluster)
+        merged["script"] = _script_text(merged.get("script"), base_dir, index)
+        if shared_storage:
+            merged["storage_providers"] = _merge(shared_storage, merged.get("storage_providers"))
+        if shared_clusters:
+            merged["clusters"] = _merge(shared_clusters, merged.get("clusters"))
+        services.append(parse_service(merged))
+    if not services:
+        raise OscarDefinitionError(f"FDL has no service for cluster {cluster_id!r}")
+    return services
+
+
+def _read_source(source: str | Path) -> tuple[str, Path]:
+    path = Path(source)
+    looks_like_path = isinstance(source, Path) or ("\n" not in str(source) and len(str(source)) < 4096)
+    if looks_like_path and path.suffix.lower() in (".yaml", ".yml", ".json"):
+        if not path.is_file():
+            raise OscarDefinitionError(f"FDL file {str(path)!r} does not exist")
+        return path.read_text(), path.resolve().parent
+    return str(source), Path.cwd()
+
+
+def _script_text(script: Any, base_dir: Path, index: int) -> str:
+    if not isinstance(script, str) or not script:
+        raise OscarDefinitionError(f"functions.oscar[{index}]: 'script' is required")
+    if "\n" in script:
+        return script
+    path = base_dir / script
+    if not path.is_file():
+        raise OscarDefinitionError(
+            f"functions.oscar[{index}]: script file {script!r} not found next to the FDL"
+        )
+    return path.read_text()
+
+
+def _merge(shared: dict[str, Any], own: Any) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in shared.items()}
+    for key, value in (own or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
