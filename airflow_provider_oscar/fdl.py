@@ -183,6 +183,11 @@ class Service(_GoStruct):
         """The CPU limit in cores (``"500m"`` is 0.5)."""
         return parse_cpu(self.cpu)
 
+    @property
+    def memory_bytes(self) -> int:
+        """The memory limit in bytes (``"256Mi"`` is 268435456)."""
+        return parse_memory(self.memory)
+
     def to_api(self) -> dict[str, Any]:
         """The JSON body OSCAR sends and accepts, keys in Go struct order."""
         data = self.model_dump(mode="json")
@@ -203,6 +208,28 @@ def parse_cpu(quantity: str) -> float:
         return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
     except ValueError:
         raise OscarDefinitionError(f"cpu {quantity!r} is not a CPU quantity") from None
+
+
+_MEMORY_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+_MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(" + "|".join(u for u in _MEMORY_UNITS if u) + ")?$")
+
+
+def parse_memory(quantity: str) -> int:
+    """A Kubernetes memory quantity (``"512Mi"``, ``"2G"``, ``"1000"``) in bytes."""
+    match = _MEMORY.match(quantity.strip())
+    if not match:
+        raise OscarDefinitionError(f"memory {quantity!r} is not a memory quantity")
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2) or ""])
 
 
 def check_service_name(name: str) -> None:

@@ -450,7 +450,7 @@ def _status(cluster: LocalCluster, admin: bool) -> dict[str, Any]:
     pending = sum(1 for j in jobs if j.status is JobStatus.PENDING)
     free_cpu = max(0.0, settings.total_cpu - cluster.used_cpu)
     total_memory = settings.total_memory_bytes
-    used_memory = 0
+    used_memory = cluster.used_memory
     buckets = cluster.store.bucket_names()
     objects = sum(len(cluster.store.list(b)) for b in buckets)
     oscar: dict[str, Any] = {

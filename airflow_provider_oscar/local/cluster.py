@@ -61,6 +61,7 @@ class LocalCluster:
         self.watcher = BucketWatcher(store, self._on_object, settings.event_interval)
         self._queue: deque[Job] = deque()
         self._used_cpu = 0.0
+        self._used_memory = 0
         self._running_jobs: dict[str, asyncio.Task[None]] = {}
         self._sync_gates: dict[str, asyncio.Semaphore] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -134,7 +135,7 @@ class LocalCluster:
         gate = self._sync_gate(service)
         async with gate:
             self.sync_running += 1
-            self._used_cpu += service.cpu_cores
+            self._take(service, +1)
             try:
                 call = Invocation(
                     service,
@@ -146,7 +147,7 @@ class LocalCluster:
                 return await self.runtime.execute(call)
             finally:
                 self.sync_running -= 1
-                self._used_cpu -= service.cpu_cores
+                self._take(service, -1)
 
     def submit(self, service: str, event: bytes, owner: str | None, name: str | None) -> Job:
         """Create a job for ``service``; it runs as soon as a job slot is free."""
@@ -170,6 +171,14 @@ class LocalCluster:
     def used_cpu(self) -> float:
         return max(0.0, self._used_cpu)
 
+    @property
+    def used_memory(self) -> int:
+        return max(0, self._used_memory)
+
+    def _take(self, service: Service, sign: int) -> None:
+        self._used_cpu += sign * service.cpu_cores
+        self._used_memory += sign * service.memory_bytes
+
     def _sync_gate(self, service: Service) -> asyncio.Semaphore:
         gate = self._sync_gates.get(service.name)
         if gate is None:
@@ -185,12 +194,13 @@ class LocalCluster:
             except KeyError:
                 self._queue.popleft()
                 continue
-            cpu = service.cpu_cores
             busy = self._used_cpu > 0
-            if busy and self._used_cpu + cpu > self.settings.total_cpu + 1e-9:
+            over_cpu = self._used_cpu + service.cpu_cores > self.settings.total_cpu + 1e-9
+            over_memory = self._used_memory + service.memory_bytes > self.settings.total_memory_bytes
+            if busy and (over_cpu or over_memory):
                 return
             self._queue.popleft()
-            self._used_cpu += cpu
+            self._take(service, +1)
             key = f"{job.service}:{job.name}"
             task = asyncio.get_running_loop().create_task(self._run_job(job, service))
             self._running_jobs[key] = task
@@ -218,7 +228,7 @@ class LocalCluster:
                 job, status=JobStatus.FAILED, finished=utc_now(), logs=f"{job.logs}{exc}\n"
             )
         finally:
-            self._used_cpu -= service.cpu_cores
+            self._take(service, -1)
             self._running_jobs.pop(key, None)
             self._dispatch()
 

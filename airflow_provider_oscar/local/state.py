@@ -366,7 +366,8 @@ class ClusterState:
             raise Invalid(f"The service specification is not valid: {tags}")
         try:
             check_service_name(service.name)
-            service.cpu_cores  # noqa: B018 - validates the quantity
+            service.cpu_cores  # noqa: B018 - validates the quantities
+            service.memory_bytes  # noqa: B018
         except OscarDefinitionError as exc:
             raise Invalid(f"The service specification is not valid: {exc}") from None
         for io in service.input or []:

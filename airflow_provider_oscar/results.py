@@ -1,0 +1,511 @@
+"""Decode OSCAR outputs into files, documents and normalised predictions.
+
+Pure functions over bytes and text, no Airflow and no I/O:
+
+* :func:`decode_run_body` turns the body of a synchronous ``POST /run`` into a :class:`RunOutput`
+  (one file, several files from a zip, or console text), dropping supervisor log lines;
+* :func:`parse_document` reads one model document from text: strict JSON, a Python-literal dict
+  (``deepaas-cli`` prints the ``repr`` with single quotes), or either embedded in console output;
+* :func:`normalise_prediction` maps the DEEPaaS plant-classification shapes (flat, nested dict of
+  lists, nested list of dicts, ``status: error``) onto one :class:`Prediction`;
+* :func:`decode_prediction` and :func:`decode_predictions` chain the above for a sync body, or for
+  output files downloaded from a bucket.
+
+Malformed input raises :class:`~airflow_provider_oscar.errors.OscarResultError`, and nothing else.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import io
+import json
+import math
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any, Literal
+
+from airflow_provider_oscar.errors import OscarModelError, OscarResultError
+
+__all__ = [
+    "Prediction",
+    "PredictionStatus",
+    "RunOutput",
+    "decode_prediction",
+    "decode_predictions",
+    "decode_run_body",
+    "normalise_prediction",
+    "parse_document",
+]
+
+PredictionStatus = Literal["ok", "error"]
+
+_MAX_DOCUMENT_CHARS = 1 << 20  # larger candidates are not parsed (bounds ast.literal_eval)
+_MAX_CANDIDATES = 64  # embedded {...} spans tried per text, last first
+_MAX_UNPACKED_BYTES = 512 << 20  # total declared size of a zip's members
+_TOLERANCE = 1e-6  # slack on probabilities for float32 rounding
+_EXCERPT_CHARS = 200
+_ZIP_MAGIC = b"PK\x03\x04"
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+# One record of the supervisor's logging format '%(asctime)s - %(name)s - %(levelname)s - ...'.
+_LOG_RECORD = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - supervisor - [A-Z]+ -(?: |\r?$)", re.MULTILINE
+)
+_PREDICTION_KEYS = frozenset({"status", "labels", "probabilities", "message", "source"})
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """The decoded body of a synchronous run; exactly one of ``data`` and ``text`` is set.
+
+    ``data`` is the decoded base64 payload: the script's single output file (OSCAR sends no name
+    for it) or the zip archive of several files, whose members are then in ``files`` by relative
+    name. ``text`` is the console output of a script that left no file, without the supervisor's
+    log lines and final newline.
+    """
+
+    data: bytes | None = None
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    text: str | None = None
+
+    @property
+    def kind(self) -> Literal["file", "archive", "text"]:
+        """``"file"``, ``"archive"`` (several files) or ``"text"`` (console output)."""
+        if self.text is not None:
+            return "text"
+        return "archive" if self.files else "file"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One model's normalised answer for one input, small and JSON-plain for XCom.
+
+    ``labels`` are whitespace-normalised and unique, ``probabilities`` lie in [0, 1], sort in
+    descending order and sum to at most 1 (the rest is the mass of unlisted classes). A failed
+    inference has ``status == "error"``, no labels, and the model's ``message``. ``source`` says
+    where the prediction came from (output file name or object key), when known. The constructor
+    checks all of this and raises :class:`OscarResultError` when it does not hold.
+    """
+
+    labels: tuple[str, ...]
+    probabilities: tuple[float, ...]
+    status: PredictionStatus = "ok"
+    message: str | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_prediction(self)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the model answered successfully."""
+        return self.status == "ok"
+
+    def raise_for_status(self) -> Prediction:
+        """Return ``self``, or raise :class:`OscarModelError` with the model's message."""
+        if not self.ok:
+            raise OscarModelError(self.message, self.source)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the prediction as JSON-plain data (the inverse of :meth:`from_dict`)."""
+        return {
+            "status": self.status,
+            "labels": list(self.labels),
+            "probabilities": list(self.probabilities),
+            "message": self.message,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Prediction:
+        """Rebuild a prediction from :meth:`to_dict` output (e.g. pulled from XCom)."""
+        if not isinstance(data, Mapping):
+            raise OscarResultError(f"prediction data must be a mapping, not {_kind(data)}")
+        missing = {"status", "labels", "probabilities"} - set(data)
+        unknown = set(data) - _PREDICTION_KEYS
+        if missing or unknown:
+            raise OscarResultError(
+                f"prediction data has missing keys {sorted(missing)} or unknown keys "
+                f"{sorted(map(str, unknown))}: {_excerpt(data)}"
+            )
+        labels = _sequence(data["labels"], "'labels'")
+        probabilities = [
+            _probability(value, index)
+            for index, value in enumerate(_sequence(data["probabilities"], "'probabilities'"))
+        ]
+        return cls(
+            labels=tuple(labels),
+            probabilities=tuple(probabilities),
+            status=data["status"],
+            message=data.get("message"),
+            source=data.get("source"),
+        )
+
+
+def decode_run_body(body: bytes | str) -> RunOutput:
+    """Decode the body of a synchronous ``POST /run`` as OSCAR's supervisor builds it.
+
+    The supervisor answers with base64 of the single output file, base64 of a zip when the script
+    left several files, or the console output when it left none; unless the service logs at
+    ``CRITICAL``, its log records precede that payload. The decision rule:
+
+    1. If the body starts with a supervisor log record (``<time> - supervisor - <LEVEL> - ...``),
+       everything up to the end of the last such record's first line is dropped, including the
+       continuation lines of multi-line records in between.
+    2. The rest, stripped of surrounding whitespace, is the base64 payload if it is non-empty,
+       uses only the standard alphabet with correct ``=`` padding and no inner whitespace, and is
+       exactly what ``base64.b64encode`` gives for the bytes it decodes to (canonical form).
+       Otherwise it is console text (with the supervisor's final newline removed).
+    3. Decoded bytes that start with the zip signature ``PK\\x03\\x04`` are unpacked into
+       :attr:`RunOutput.files`; any other bytes are the single output file.
+
+    Text containing a space, punctuation other than ``+/=`` or a line break is never taken for
+    base64, so a document (``{...}``) always stays text. Two ambiguities are inherent to the
+    protocol: console output that is a single base64-looking token whose length is a multiple of
+    4 (``"Done"``) decodes as a file, and ``base64.b64encode(output.data)`` recovers it; a single
+    output file that is itself a zip (``.zip``, ``.npz``, ``.docx``) is unpacked, and
+    :attr:`RunOutput.data` still holds its bytes.
+    """
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    text = _strip_supervisor_logs(text)
+    data = _strict_base64(text.strip())
+    if data is None:
+        return RunOutput(text=text.removesuffix("\n"))
+    if data.startswith(_ZIP_MAGIC):
+        return RunOutput(data=data, files=_unzip(data))
+    return RunOutput(data=data)
+
+
+def parse_document(data: bytes | str) -> dict[str, Any]:
+    """Parse one model document (a dict with string keys) from text or UTF-8 bytes.
+
+    The whole text is tried first; otherwise the outermost balanced ``{...}`` spans found in it
+    (console output around the document, e.g. ``deepaas-cli predict`` logs) are tried from the
+    last one backwards, and the first that parses wins. Each candidate is read as strict JSON,
+    then as a Python literal with :func:`ast.literal_eval` (quotes are never rewritten, so species
+    names with apostrophes survive). Candidates over 1 MiB are not parsed, and only the last 64
+    spans are tried. Braces inside string values are only handled when the document is the whole
+    text.
+    """
+    text = _decode_utf8(data).lstrip("\ufeff").strip()
+    if not text:
+        raise OscarResultError("empty document")
+    reasons: list[str] = []
+    if text.startswith("{"):
+        document = _parse_candidate(text, reasons)
+        if document is not None:
+            return document
+    spans, unbalanced = _outermost_brace_spans(text)
+    for start, end in reversed(spans[-_MAX_CANDIDATES:]):
+        if (start, end) != (0, len(text)):
+            document = _parse_candidate(text[start:end], reasons)
+            if document is not None:
+                return document
+    if not spans and "{" not in text:
+        problem = "no {...} document found"
+    elif not reasons:
+        problem = "no complete {...} document found"
+    else:
+        problem = f"no {{...}} in the text parses as a document ({reasons[0]})"
+    if unbalanced:
+        problem += "; unbalanced braces, the text looks truncated"
+    raise OscarResultError(f"{problem}: {_excerpt(text)}")
+
+
+def normalise_prediction(document: Mapping[str, Any], *, source: str | None = None) -> Prediction:
+    """Map one DEEPaaS classification document onto a :class:`Prediction`.
+
+    Accepted shapes (``status`` compared case-insensitively):
+
+    * flat, current: ``{"status": "OK", "labels": [...], "probabilities": [...]}``;
+    * legacy nested dict of lists: ``{"status": "OK", "predictions": {"labels": [...],
+      "probabilities": [...], "labels_info": ..., "links": ...}}``;
+    * older nested list of dicts: ``{"status": "ok", "predictions": [{"label_id": ...,
+      "label": ..., "probability": ..., "info": ...}, ...]}`` (``"probabilities"`` also accepted);
+    * failure: ``{"status": "error", "message": ...}``, returned as a prediction with status
+      ``"error"`` (call :meth:`Prediction.raise_for_status` to turn it into an exception).
+
+    Labels are whitespace-normalised and pairs are sorted by descending probability; extra keys
+    (``labels_info``, ``links``, ``info``, ``label_id``) are dropped.
+    """
+    try:
+        return _normalise(document, source)
+    except OscarResultError as exc:
+        raise OscarResultError(f"{exc}: {_excerpt(document)}") from None
+
+
+def decode_prediction(body: bytes | str, *, source: str | None = None) -> Prediction:
+    """Decode a synchronous ``/run`` body holding one classification document.
+
+    The document is the single output file, the only ``.json`` member of a zipped output, or the
+    console text. ``source`` defaults to that member's name for zips. The result may have status
+    ``"error"``; chain :meth:`Prediction.raise_for_status` to fail on it.
+    """
+    output = decode_run_body(body)
+    if output.text is not None:
+        return normalise_prediction(parse_document(output.text), source=source)
+    if output.files:
+        names = [name for name in output.files if name.lower().endswith(".json")]
+        if len(names) != 1:
+            raise OscarResultError(
+                f"expected exactly one .json file in the zipped output, found {len(names)}: "
+                f"{_excerpt(sorted(output.files))}"
+            )
+        name = names[0]
+        return _decode_file(name, output.files[name], name if source is None else source)
+    assert output.data is not None  # a RunOutput without text has data
+    return normalise_prediction(parse_document(output.data), source=source)
+
+
+def decode_predictions(files: Mapping[str, bytes | str]) -> dict[str, Prediction]:
+    """Decode several output files (zip members or bucket objects) into predictions by name.
+
+    Each file must hold one document; its name becomes the prediction's ``source``. Errors name
+    the file they come from.
+    """
+    return {name: _decode_file(name, content, name) for name, content in files.items()}
+
+
+def _decode_file(name: str, content: bytes | str, source: str | None) -> Prediction:
+    try:
+        return normalise_prediction(parse_document(content), source=source)
+    except OscarResultError as exc:
+        raise OscarResultError(f"{name}: {exc}") from None
+
+
+def _strip_supervisor_logs(text: str) -> str:
+    """Drop the supervisor's log records that precede the payload (see decode_run_body)."""
+    head = text.lstrip("\r\n")
+    if not _LOG_RECORD.match(head):
+        return text
+    *_, last = _LOG_RECORD.finditer(head)
+    newline = head.find("\n", last.end())
+    return "" if newline < 0 else head[newline + 1 :]
+
+
+def _strict_base64(payload: str) -> bytes | None:
+    """Decode canonical, unwrapped standard base64, or return ``None``."""
+    if not payload or len(payload) % 4 or not _BASE64.fullmatch(payload):
+        return None
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        return None
+    return data if base64.b64encode(data).decode("ascii") == payload else None
+
+
+def _unzip(data: bytes) -> dict[str, bytes]:
+    """Read every file member of a zip archive, refusing archives that unpack too large."""
+    # zipfile raises a wide, undocumented range of exceptions on corrupt input.
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = [info for info in archive.infolist() if not info.is_dir()]
+    except Exception as exc:
+        raise OscarResultError(
+            f"output looks like a zip archive but cannot be read: {exc}"
+        ) from exc
+    size = sum(info.file_size for info in members)
+    if size > _MAX_UNPACKED_BYTES:
+        raise OscarResultError(
+            f"zip archive unpacks to {size} bytes, over the {_MAX_UNPACKED_BYTES}-byte limit"
+        )
+    try:
+        files = {info.filename: archive.read(info) for info in members}
+    except Exception as exc:
+        raise OscarResultError(f"zip archive member cannot be read: {exc}") from exc
+    if not files:
+        raise OscarResultError("zip archive holds no files")
+    return files
+
+
+def _decode_utf8(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise OscarResultError(
+            f"document is not UTF-8 text ({exc.reason} at byte {exc.start}): {_excerpt(data)}"
+        ) from None
+
+
+def _parse_candidate(candidate: str, reasons: list[str]) -> dict[str, Any] | None:
+    """Parse one candidate as JSON, then as a Python literal; note why it failed in ``reasons``."""
+    if len(candidate) > _MAX_DOCUMENT_CHARS:
+        reasons.append(f"{len(candidate)} characters, over the {_MAX_DOCUMENT_CHARS} limit")
+        return None
+    value: Any
+    try:
+        value = json.loads(candidate)
+    except (ValueError, RecursionError) as json_error:
+        try:
+            value = ast.literal_eval(candidate)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as literal_error:
+            reasons.append(
+                f"not JSON: {_one_line(json_error)}; not a Python literal: "
+                f"{_one_line(literal_error)}"
+            )
+            return None
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        reasons.append(f"parses to {_kind(value)}, not a dict with string keys")
+        return None
+    return value
+
+
+def _outermost_brace_spans(text: str) -> tuple[list[tuple[int, int]], bool]:
+    """Return the ``[start, end)`` spans of balanced ``{...}`` not nested in another, in order,
+    and whether some ``{`` is never closed. String literals are not tracked."""
+    spans: list[tuple[int, int]] = []
+    open_at: list[int] = []
+    for match in re.finditer(r"[{}]", text):
+        if match.group() == "{":
+            open_at.append(match.start())
+        elif open_at:
+            start = open_at.pop()
+            while spans and spans[-1][0] > start:  # drop spans nested in this one
+                spans.pop()
+            spans.append((start, match.end()))
+    return spans, bool(open_at)
+
+
+def _normalise(document: Mapping[str, Any], source: str | None) -> Prediction:
+    if not isinstance(document, Mapping):
+        raise OscarResultError(f"a document must be a dict, not {_kind(document)}")
+    status = document.get("status")
+    if not isinstance(status, str):
+        raise OscarResultError("document has no string 'status'")
+    message = document.get("message")
+    message = None if message is None else str(message)
+    match status.strip().lower():
+        case "error":
+            return Prediction((), (), "error", message, source)
+        case "ok":
+            labels, probabilities = _label_probability_lists(document)
+        case _:
+            raise OscarResultError(f"unknown status {status!r}, expected 'OK' or 'error'")
+    pairs = sorted(
+        zip(
+            (_probability(value, index) for index, value in enumerate(probabilities)),
+            (_label(value, index) for index, value in enumerate(labels)),
+            strict=True,
+        ),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    return Prediction(
+        labels=tuple(label for _, label in pairs),
+        probabilities=tuple(probability for probability, _ in pairs),
+        message=message,
+        source=source,
+    )
+
+
+def _label_probability_lists(document: Mapping[str, Any]) -> tuple[Sequence[Any], Sequence[Any]]:
+    """Find the raw label and probability lists in any of the DEEPaaS shapes."""
+    if "labels" in document or "probabilities" in document:
+        return _paired_lists(document, "")
+    predictions = document.get("predictions")
+    if isinstance(predictions, Mapping):
+        return _paired_lists(predictions, "'predictions' ")
+    if isinstance(predictions, (list, tuple)):
+        labels, probabilities = [], []
+        for index, item in enumerate(predictions):
+            if not isinstance(item, Mapping) or "label" not in item:
+                raise OscarResultError(f"'predictions' item {index} is not a dict with a 'label'")
+            probability = item.get("probability", item.get("probabilities"))
+            if probability is None:
+                raise OscarResultError(f"'predictions' item {index} has no 'probability'")
+            labels.append(item["label"])
+            probabilities.append(probability)
+        return labels, probabilities
+    raise OscarResultError(
+        "document has neither 'labels' and 'probabilities' nor a 'predictions' dict or list"
+    )
+
+
+def _paired_lists(mapping: Mapping[str, Any], where: str) -> tuple[Sequence[Any], Sequence[Any]]:
+    if "labels" not in mapping or "probabilities" not in mapping:
+        raise OscarResultError(f"{where}document needs both 'labels' and 'probabilities'")
+    labels = _sequence(mapping["labels"], f"{where}'labels'")
+    probabilities = _sequence(mapping["probabilities"], f"{where}'probabilities'")
+    if len(labels) != len(probabilities):
+        raise OscarResultError(
+            f"{len(labels)} labels but {len(probabilities)} probabilities in {where}document"
+        )
+    return labels, probabilities
+
+
+def _sequence(value: Any, what: str) -> Sequence[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise OscarResultError(f"{what} must be a list, not {_kind(value)}")
+    return value
+
+
+def _label(value: Any, index: int) -> str:
+    if not isinstance(value, str):
+        raise OscarResultError(f"label {index} must be a string, not {_kind(value)}")
+    return " ".join(value.split())
+
+
+def _probability(value: Any, index: int) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OscarResultError(f"probability {index} must be a number, not {_kind(value)}")
+    return float(value)
+
+
+def _check_prediction(prediction: Prediction) -> None:
+    """Raise OscarResultError unless ``prediction`` holds the invariants of its docstring."""
+    labels, probabilities = prediction.labels, prediction.probabilities
+    if prediction.status not in ("ok", "error"):
+        raise OscarResultError(f"status must be 'ok' or 'error', not {prediction.status!r}")
+    for name in ("message", "source"):
+        if not isinstance(getattr(prediction, name), (str, type(None))):
+            raise OscarResultError(f"{name} must be a string or None")
+    if not isinstance(labels, tuple) or not all(isinstance(label, str) for label in labels):
+        raise OscarResultError("labels must be a tuple of strings")
+    if not isinstance(probabilities, tuple) or not all(
+        isinstance(probability, float) for probability in probabilities
+    ):
+        raise OscarResultError("probabilities must be a tuple of floats")
+    if len(labels) != len(probabilities):
+        raise OscarResultError(f"{len(labels)} labels but {len(probabilities)} probabilities")
+    if prediction.status == "error":
+        if labels:
+            raise OscarResultError("a prediction with status 'error' has no labels")
+        return
+    if not labels:
+        raise OscarResultError("no labels in a prediction with status 'ok'")
+    for label in labels:
+        if not label or label != " ".join(label.split()):
+            raise OscarResultError(f"label {label!r} is empty or not whitespace-normalised")
+    if len(set(labels)) != len(labels):
+        raise OscarResultError(f"duplicate labels in {list(labels)!r}")
+    for label, probability in zip(labels, probabilities, strict=True):
+        if not (math.isfinite(probability) and 0.0 <= probability <= 1.0 + _TOLERANCE):
+            raise OscarResultError(f"probability {probability!r} of {label!r} is outside [0, 1]")
+    if any(higher < lower for higher, lower in pairwise(probabilities)):
+        raise OscarResultError(f"probabilities {list(probabilities)} are not in descending order")
+    total = math.fsum(probabilities)
+    if total > 1.0 + _TOLERANCE:
+        raise OscarResultError(f"probabilities sum to {total!r}, more than 1")
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:80] or type(error).__name__
+
+
+def _excerpt(value: Any, limit: int = _EXCERPT_CHARS) -> str:
+    """A ``repr`` of at most about ``limit`` characters: head and tail of a long value."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = f"{text[: limit * 3 // 5]} … {text[-(limit * 2 // 5 - 3) :]}"
+    return repr(text)
