@@ -1,0 +1,205 @@
+"""A plain-Python twin of :func:`airflow_provider_oscar.ensemble.aggregate`: dicts, one input at a time.
+
+Same semantics and result shape, written the straightforward way, so that the property tests can
+check the vectorised code against it and the benchmark can measure the speed-up over it. It checks
+the predictions as the real one does, but trusts its other arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from airflow_provider_oscar.ensemble import AbstainRule, EnsembleError
+
+_TIE_BITS = 40
+
+
+def aggregate_reference(
+    predictions: Mapping[str, Mapping[str, Any]],
+    *,
+    method: str = "soft_vote",
+    models: Sequence[str] | None = None,
+    weights: Mapping[str, float] | None = None,
+    top_k: int = 5,
+    missing: str = "zero",
+    floor: float = 1e-6,
+    rrf_k: float = 60.0,
+    num_classes: int | None = None,
+    min_models: int = 1,
+    abstain: AbstainRule | None = None,
+) -> list[dict[str, Any]]:
+    """What ``aggregate`` returns for the same arguments, computed with dicts and loops."""
+    rule = abstain if abstain is not None else AbstainRule()
+    if models is None:
+        models = list(dict.fromkeys(m for row in predictions.values() for m in row))
+    weight = {m: float(weights[m]) for m in models} if weights is not None else None
+    description = {
+        "combiner": method,
+        "weights": weight,
+        "missing": missing,
+        "floor": floor if method == "geometric_mean" else None,
+        "rrf_k": rrf_k if method == "rrf" else None,
+        "num_classes": num_classes,
+        "top_k": top_k,
+        "min_models": min_models,
+        "abstain": asdict(rule),
+    }
+    display: dict[str, str] = {}  # normalised label -> first form seen in the batch
+    results = []
+    for input_id, row in predictions.items():
+        lists: dict[str, dict[str, tuple[float, int]]] = {}  # model -> label -> (p, rank)
+        residual: dict[str, float] = {}
+        provenance = []
+        for model in models:
+            status, labels, probs, message = _read(row.get(model))
+            entry = {
+                "model": model,
+                "status": status,
+                "labels": list(labels),
+                "probabilities": [float(p) for p in probs],
+                "residual": None,
+                "message": message,
+            }
+            provenance.append(entry)
+            if status != "ok":
+                continue
+            if len(labels) != len(probs) or not labels:
+                raise EnsembleError(f"input {input_id!r}, model {model!r}: bad lengths")
+            own: dict[str, tuple[float, int]] = {}
+            total = 0.0
+            for rank, (label, p) in enumerate(zip(labels, probs), start=1):
+                p = float(p)
+                if not 0 <= p <= 1:
+                    raise EnsembleError(f"input {input_id!r}, model {model!r}: bad probability")
+                total += p
+                shown = " ".join(label.split())
+                key = shown.casefold()
+                if key in own:
+                    raise EnsembleError(f"input {input_id!r}, model {model!r}: listed twice")
+                display.setdefault(key, shown)
+                own[key] = (p, rank)
+            if total > 1 + 1e-6:
+                raise EnsembleError(f"input {input_id!r}, model {model!r}: sum > 1")
+            lists[model] = own
+            residual[model] = entry["residual"] = max(1.0 - total, 0.0)
+        if len(lists) < min_models:
+            raise EnsembleError(f"input {input_id!r}: too few models answered")
+        w = {m: weight[m] if weight is not None else 1.0 for m in lists}
+        total_weight = sum(w.values())
+        fill = {
+            m: residual[m] / (num_classes - len(own))
+            if missing == "residual" and num_classes is not None and num_classes > len(own)
+            else 0.0
+            for m, own in lists.items()
+        }
+
+        def value(m: str, label: str) -> float:
+            return lists[m][label][0] if label in lists[m] else fill[m]  # noqa: B023
+
+        def soft(label: str) -> float:
+            return sum(w[m] * value(m, label) for m in lists) / total_weight  # noqa: B023
+
+        votes: dict[str, float] = {}
+        for m, own in lists.items():
+            top1 = next(iter(own))
+            votes[top1] = votes.get(top1, 0.0) + w[m]
+        candidates = list(dict.fromkeys(label for own in lists.values() for label in own))
+        support = {c: sum(c in own for own in lists.values()) for c in candidates}
+        score: dict[str, float] = {}
+        tie: dict[str, float] = {c: 0.0 for c in candidates}
+        unlisted = 0.0
+        if method in ("soft_vote", "weighted_mean"):
+            score = {c: soft(c) for c in candidates}
+            unlisted = sum(w[m] * fill[m] for m in lists) / total_weight
+        elif method == "geometric_mean":
+            for c in candidates:
+                logs = sum(w[m] * math.log(max(value(m, c), floor)) for m in lists)
+                score[c] = math.exp(logs / total_weight)
+            logs = sum(w[m] * math.log(max(fill[m], floor)) for m in lists)
+            unlisted = math.exp(logs / total_weight)
+        elif method == "max":
+            score = {c: max(value(m, c) for m in lists) for c in candidates}
+            unlisted = max(fill.values())
+        elif method == "majority_vote":
+            score = {c: votes.get(c, 0.0) / total_weight for c in candidates}
+            tie = {c: soft(c) for c in candidates}
+        elif method == "borda":
+            for c in candidates:
+                score[c] = sum(
+                    w[m] * (len(own) - own[c][1] + 1) for m, own in lists.items() if c in own
+                )
+        else:
+            for c in candidates:
+                score[c] = sum(w[m] / (rrf_k + own[c][1]) for m, own in lists.items() if c in own)
+
+        ranking = sorted(
+            candidates,
+            key=lambda c: (-_tie_key(score[c]), -_tie_key(tie[c]), -support[c], c),  # noqa: B023
+        )
+        winner = ranking[0]
+        second = score[ranking[1]] if len(ranking) > 1 else unlisted
+        margin = score[winner] - second
+        share = votes.get(winner, 0.0) / total_weight
+        rest = num_classes - len(candidates) if num_classes is not None else 0
+        entropy = _entropy([score[c] for c in candidates], rest, unlisted)
+        reasons = [
+            name
+            for below, name in (
+                (margin < rule.min_margin, "margin"),
+                (share < rule.min_vote_share, "vote_share"),
+                (score[winner] < rule.min_top_score, "top_score"),
+            )
+            if below
+        ]
+        results.append(
+            {
+                "input": input_id,
+                "winner": display[winner],
+                "top_k": [
+                    {"label": display[c], "score": score[c], "support": support[c]}
+                    for c in ranking[:top_k]
+                ],
+                "vote_share": share,
+                "margin": margin,
+                "entropy": entropy,
+                "abstained": bool(reasons),
+                "abstain_reasons": reasons,
+                "missing_models": [m for m in models if m not in lists],
+                "provenance": provenance,
+                "method": description,
+            }
+        )
+    return results
+
+
+def _read(prediction: Any) -> tuple[str, list[Any], list[Any], str | None]:
+    if prediction is None:
+        return "missing", [], [], None
+    if isinstance(prediction, Mapping):
+        fields = {k: prediction.get(k) for k in ("status", "labels", "probabilities", "message")}
+    else:
+        fields = {k: getattr(prediction, k, None) for k in ("status", "labels", "probabilities")}
+        fields["message"] = getattr(prediction, "message", None)
+    status = "ok" if fields["status"] is None else str(fields["status"]).strip().casefold()
+    if status != "ok":
+        message = fields["message"]
+        return status, [], [], None if message is None else str(message)
+    return status, list(fields["labels"] or []), list(fields["probabilities"] or []), None
+
+
+def _tie_key(x: float) -> float:
+    mantissa, exponent = math.frexp(x)
+    return math.ldexp(round(math.ldexp(mantissa, _TIE_BITS)), exponent - _TIE_BITS)
+
+
+def _entropy(scores: list[float], rest: int, unlisted: float) -> float:
+    z = sum(scores) + rest * unlisted
+    if z <= 0:
+        return math.log(len(scores) + rest)
+    h = -sum(s / z * math.log(s / z) for s in scores if s > 0)
+    if unlisted > 0:
+        h -= rest * (unlisted / z) * math.log(unlisted / z)
+    return h
