@@ -6,7 +6,16 @@ the provider's failures with one ``except`` clause and let anything else propaga
 
 from __future__ import annotations
 
-__all__ = ["OscarDefinitionError", "OscarError", "OscarModelError", "OscarResultError"]
+from typing import Any
+
+__all__ = [
+    "OscarApiError",
+    "OscarClientError",
+    "OscarDefinitionError",
+    "OscarError",
+    "OscarModelError",
+    "OscarResultError",
+]
 
 
 class OscarError(Exception):
@@ -37,3 +46,31 @@ class OscarModelError(OscarError):
 
 class OscarDefinitionError(OscarError, ValueError):
     """A service definition (FDL file, YAML text or mapping) is invalid; the message says where."""
+
+
+class OscarApiError(OscarError):
+    """OSCAR answered a request with an error (after retries, for transient ones).
+
+    ``status_code`` is the HTTP status (``None`` when no answer came); ``service`` the service
+    the request was about, when there was one.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, service: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.service = service
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_api_error, (type(self), str(self), self.status_code, self.service)
+
+
+class OscarClientError(OscarApiError):
+    """A request OSCAR refused (4xx) or that cannot be made: retrying will not help."""
+
+
+def _rebuild_api_error(
+    kind: type[OscarApiError], message: str, status_code: int | None, service: str | None
+) -> OscarApiError:
+    return kind(message, status_code=status_code, service=service)

@@ -51,6 +51,7 @@ _TOLERANCE = 1e-6  # slack on probabilities for float32 rounding
 _EXCERPT_CHARS = 200
 _ZIP_MAGIC = b"PK\x03\x04"
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_BRACE = re.compile(r"[{}]")
 # One record of the supervisor's logging format '%(asctime)s - %(name)s - %(levelname)s - ...'.
 _LOG_RECORD = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - supervisor - [A-Z]+ -(?: |\r?$)", re.MULTILINE
@@ -362,7 +363,7 @@ def _outermost_brace_spans(text: str) -> tuple[list[tuple[int, int]], bool]:
     and whether some ``{`` is never closed. String literals are not tracked."""
     spans: list[tuple[int, int]] = []
     open_at: list[int] = []
-    for match in re.finditer(r"[{}]", text):
+    for match in _BRACE.finditer(text):
         if match.group() == "{":
             open_at.append(match.start())
         elif open_at:
@@ -380,7 +381,7 @@ def _normalise(document: Mapping[str, Any], source: str | None) -> Prediction:
     if not isinstance(status, str):
         raise OscarResultError("document has no string 'status'")
     message = document.get("message")
-    message = None if message is None else str(message)
+    message = None if message is None else _text(message)
     match status.strip().lower():
         case "error":
             return Prediction((), (), "error", message, source)
@@ -455,7 +456,10 @@ def _label(value: Any, index: int) -> str:
 def _probability(value: Any, index: int) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise OscarResultError(f"probability {index} must be a number, not {_kind(value)}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise OscarResultError(f"probability {index} is outside [0, 1]") from None
 
 
 def _check_prediction(prediction: Prediction) -> None:
@@ -504,8 +508,18 @@ def _one_line(error: BaseException) -> str:
 
 
 def _excerpt(value: Any, limit: int = _EXCERPT_CHARS) -> str:
-    """A ``repr`` of at most about ``limit`` characters: head and tail of a long value."""
-    text = value if isinstance(value, str) else repr(value)
+    """Show ``value`` in at most about ``limit`` characters: the head and tail of its text."""
+    text = _text(value)
     if len(text) > limit:
         text = f"{text[: limit * 3 // 5]} … {text[-(limit * 2 // 5 - 3) :]}"
-    return repr(text)
+    return repr(text) if isinstance(value, str) else text
+
+
+def _text(value: Any) -> str:
+    """``value`` itself if it is a string, else its ``repr`` (even when deeply nested)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return repr(value)
+    except RecursionError:
+        return f"<{_kind(value)} nested too deeply to show>"

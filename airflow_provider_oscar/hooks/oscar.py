@@ -1,0 +1,389 @@
+"""``OscarHook``: one OSCAR cluster through an Airflow connection of type ``oscar``.
+
+Every operation has a blocking form (``hook.list_jobs(svc)``) for operators and an awaitable
+form (``await hook.alist_jobs(svc)``) for triggers; the async form reads the connection with
+``aget_connection`` and talks through :class:`httpx.AsyncClient`, so it never blocks the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import httpx
+from airflow.sdk import BaseHook
+
+from airflow_provider_oscar.errors import OscarApiError
+from airflow_provider_oscar.fdl import Service, load_fdl, parse_service
+from airflow_provider_oscar.hooks.api import (
+    ClusterSettings,
+    JobInfo,
+    OscarApi,
+    RunResponse,
+    Step,
+)
+from airflow_provider_oscar.hooks.transport import AsyncDriver, Driver, RetryPolicy, client_options
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+    from oscar_python.client import Client
+
+T = TypeVar("T")
+Input = bytes | str | Mapping[str, Any] | list[Any]
+
+#: Connection extras, their labels and descriptions (the UI form and the provider info share it).
+CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
+    "oidc_token": {
+        "label": "OIDC access token",
+        "description": "Bearer token for clusters with OIDC (e.g. EGI Check-in); "
+        "instead of login/password.",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "refresh_token": {
+        "label": "OIDC refresh token",
+        "description": "Refreshed into access tokens before they expire.",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "token_endpoint": {
+        "label": "OIDC token endpoint",
+        "description": "Where the refresh token is exchanged (default: EGI Check-in).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "client_id": {
+        "label": "OIDC client id",
+        "description": "Client id for the refresh (default: token-portal).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "verify_ssl": {
+        "label": "Verify TLS certificates",
+        "description": "Turn off only for test clusters with self-signed certificates.",
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
+    "timeout": {
+        "label": "Request timeout (s)",
+        "description": "For API calls (default 30).",
+        "schema": {"type": ["number", "null"], "minimum": 1},
+    },
+    "run_timeout": {
+        "label": "Synchronous run timeout (s)",
+        "description": "For /run invocations (default 300, OSCAR's own limit).",
+        "schema": {"type": ["number", "null"], "minimum": 1},
+    },
+    "minio_endpoint": {
+        "label": "MinIO endpoint override",
+        "description": "When /system/config names an address only reachable inside the cluster.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "cluster_id": {
+        "label": "Cluster id",
+        "description": "Name of this cluster in messages, FDL files and results.",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+UI_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "port"],
+    "relabeling": {"host": "OSCAR endpoint", "login": "Username", "password": "Password"},
+    "placeholders": {
+        "host": "https://oscar.example.org",
+        "login": "oscar",
+        "token_endpoint": "https://aai.egi.eu/auth/realms/egi/protocol/openid-connect/token",
+        "client_id": "token-portal",
+        "minio_endpoint": "https://minio.oscar.example.org",
+        "cluster_id": "my-cluster",
+    },
+}
+
+
+def settings_from_connection(conn: Connection) -> ClusterSettings:
+    """Read a connection into :class:`ClusterSettings`, failing clearly on bad values."""
+    extra = conn.extra_dejson or {}
+
+    def get(key: str) -> Any:
+        value = extra.get(key, extra.get(f"extra__oscar__{key}"))
+        return None if value in ("", None) else value
+
+    host = (conn.host or "").strip()
+    if not host:
+        raise OscarApiError(f"connection {conn.conn_id!r} has no host (the OSCAR endpoint)")
+    if "://" not in host:
+        scheme = conn.schema if conn.schema in ("http", "https") else "https"
+        host = f"{scheme}://{host}"
+    if conn.port and host.count(":") < 2:
+        host = f"{host}:{conn.port}"
+    options: dict[str, Any] = {
+        "endpoint": host.rstrip("/"),
+        "user": conn.login or None,
+        "password": conn.password or None,
+    }
+    for key in ("oidc_token", "refresh_token", "token_endpoint", "client_id", "scopes"):
+        if get(key) is not None:
+            options[key] = str(get(key))
+    for key in ("minio_endpoint", "cluster_id"):
+        if get(key) is not None:
+            options[key] = str(get(key)).rstrip("/")
+    for key in ("timeout", "run_timeout", "backoff"):
+        if get(key) is not None:
+            options[key] = _positive(conn.conn_id, key, get(key))
+    if get("retries") is not None:
+        options["retries"] = int(_positive(conn.conn_id, "retries", get("retries"), zero=True))
+    if get("verify_ssl") is not None:
+        options["verify_ssl"] = _boolean(conn.conn_id, get("verify_ssl"))
+    return ClusterSettings(**options)
+
+
+def _positive(conn_id: str, key: str, value: Any, zero: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number < 0 or (number == 0 and not zero):
+        raise OscarApiError(f"connection {conn_id!r}: extra {key!r} must be a positive number")
+    return number
+
+
+def _boolean(conn_id: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise OscarApiError(f"connection {conn_id!r}: extra 'verify_ssl' must be true or false")
+
+
+class OscarHook(BaseHook):
+    """Talk to an OSCAR cluster: services, invocations, jobs, logs and buckets.
+
+    :param oscar_conn_id: the Airflow connection (type ``oscar``) of the cluster.
+    """
+
+    conn_name_attr = "oscar_conn_id"
+    default_conn_name = "oscar_default"
+    conn_type = "oscar"
+    hook_name = "OSCAR"
+
+    def __init__(self, oscar_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.oscar_conn_id = oscar_conn_id
+
+    # connection form ----------------------------------------------------------------------
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields of the connection form (Airflow < 3.2 reads these)."""
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, PasswordField, StringField
+
+        widgets: dict[str, Any] = {}
+        for key, spec in CONNECTION_FIELDS.items():
+            label, description = lazy_gettext(spec["label"]), spec["description"]
+            types = spec["schema"]["type"]
+            if "boolean" in types:
+                widgets[key] = BooleanField(label, description=description, default=True)
+            elif spec["schema"].get("format") == "password":
+                widgets[key] = PasswordField(
+                    label, widget=BS3PasswordFieldWidget(), description=description
+                )
+            else:
+                widgets[key] = StringField(
+                    label, widget=BS3TextFieldWidget(), description=description
+                )
+        return widgets
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden, relabelled and placeholder fields of the connection form."""
+        return UI_BEHAVIOUR
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check ``/health`` and an authenticated ``/system/info``; never raises."""
+        try:
+            if not self.call(lambda api: api.health()):
+                return False, f"OSCAR at {self.settings.endpoint} is not healthy"
+            info = self.get_info()
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"Connected to OSCAR {info.get('version', '?')} at {self.settings.endpoint}"
+
+    # settings and clients -----------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> ClusterSettings:
+        conn = self.get_connection(self.oscar_conn_id)
+        settings = settings_from_connection(conn)
+        _mask(settings)
+        return settings
+
+    async def asettings(self) -> ClusterSettings:
+        """The settings, read with the awaitable connection lookup (for triggers)."""
+        conn = await self.aget_connection(self.oscar_conn_id)
+        settings = settings_from_connection(conn)
+        _mask(settings)
+        return settings
+
+    @cached_property
+    def api(self) -> OscarApi:
+        return OscarApi(self.settings, on_secret=_mask_value)
+
+    def get_conn(self) -> httpx.Client:
+        """The hook's HTTP client (created on first use, reused for its lifetime)."""
+        return self._client
+
+    @cached_property
+    def _client(self) -> httpx.Client:
+        return httpx.Client(**client_options(self.settings))
+
+    def call(self, operation: Callable[[OscarApi], Step[T]]) -> T:
+        """Run an API operation with the blocking client."""
+        driver = Driver(self.get_conn(), RetryPolicy(self.settings, self.log))
+        return driver(operation(self.api))
+
+    async def acall(self, operation: Callable[[OscarApi], Step[T]]) -> T:
+        """Run an API operation with an async client; the connection is read awaitably."""
+        settings = await self.asettings()
+        api = OscarApi(settings, on_secret=_mask_value)
+        async with httpx.AsyncClient(**client_options(settings)) as client:
+            return await AsyncDriver(client, RetryPolicy(settings, self.log))(operation(api))
+
+    def get_oscar_client(self) -> Client:
+        """An oscar-python ``Client`` configured from the same connection."""
+        from oscar_python.client import Client
+
+        settings = self.settings
+        options: dict[str, Any] = {
+            "cluster_id": settings.cluster_id or self.oscar_conn_id,
+            "endpoint": settings.endpoint,
+            "ssl": bool(settings.verify_ssl),
+        }
+        if settings.oidc_token or settings.refresh_token:
+            options["oidc_token"] = settings.oidc_token
+            if settings.refresh_token:
+                options.update(
+                    refresh_token=settings.refresh_token,
+                    token_endpoint=settings.token_endpoint,
+                    client_id=settings.client_id,
+                    scopes=settings.scopes,
+                )
+        else:
+            options.update(user=settings.user, password=settings.password or "")
+        return Client(options)
+
+    # cluster ------------------------------------------------------------------------------
+
+    def get_info(self) -> dict[str, Any]:
+        return self.call(lambda api: api.info())
+
+    def get_config(self) -> dict[str, Any]:
+        return self.call(lambda api: api.config())
+
+    def get_status(self) -> dict[str, Any]:
+        return self.call(lambda api: api.status())
+
+    async def aget_status(self) -> dict[str, Any]:
+        return await self.acall(lambda api: api.status())
+
+    # services -----------------------------------------------------------------------------
+
+    def list_services(self) -> list[Service]:
+        return self.call(lambda api: api.list_services())
+
+    def get_service(self, name: str) -> Service | None:
+        return self.call(lambda api: api.get_service(name))
+
+    def apply_service(
+        self, definition: str | Path | Mapping[str, Any] | Service, cluster_id: str | None = None
+    ) -> dict[str, str]:
+        """Create or update services from an FDL file, FDL/YAML text, a mapping or a Service.
+
+        A mapping with ``functions`` is an FDL document; any other mapping is one service.
+        Returns ``{service name: "created" | "updated"}``.
+        """
+        services = self._services_of(definition, cluster_id)
+        return {s.name: self.call(lambda api, s=s: api.apply_service(s)) for s in services}
+
+    def delete_service(self, name: str) -> bool:
+        return self.call(lambda api: api.delete_service(name))
+
+    def get_deployment(self, name: str) -> dict[str, Any]:
+        return self.call(lambda api: api.deployment(name))
+
+    async def aget_deployment(self, name: str) -> dict[str, Any]:
+        return await self.acall(lambda api: api.deployment(name))
+
+    def get_deployment_logs(self, name: str) -> dict[str, Any]:
+        return self.call(lambda api: api.deployment_logs(name))
+
+    def get_service_token(self, name: str, *, refresh: bool = False) -> str:
+        return self.call(lambda api: api.service_token(name, refresh=refresh))
+
+    # invocations --------------------------------------------------------------------------
+
+    def run_service(self, name: str, data: Input, *, timeout: float | None = None) -> RunResponse:
+        """Invoke ``/run/{name}`` synchronously; the body is OSCAR's raw answer."""
+        return self.call(lambda api: api.run(name, data, timeout))
+
+    def submit_job(self, name: str, data: Input, *, job_name: str | None = None) -> None:
+        """Invoke ``/job/{name}``; OSCAR answers without the job's name (ask for one here)."""
+        self.call(lambda api: api.submit_job(name, data, job_name))
+
+    # jobs ---------------------------------------------------------------------------------
+
+    def list_jobs(self, name: str) -> dict[str, JobInfo]:
+        return self.call(lambda api: api.list_jobs(name))
+
+    async def alist_jobs(self, name: str) -> dict[str, JobInfo]:
+        return await self.acall(lambda api: api.list_jobs(name))
+
+    def get_job_logs(self, name: str, job: str, *, timestamps: bool = False) -> str | None:
+        return self.call(lambda api: api.job_logs(name, job, timestamps=timestamps))
+
+    async def aget_job_logs(self, name: str, job: str) -> str | None:
+        return await self.acall(lambda api: api.job_logs(name, job))
+
+    def delete_job(self, name: str, job: str) -> bool:
+        return self.call(lambda api: api.delete_job(name, job))
+
+    async def adelete_job(self, name: str, job: str) -> bool:
+        return await self.acall(lambda api: api.delete_job(name, job))
+
+    def delete_jobs(self, name: str, *, everything: bool = False) -> None:
+        self.call(lambda api: api.delete_jobs(name, everything=everything))
+
+    def presign(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        operation: Literal["upload", "download"] = "download",
+        expires: int = 900,
+    ) -> dict[str, Any]:
+        """A presigned URL from OSCAR (``POST /system/buckets/{bucket}/presign``)."""
+        return self.call(lambda api: api.presign(bucket, key, operation=operation, expires=expires))
+
+    @staticmethod
+    def _services_of(
+        definition: str | Path | Mapping[str, Any] | Service, cluster_id: str | None
+    ) -> list[Service]:
+        if isinstance(definition, Service):
+            return [definition]
+        if isinstance(definition, Mapping) and "functions" not in definition:
+            return [parse_service(dict(definition))]
+        if isinstance(definition, Mapping):
+            return load_fdl(dict(definition), cluster_id)
+        return load_fdl(definition, cluster_id)
+
+
+def _mask_value(value: str | None) -> None:
+    if value:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(value)
+
+
+def _mask(settings: ClusterSettings) -> None:
+    for secret in (settings.password, settings.oidc_token, settings.refresh_token):
+        _mask_value(secret)

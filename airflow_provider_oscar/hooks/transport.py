@@ -1,0 +1,175 @@
+"""Sending the API's steps: a sync and an async driver with one retry policy.
+
+Transient failures are retried with exponential backoff and jitter, bounded in attempts and
+time: connection failures before a request was sent always; for idempotent requests also read
+errors, dropped connections, 429 and 500/502/503/504; for invocations (``/run``, ``/job``),
+which must not run twice, only 429 and the 502/503 that Knative answers while the service is
+cold. ``Retry-After`` is honoured.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from airflow_provider_oscar.errors import OscarApiError
+from airflow_provider_oscar.hooks.api import ClusterSettings, Step
+
+T = TypeVar("T")
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_MAYBE_SENT = (httpx.ReadTimeout, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+_RETRY_STATUS = {
+    "idempotent": frozenset({429, 500, 502, 503, 504}),
+    "invoke": frozenset({429, 502, 503}),
+    "never": frozenset(),
+}
+MAX_RETRY_AFTER = 60.0
+MAX_TOTAL_SECONDS = 600.0
+
+
+class RetryPolicy:
+    """When and how long to retry one request."""
+
+    def __init__(self, settings: ClusterSettings, log: logging.Logger | Any) -> None:
+        self.settings = settings
+        self.log = log
+        self._backoff = wait_exponential_jitter(multiplier=settings.backoff, max=30.0)
+
+    def arguments(self, request: httpx.Request) -> dict[str, Any]:
+        policy = request.extensions.get("oscar_retry", "idempotent")
+        statuses = _RETRY_STATUS[policy]
+
+        def transient_error(exc: BaseException) -> bool:
+            return isinstance(exc, _NOT_SENT) or (
+                policy == "idempotent" and isinstance(exc, _MAYBE_SENT)
+            )
+
+        def transient_answer(response: httpx.Response) -> bool:
+            return response.status_code in statuses
+
+        return {
+            "retry": retry_if_exception(transient_error) | retry_if_result(transient_answer),
+            "stop": stop_after_attempt(self.settings.retries + 1)
+            | stop_after_delay(MAX_TOTAL_SECONDS),
+            "wait": self._wait,
+            "before_sleep": self._note,
+            "retry_error_callback": _last_outcome,
+        }
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            after = outcome.result().headers.get("retry-after", "")
+            if after.replace(".", "", 1).isdigit():
+                return min(float(after), MAX_RETRY_AFTER)
+        return float(self._backoff(state))
+
+    def _note(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        assert outcome is not None
+        if outcome.failed:
+            what = f"{type(outcome.exception()).__name__}: {outcome.exception()}"
+        else:
+            what = f"HTTP {outcome.result().status_code}"
+        request = state.args[0] if state.args else None
+        target = f"{request.method} {request.url.path}" if request is not None else "request"
+        self.log.warning(
+            "OSCAR cluster %s: %s failed (%s); retry %d of %d in %.1f s",
+            self.settings.name,
+            target,
+            what,
+            state.attempt_number,
+            self.settings.retries,
+            state.upcoming_sleep,
+        )
+
+
+def _last_outcome(state: RetryCallState) -> Any:
+    assert state.outcome is not None
+    return state.outcome.result()  # the last response, or the last exception re-raised
+
+
+def _unreachable(
+    settings: ClusterSettings, request: httpx.Request, exc: httpx.HTTPError
+) -> OscarApiError:
+    return OscarApiError(
+        f"OSCAR cluster {settings.name}: {request.method} {request.url.path} failed: "
+        f"{type(exc).__name__}: {exc or 'no answer'}"
+    )
+
+
+class Driver:
+    """Runs steps over a blocking :class:`httpx.Client`."""
+
+    def __init__(self, client: httpx.Client, policy: RetryPolicy) -> None:
+        self.client = client
+        self.policy = policy
+
+    def __call__(self, step: Step[T]) -> T:
+        try:
+            request = next(step)
+            while True:
+                request = step.send(self.send(request))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def send(self, request: httpx.Request) -> httpx.Response:
+        retrying = Retrying(**self.policy.arguments(request))
+        try:
+            return retrying(self._send_once, request)  # type: ignore[no-any-return]
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.policy.settings, request, exc) from exc
+
+    def _send_once(self, request: httpx.Request) -> httpx.Response:
+        response = self.client.send(request)
+        response.read()
+        return response
+
+
+class AsyncDriver:
+    """Runs steps over an :class:`httpx.AsyncClient`; never blocks the event loop."""
+
+    def __init__(self, client: httpx.AsyncClient, policy: RetryPolicy) -> None:
+        self.client = client
+        self.policy = policy
+
+    async def __call__(self, step: Step[T]) -> T:
+        try:
+            request = next(step)
+            while True:
+                request = step.send(await self.send(request))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        retrying = AsyncRetrying(**self.policy.arguments(request))
+        try:
+            return await retrying(self._send_once, request)  # type: ignore[no-any-return]
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.policy.settings, request, exc) from exc
+
+    async def _send_once(self, request: httpx.Request) -> httpx.Response:
+        response = await self.client.send(request)
+        await response.aread()
+        return response
+
+
+def client_options(settings: ClusterSettings) -> dict[str, Any]:
+    """Options shared by the sync and async clients of one cluster."""
+    return {"verify": settings.verify_ssl, "timeout": settings.timeout, "follow_redirects": True}
+
+
+Factory = Callable[[Any], Step[T]]
