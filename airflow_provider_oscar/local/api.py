@@ -13,8 +13,10 @@ import base64
 import binascii
 import json
 import secrets
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -381,6 +383,20 @@ def create_app(cluster: LocalCluster) -> FastAPI:
             cluster.faults.add(fault)
         return empty(201)
 
+    @app.post("/local/oidc/token")
+    async def oidc_token(request: Request) -> Response:
+        """A stand-in OIDC token endpoint: refresh tokens become short-lived bearer tokens."""
+        form = parse_qs((await body_of(request, 65536)).decode(errors="replace"))
+        refresh = (form.get("refresh_token") or [""])[0]
+        grant = (form.get("grant_type") or [""])[0]
+        subject = settings.refresh_tokens.get(refresh)
+        if grant != "refresh_token" or subject is None:
+            return go_json({"error": "invalid_grant"}, 400)
+        lifetime = settings.access_token_lifetime
+        token = _unsigned_jwt(subject, time.time() + lifetime)
+        settings.bearer_tokens[token] = subject
+        return go_json({"access_token": token, "expires_in": int(lifetime), "token_type": "Bearer"})
+
     @app.delete("/local/faults")
     async def clear_faults(request: Request) -> Response:
         system_caller(request)
@@ -392,6 +408,15 @@ def create_app(cluster: LocalCluster) -> FastAPI:
         return text(f"request body too large: {exc.size} bytes (limit {exc.limit})", 413)
 
     return FaultMiddleware(app, cluster)  # type: ignore[return-value]
+
+
+def _unsigned_jwt(subject: str, expires: float) -> str:
+    def part(data: dict[str, Any]) -> str:
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    claims = {"sub": subject, "exp": int(expires), "jti": secrets.token_hex(8)}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 class _TooLarge(Exception):
@@ -418,7 +443,11 @@ class FaultMiddleware:
             await asyncio.sleep(delay)
         if faults.drops(path):
             await send(
-                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]}
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"64")],
+                }
             )
             await send({"type": "http.response.body", "body": b"partial", "more_body": True})
             raise ConnectionResetError("connection dropped by fault injection")
@@ -439,7 +468,9 @@ async def _redirect(scope: Scope, send: Send, location: str) -> None:
     query = scope.get("query_string", b"")
     target = location.encode() + (b"?" + query if query else b"")
     status = 301 if scope["method"] in ("GET", "HEAD") else 307
-    await send({"type": "http.response.start", "status": status, "headers": [(b"location", target)]})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"location", target)]}
+    )
     await send({"type": "http.response.body", "body": b""})
 
 

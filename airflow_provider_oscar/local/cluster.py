@@ -39,6 +39,8 @@ class Settings:
     user: str = "oscar"
     password: str = ""
     bearer_tokens: dict[str, str] = field(default_factory=dict)
+    refresh_tokens: dict[str, str] = field(default_factory=dict)
+    access_token_lifetime: float = 300.0
     total_cpu: float = float(max(4, 2 * (os.cpu_count() or 2)))
     total_memory_bytes: int = 16 * 1024**3
     job_timeout: float = 600.0
@@ -65,6 +67,7 @@ class LocalCluster:
         self._running_jobs: dict[str, asyncio.Task[None]] = {}
         self._sync_gates: dict[str, asyncio.Semaphore] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._failing: set[str] = set()  # jobs a FailingJobs fault caught when submitted
         self.sync_running = 0
 
     async def start(self) -> None:
@@ -156,6 +159,8 @@ class LocalCluster:
         if stuck:
             self.state.update_job(job, status=JobStatus(stuck))
             return job
+        if self.faults.fails(service):
+            self._failing.add(f"{service}:{job.name}")
         self._queue.append(job)
         self._dispatch()
         return job
@@ -166,6 +171,7 @@ class LocalCluster:
             task.cancel()
         if job in self._queue:
             self._queue.remove(job)
+            self._failing.discard(f"{job.service}:{job.name}")
 
     @property
     def used_cpu(self) -> float:
@@ -196,7 +202,9 @@ class LocalCluster:
                 continue
             busy = self._used_cpu > 0
             over_cpu = self._used_cpu + service.cpu_cores > self.settings.total_cpu + 1e-9
-            over_memory = self._used_memory + service.memory_bytes > self.settings.total_memory_bytes
+            over_memory = (
+                self._used_memory + service.memory_bytes > self.settings.total_memory_bytes
+            )
             if busy and (over_cpu or over_memory):
                 return
             self._queue.popleft()
@@ -215,7 +223,7 @@ class LocalCluster:
                 job.event,
                 job_name=job.name,
                 timeout=self.settings.job_timeout,
-                fail=self.faults.fails(service.name),
+                fail=key in self._failing,
             )
             outcome = await self.runtime.execute(call)
             status = JobStatus.FAILED if outcome.failed else JobStatus.SUCCEEDED
@@ -230,6 +238,7 @@ class LocalCluster:
         finally:
             self._take(service, -1)
             self._running_jobs.pop(key, None)
+            self._failing.discard(key)
             self._dispatch()
 
     async def _on_object(self, service: str, event: bytes) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import io
 import json
 import os
@@ -175,12 +176,13 @@ class Runtime:
             "OSCAR_SERVICE_TOKEN": service.token,
             "OSCAR_SERVICE_BASE_PATH": "",
             "OSCAR_ENDPOINT": self.endpoint,
-            "EVENT": event.raw,
         }
-        if call.job_name:
+        if call.job_name:  # OSCAR puts the /job body into the pod's EVENT
             env["JOB_UUID"] = call.job_name
             env["RESOURCE_ID"] = "oscar-local"
-        if event.object_key is not None:
+            env["EVENT"] = call.event.decode("utf-8", errors="replace")
+        if event.object_key is not None:  # the supervisor sets EVENT for storage events
+            env["EVENT"] = event.raw
             env["STORAGE_OBJECT_KEY"] = event.object_key
             env["EVENT_TIME"] = event.event_time or ""
         return env
@@ -211,10 +213,14 @@ def classify(body: bytes) -> _Event:
     if isinstance(document, dict):
         if "httpMethod" in document:
             inner = document.get("body") or ""
-            return classify(inner.encode() if isinstance(inner, str) else json.dumps(inner).encode())
+            return classify(
+                inner.encode() if isinstance(inner, str) else json.dumps(inner).encode()
+            )
         if "event" in document:
             inner = document["event"]
-            return classify(inner.encode() if isinstance(inner, str) else json.dumps(inner).encode())
+            return classify(
+                inner.encode() if isinstance(inner, str) else json.dumps(inner).encode()
+            )
         records = document.get("Records")
         if isinstance(records, list) and records and isinstance(records[0], dict):
             record = records[0]
@@ -273,10 +279,8 @@ async def _run_script(
         timed_out = True
     finally:
         if proc.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             await proc.wait()
     return b"".join(chunks).decode("utf-8", errors="replace"), timed_out
 

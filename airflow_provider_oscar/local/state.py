@@ -336,7 +336,9 @@ class ClusterState:
             raise Invalid(f"Error creating bucket with name '{name}': unknown visibility")
         users = body.get("allowed_users") or []
         if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
-            raise Invalid(f"Error creating bucket with name '{name}': allowed_users must be strings")
+            raise Invalid(
+                f"Error creating bucket with name '{name}': allowed_users must be strings"
+            )
         with self._lock:
             current = self._buckets.get(name)
             if not create and current and current.service:
@@ -421,9 +423,7 @@ class ClusterState:
     @staticmethod
     def _check_owner(service: Service, caller: Caller) -> None:
         if not caller.admin and service.owner != caller.subject:
-            raise Forbidden(
-                f"User {caller.subject} doesn't have permision to modify this service"
-            )
+            raise Forbidden(f"User {caller.subject} doesn't have permision to modify this service")
 
 
 def job_prefix(service: str) -> str:

@@ -1,0 +1,258 @@
+"""``OscarStorageHook``: the buckets of an OSCAR cluster, through its MinIO credentials.
+
+Credentials come from the cluster's ``/system/config`` (``minio_provider``); the connection's
+``minio_endpoint`` extra replaces the endpoint there, which is often only reachable inside the
+cluster. Blocking operations use the minio client; the awaitable ones (for triggers) sign
+requests locally and send them with :class:`httpx.AsyncClient`, so they never block the loop.
+"""
+
+from __future__ import annotations
+
+import io
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, quote, urlencode, urlsplit, urlunsplit
+
+import httpx
+from minio import Minio
+from minio.credentials import Credentials
+from minio.signer import presign_v4
+from minio.error import S3Error
+
+from airflow_provider_oscar.errors import OscarApiError
+from airflow_provider_oscar.hooks.api import ClusterSettings
+from airflow_provider_oscar.hooks.oscar import OscarHook, _mask_value
+
+_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a bucket listing or a ``stat`` tells about one object."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "size": self.size,
+            "etag": self.etag,
+            "last_modified": self.last_modified.isoformat() if self.last_modified else None,
+        }
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """``"bucket/some/key"`` → ``("bucket", "some/key")``; refuses paths without a bucket."""
+    bucket, _, key = path.strip("/").partition("/")
+    if not bucket:
+        raise OscarApiError(f"storage path {path!r} names no bucket ('bucket/key')")
+    return bucket, key
+
+
+class OscarStorageHook(OscarHook):
+    """Upload, download, list and check objects in the cluster's MinIO."""
+
+    hook_name = "OSCAR storage"
+
+    @cached_property
+    def minio_provider(self) -> dict[str, Any]:
+        provider = dict(self.get_config().get("minio_provider") or {})
+        return self._provider(provider, self.settings)
+
+    def _provider(self, provider: dict[str, Any], settings: ClusterSettings) -> dict[str, Any]:
+        if not provider.get("endpoint") and not settings.minio_endpoint:
+            raise OscarApiError(
+                f"OSCAR cluster {settings.name}: /system/config has no MinIO endpoint; set the "
+                "connection's 'minio_endpoint' extra"
+            )
+        if settings.minio_endpoint:
+            provider["endpoint"] = settings.minio_endpoint
+        _mask_value(provider.get("secret_key"))
+        return provider
+
+    def get_client(self) -> Minio:
+        """A minio client with the cluster's credentials."""
+        return self._minio
+
+    @cached_property
+    def _minio(self) -> Minio:
+        return _client(self.minio_provider, self.settings)
+
+    # blocking -----------------------------------------------------------------------------
+
+    def upload_bytes(
+        self, path: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
+        bucket, key = split_path(path)
+        self.get_client().put_object(bucket, key, io.BytesIO(data), len(data), content_type)
+
+    def upload_file(self, path: str, local_path: str | Path) -> None:
+        bucket, key = split_path(path)
+        self.get_client().fput_object(bucket, key, str(local_path))
+
+    def download_bytes(self, path: str) -> bytes:
+        bucket, key = split_path(path)
+        response = self.get_client().get_object(bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def download_file(self, path: str, local_path: str | Path) -> Path:
+        bucket, key = split_path(path)
+        self.get_client().fget_object(bucket, key, str(local_path))
+        return Path(local_path)
+
+    def list_objects(self, path: str) -> list[ObjectInfo]:
+        """Objects under ``bucket/prefix`` (recursively), folder markers left out."""
+        bucket, prefix = split_path(path)
+        return [
+            ObjectInfo(
+                bucket, o.object_name or "", o.size or 0, (o.etag or "").strip('"'), o.last_modified
+            )
+            for o in self.get_client().list_objects(bucket, prefix=prefix, recursive=True)
+            if o.object_name and not o.object_name.endswith("/")
+        ]
+
+    def stat(self, path: str) -> ObjectInfo | None:
+        """The object's metadata, or ``None`` when it does not exist (no waiting)."""
+        bucket, key = split_path(path)
+        try:
+            info = self.get_client().stat_object(bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"):
+                return None
+            raise
+        return ObjectInfo(
+            bucket, key, info.size or 0, (info.etag or "").strip('"'), info.last_modified
+        )
+
+    def exists(self, path: str) -> bool:
+        return self.stat(path) is not None
+
+    def delete(self, path: str) -> None:
+        bucket, key = split_path(path)
+        self.get_client().remove_object(bucket, key)
+
+    def presigned_url(self, path: str, *, method: str = "GET", expires: int = 3600) -> str:
+        """A URL signed locally with the cluster's keys (no request to OSCAR)."""
+        bucket, key = split_path(path)
+        return self.get_client().get_presigned_url(method, bucket, key, timedelta(seconds=expires))
+
+    # awaitable ----------------------------------------------------------------------------
+
+    async def _asigner(self) -> tuple[_Signer, ClusterSettings]:
+        settings = await self.asettings()
+        config = await self.acall(lambda api: api.config())
+        provider = self._provider(dict(config.get("minio_provider") or {}), settings)
+        return _Signer(provider), settings
+
+    async def astat(self, path: str) -> ObjectInfo | None:
+        """Like :meth:`stat`, without blocking the event loop."""
+        bucket, key = split_path(path)
+        signer, settings = await self._asigner()
+        url = signer.url("HEAD", bucket, key)
+        async with httpx.AsyncClient(verify=settings.verify_ssl, timeout=settings.timeout) as http:
+            response = await http.head(url)
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise OscarApiError(f"S3 HEAD {bucket}/{key} answered {response.status_code}")
+        modified = response.headers.get("last-modified")
+        return ObjectInfo(
+            bucket,
+            key,
+            int(response.headers.get("content-length") or 0),
+            response.headers.get("etag", "").strip('"'),
+            parsedate_to_datetime(modified) if modified else None,
+        )
+
+    async def alist_objects(self, path: str, *, start_after: str = "") -> list[ObjectInfo]:
+        """Like :meth:`list_objects` (all pages), without blocking the event loop."""
+        bucket, prefix = split_path(path)
+        signer, settings = await self._asigner()
+        found: list[ObjectInfo] = []
+        token = ""
+        async with httpx.AsyncClient(verify=settings.verify_ssl, timeout=settings.timeout) as http:
+            while True:
+                params = {"list-type": "2", "prefix": prefix}
+                if start_after:
+                    params["start-after"] = start_after
+                if token:
+                    params["continuation-token"] = token
+                url = signer.url("GET", bucket, "", params)
+                response = await http.get(url)
+                if response.status_code == 404:
+                    return found
+                if not response.is_success:
+                    raise OscarApiError(
+                        f"S3 list {bucket}/{prefix} answered {response.status_code}"
+                    )
+                root = ElementTree.fromstring(response.content)
+                for item in root.iter(f"{_S3_NS}Contents"):
+                    key = item.findtext(f"{_S3_NS}Key") or ""
+                    if key.endswith("/"):
+                        continue
+                    modified = item.findtext(f"{_S3_NS}LastModified")
+                    found.append(
+                        ObjectInfo(
+                            bucket,
+                            key,
+                            int(item.findtext(f"{_S3_NS}Size") or 0),
+                            (item.findtext(f"{_S3_NS}ETag") or "").strip('"'),
+                            datetime.fromisoformat(modified.replace("Z", "+00:00"))
+                            if modified
+                            else None,
+                        )
+                    )
+                token = root.findtext(f"{_S3_NS}NextContinuationToken") or ""
+                if root.findtext(f"{_S3_NS}IsTruncated") != "true" or not token:
+                    return found
+
+
+class _Signer:
+    """Presigns S3 requests locally (path-style), so async code can send them with httpx."""
+
+    def __init__(self, provider: dict[str, Any]) -> None:
+        endpoint = str(provider["endpoint"])
+        self.base = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        self.region = provider.get("region") or "us-east-1"
+        self.credentials = Credentials(provider.get("access_key"), provider.get("secret_key"))
+
+    def url(self, method: str, bucket: str, key: str, query: dict[str, str] | None = None) -> str:
+        path = f"/{bucket}/{quote(key, safe='/')}" if key else f"/{bucket}/"
+        target = SplitResult(self.base.scheme, self.base.netloc, path, urlencode(query or {}), "")
+        signed = presign_v4(
+            method=method,
+            url=target,
+            region=self.region,
+            credentials=self.credentials,
+            date=datetime.now(timezone.utc).replace(tzinfo=None),
+            expires=300,
+        )
+        return urlunsplit(signed)
+
+
+def _client(provider: dict[str, Any], settings: ClusterSettings) -> Minio:
+    endpoint = str(provider["endpoint"])
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    secure = parts.scheme == "https"
+    return Minio(
+        parts.netloc,
+        access_key=provider.get("access_key"),
+        secret_key=provider.get("secret_key"),
+        secure=secure,
+        region=provider.get("region") or "us-east-1",
+        cert_check=bool(provider.get("verify", True)) and settings.verify_ssl,
+    )
