@@ -21,8 +21,8 @@ from urllib.parse import SplitResult, quote, urlencode, urlsplit, urlunsplit
 import httpx
 from minio import Minio
 from minio.credentials import Credentials
-from minio.signer import presign_v4
 from minio.error import S3Error
+from minio.signer import presign_v4
 
 from airflow_provider_oscar.errors import OscarApiError
 from airflow_provider_oscar.hooks.api import ClusterSettings

@@ -1,0 +1,166 @@
+"""Deferrable waits on OSCAR: a job reaching an end state, a service becoming ready.
+
+Triggers take JSON-plain arguments only and an absolute ``deadline`` (epoch seconds), so a
+trigger rebuilt from :meth:`serialize` after a triggerer restart keeps its original time limit.
+Each yields one event ``{"status": "success" | "failed" | "timeout" | "error", ...}`` and stops;
+unexpected errors become ``"error"`` events with the reason instead of a bare trigger failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_oscar.hooks.oscar import OscarHook
+
+
+class _OscarTrigger(BaseTrigger):
+    """Shared plumbing: connection, poll interval, deadline, serialisation."""
+
+    def __init__(self, *, oscar_conn_id: str, poll_interval: float, deadline: float | None) -> None:
+        super().__init__()
+        self.oscar_conn_id = oscar_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}", self._kwargs()
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {
+            "oscar_conn_id": self.oscar_conn_id,
+            "poll_interval": self.poll_interval,
+            "deadline": self.deadline,
+        }
+
+    def _expired(self) -> bool:
+        return self.deadline is not None and time.time() >= self.deadline
+
+    async def _sleep(self) -> None:
+        pause = self.poll_interval
+        if self.deadline is not None:
+            pause = max(0.0, min(pause, self.deadline - time.time()))
+        await asyncio.sleep(pause)
+
+
+class OscarJobTrigger(_OscarTrigger):
+    """Wait until an OSCAR job ends ``Succeeded`` or ``Failed`` (or disappears).
+
+    :param service_name: the job's service.
+    :param job_name: the job (``<service>-<uuid>``).
+    :param cancel_on_kill: delete the job when the task is killed while deferred (Airflow 3.3+).
+    """
+
+    def __init__(
+        self,
+        *,
+        service_name: str,
+        job_name: str,
+        oscar_conn_id: str = OscarHook.default_conn_name,
+        poll_interval: float = 5.0,
+        deadline: float | None = None,
+        cancel_on_kill: bool = True,
+    ) -> None:
+        super().__init__(
+            oscar_conn_id=oscar_conn_id, poll_interval=poll_interval, deadline=deadline
+        )
+        self.service_name = service_name
+        self.job_name = job_name
+        self.cancel_on_kill = cancel_on_kill
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {
+            **super()._kwargs(),
+            "service_name": self.service_name,
+            "job_name": self.job_name,
+            "cancel_on_kill": self.cancel_on_kill,
+        }
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = OscarHook(self.oscar_conn_id)
+        base = {"service": self.service_name, "job": self.job_name}
+        try:
+            while True:
+                jobs = await hook.alist_jobs(self.service_name)
+                info = jobs.get(self.job_name)
+                if info is None:
+                    yield TriggerEvent(
+                        {**base, "status": "error", "message": "the job disappeared"}
+                    )
+                    return
+                if info.finished:
+                    status = "success" if info.status == "Succeeded" else "failed"
+                    yield TriggerEvent({**base, "status": status, "info": info.to_dict()})
+                    return
+                if self._expired():
+                    yield TriggerEvent(
+                        {
+                            **base,
+                            "status": "timeout",
+                            "info": info.to_dict(),
+                            "message": f"the job was still {info.status} at the deadline",
+                        }
+                    )
+                    return
+                self.log.debug("job %s is %s", self.job_name, info.status)
+                await self._sleep()
+        except Exception as exc:
+            yield TriggerEvent(
+                {**base, "status": "error", "message": f"{type(exc).__name__}: {exc}"}
+            )
+
+    async def on_kill(self) -> None:
+        """Delete the remote job when the user kills the deferred task (Airflow 3.3+)."""
+        if self.cancel_on_kill:
+            await OscarHook(self.oscar_conn_id).adelete_job(self.service_name, self.job_name)
+
+
+class OscarServiceReadyTrigger(_OscarTrigger):
+    """Wait until a service's deployment reports ``ready`` (fails on ``failed``)."""
+
+    def __init__(
+        self,
+        *,
+        service_name: str,
+        oscar_conn_id: str = OscarHook.default_conn_name,
+        poll_interval: float = 5.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__(
+            oscar_conn_id=oscar_conn_id, poll_interval=poll_interval, deadline=deadline
+        )
+        self.service_name = service_name
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {**super()._kwargs(), "service_name": self.service_name}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = OscarHook(self.oscar_conn_id)
+        base = {"service": self.service_name}
+        try:
+            while True:
+                deployment = await hook.aget_deployment(self.service_name)
+                state = deployment.get("state")
+                if state == "ready":
+                    yield TriggerEvent({**base, "status": "success", "deployment": deployment})
+                    return
+                if state == "failed" or self._expired():
+                    yield TriggerEvent(
+                        {
+                            **base,
+                            "status": "failed" if state == "failed" else "timeout",
+                            "deployment": deployment,
+                            "message": f"deployment is {state}: {deployment.get('reason') or '-'}",
+                        }
+                    )
+                    return
+                await self._sleep()
+        except Exception as exc:
+            yield TriggerEvent(
+                {**base, "status": "error", "message": f"{type(exc).__name__}: {exc}"}
+            )
