@@ -247,6 +247,11 @@ def check_service_name(name: str) -> None:
         )
 
 
+def job_prefix(service: str) -> str:
+    """The job-name prefix OSCAR derives from a service name (jobs are ``<prefix>-<uuid>``)."""
+    return service[:16] if len(service) >= 25 else service
+
+
 def parse_service(data: Any) -> Service:
     """Validate a JSON-like mapping as a service definition."""
     if not isinstance(data, dict):
@@ -292,7 +297,7 @@ def load_fdl(source: str | Path | dict[str, Any], cluster_id: str | None = None)
             raise OscarDefinitionError(
                 f"functions.oscar[{index}] must map one cluster id to a service"
             )
-        (cluster, definition), = entry.items()
+        ((cluster, definition),) = entry.items()
         if cluster_id is not None and cluster != cluster_id:
             continue
         if not isinstance(definition, dict):
@@ -312,7 +317,9 @@ def load_fdl(source: str | Path | dict[str, Any], cluster_id: str | None = None)
 
 def _read_source(source: str | Path) -> tuple[str, Path]:
     path = Path(source)
-    looks_like_path = isinstance(source, Path) or ("\n" not in str(source) and len(str(source)) < 4096)
+    looks_like_path = isinstance(source, Path) or (
+        "\n" not in str(source) and len(str(source)) < 4096
+    )
     if looks_like_path and path.suffix.lower() in (".yaml", ".yml", ".json"):
         if not path.is_file():
             raise OscarDefinitionError(f"FDL file {str(path)!r} does not exist")

@@ -224,16 +224,20 @@ class OscarApi:
         body = service.model_dump(mode="json", exclude={"token"})
         body["input"] = [io.to_api() for io in service.input] if service.input else None
         body["output"] = [io.to_api() for io in service.output] if service.output else None
+        timeout = max(60.0, self.settings.timeout)
+        headers = yield from self.system_auth()
         method = "PUT" if existing else "POST"
-        yield from self.system(
-            method,
-            "/system/services",
-            service.name,
-            json=body,
-            timeout=max(60.0, self.settings.timeout),
+        response = yield self.request(
+            method, "/system/services", headers=headers, json=body, timeout=timeout
         )
+        if method == "POST" and _duplicate(response):  # created meanwhile by someone else
+            method = "PUT"
+            response = yield self.request(
+                method, "/system/services", headers=headers, json=body, timeout=timeout
+            )
+        self.check(response, service.name)
         self.forget_token(service.name)
-        return "updated" if existing else "created"
+        return "updated" if method == "PUT" else "created"
 
     def delete_service(self, name: str) -> Step[bool]:
         """Delete a service (and, as OSCAR does, its buckets); ``False`` if it did not exist."""
@@ -432,6 +436,13 @@ class OscarApi:
             self._on_secret(token)
             with _TOKENS.lock:
                 _TOKENS.services[(self._base, name)] = token
+
+
+def _duplicate(response: httpx.Response) -> bool:
+    """OSCAR's refusal of a POST for an existing name: 409 up to v4.0, 400 from v4.1."""
+    return response.status_code in (400, 409) and (
+        "service with the provided name already exists" in response.text
+    )
 
 
 def _jwt_expiry(token: str) -> float:

@@ -7,10 +7,13 @@ form (``await hook.alist_jobs(svc)``) for triggers; the async form reads the con
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from airflow.sdk import BaseHook
@@ -108,10 +111,16 @@ def settings_from_connection(conn: Connection) -> ClusterSettings:
     if not host:
         raise OscarApiError(f"connection {conn.conn_id!r} has no host (the OSCAR endpoint)")
     if "://" not in host:
-        scheme = conn.schema if conn.schema in ("http", "https") else "https"
-        host = f"{scheme}://{host}"
-    if conn.port and host.count(":") < 2:
-        host = f"{host}:{conn.port}"
+        schema = (conn.schema or "").lower()
+        host = f"{schema if schema in ('http', 'https') else 'https'}://{host}"
+    try:
+        parts = urlsplit(host)
+        if conn.port and parts.port is None:  # the port goes before any path
+            host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{conn.port}"))
+    except ValueError as exc:
+        raise OscarApiError(
+            f"connection {conn.conn_id!r}: host {host!r} is not a URL: {exc}"
+        ) from None
     options: dict[str, Any] = {
         "endpoint": host.rstrip("/"),
         "user": conn.login or None,
@@ -138,7 +147,7 @@ def _positive(conn_id: str, key: str, value: Any, zero: bool = False) -> float:
         number = float(value)
     except (TypeError, ValueError):
         number = -1.0
-    if number < 0 or (number == 0 and not zero):
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
         raise OscarApiError(f"connection {conn_id!r}: extra {key!r} must be a positive number")
     return number
 
@@ -200,11 +209,17 @@ class OscarHook(BaseHook):
         return UI_BEHAVIOUR
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check ``/health`` and an authenticated ``/system/info``; never raises."""
+        """Check ``/health`` and an authenticated ``/system/info``; never raises.
+
+        One attempt each, without the retries: a button in the UI should answer at once.
+        """
         try:
-            if not self.call(lambda api: api.health()):
-                return False, f"OSCAR at {self.settings.endpoint} is not healthy"
-            info = self.get_info()
+            settings = replace(self.settings, retries=0)
+            driver = Driver(self.get_conn(), RetryPolicy(settings, self.log))
+            api = OscarApi(settings, on_secret=_mask_value)
+            if not driver(api.health()):
+                return False, f"OSCAR at {settings.endpoint} is not healthy"
+            info = driver(api.info())
         except Exception as exc:
             return False, str(exc)
         return True, f"Connected to OSCAR {info.get('version', '?')} at {self.settings.endpoint}"

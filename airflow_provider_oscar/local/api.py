@@ -289,13 +289,21 @@ def create_app(cluster: LocalCluster) -> FastAPI:
 
     @app.post("/system/buckets")
     async def create_bucket(request: Request) -> Response:
-        info = state.put_bucket(await json_body(request), system_caller(request), create=True)
+        caller = system_caller(request)
+        body = await json_body(request)
+        name = body.get("bucket_name") if isinstance(body, dict) else None
+        if isinstance(name, str) and name in await asyncio.to_thread(cluster.store.bucket_names):
+            raise Invalid(
+                f"Error creating bucket with name '{name}': the bucket \"{name}\" already exists"
+            )
+        info = state.put_bucket(body, caller, create=True)
         await asyncio.to_thread(cluster.store.make_bucket, info.name)
         return empty(201)
 
     @app.put("/system/buckets")
     async def update_bucket(request: Request) -> Response:
-        info = state.put_bucket(await json_body(request), system_caller(request), create=False)
+        caller = system_caller(request)
+        info = state.put_bucket(await json_body(request), caller, create=False)
         await asyncio.to_thread(cluster.store.make_bucket, info.name)
         return empty(204)
 

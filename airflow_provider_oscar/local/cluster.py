@@ -151,6 +151,7 @@ class LocalCluster:
             finally:
                 self.sync_running -= 1
                 self._take(service, -1)
+                self._dispatch()  # jobs may have waited for the CPU this run held
 
     def submit(self, service: str, event: bytes, owner: str | None, name: str | None) -> Job:
         """Create a job for ``service``; it runs as soon as a job slot is free."""

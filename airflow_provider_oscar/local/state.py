@@ -16,7 +16,13 @@ from datetime import datetime, timezone
 from enum import Enum
 
 from airflow_provider_oscar.errors import OscarDefinitionError
-from airflow_provider_oscar.fdl import Service, StorageIO, check_service_name, parse_service
+from airflow_provider_oscar.fdl import (
+    Service,
+    StorageIO,
+    check_service_name,
+    job_prefix,
+    parse_service,
+)
 
 ADMIN_OWNER = "cluster_admin"
 JOB_PAGE_SIZE = 70
@@ -424,11 +430,6 @@ class ClusterState:
     def _check_owner(service: Service, caller: Caller) -> None:
         if not caller.admin and service.owner != caller.subject:
             raise Forbidden(f"User {caller.subject} doesn't have permision to modify this service")
-
-
-def job_prefix(service: str) -> str:
-    """The job-name prefix OSCAR derives from a service name."""
-    return service[:16] if len(service) >= 25 else service
 
 
 def service_buckets(service: Service) -> list[str]:

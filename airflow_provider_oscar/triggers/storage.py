@@ -65,7 +65,7 @@ class OscarOutputTrigger(_OscarTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = OscarStorageHook(self.oscar_conn_id)
-        base = {"path": self.path}
+        base = {"path": self.path, "contains": self.contains}
         try:
             while True:
                 if self.prefix:

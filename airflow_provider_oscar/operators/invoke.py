@@ -1,0 +1,463 @@
+"""Invoking OSCAR services: synchronously (``/run``) and as asynchronous jobs.
+
+Results pushed to XCom stay small and JSON-plain: a normalised prediction, console text, or the
+names and sizes of output files, never raw images. Large outputs are saved to a path or a
+bucket and XCom holds where they went.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_oscar.errors import OscarClientError, OscarResultError
+from airflow_provider_oscar.failures import task_outcome
+from airflow_provider_oscar.fdl import job_prefix
+from airflow_provider_oscar.hooks.api import JobInfo
+from airflow_provider_oscar.hooks.storage import OscarStorageHook, split_path
+from airflow_provider_oscar.operators.base import OscarBaseOperator, default_deferrable
+from airflow_provider_oscar.results import RunOutput, decode_prediction, decode_run_body
+from airflow_provider_oscar.triggers.oscar import OscarJobTrigger
+from airflow_provider_oscar.triggers.storage import OscarOutputTrigger, matching
+
+OutputKind = Literal["prediction", "text", "files"]
+LOG_CHUNK_LINES = 200
+_NAMESPACE = uuid.UUID("6f1c0f5e-3b7a-4d61-9a59-0c5f1d3f0a11")
+_TEXT_LIMIT = 64 * 1024
+
+
+class _InputMixin:
+    """One input from exactly one of a local file, inline data or a bucket object."""
+
+    input_path: str | None
+    input_data: Any
+    input_object: str | None
+    oscar_conn_id: str
+
+    def _check_one_input(self) -> None:
+        given = [
+            n for n in ("input_path", "input_data", "input_object") if getattr(self, n) is not None
+        ]
+        if len(given) != 1:
+            raise AirflowFailException(
+                f"give exactly one of input_path, input_data, input_object (got {given or 'none'})"
+            )
+
+    @cached_property
+    def storage(self) -> OscarStorageHook:
+        return OscarStorageHook(self.oscar_conn_id)
+
+    def _read_input(self) -> tuple[bytes | str | Mapping[str, Any] | list[Any], str]:
+        """The input and a file name for it."""
+        self._check_one_input()
+        if self.input_path is not None:
+            path = Path(self.input_path)
+            if not path.is_file():
+                raise AirflowFailException(f"input_path {self.input_path!r} is not a file")
+            return path.read_bytes(), path.name
+        if self.input_object is not None:
+            return self.storage.download_bytes(self.input_object), PurePosixPath(
+                self.input_object
+            ).name
+        data = self.input_data
+        if isinstance(data, str) and data.lstrip().startswith(("{", "[")):
+            with contextlib.suppress(ValueError):
+                data = json.loads(data)  # a rendered template of a JSON document
+        if not isinstance(data, bytes | str | Mapping | list):
+            raise AirflowFailException(
+                f"input_data must be bytes, text or a JSON document, not {type(data).__name__}"
+            )
+        return data, "input.json" if isinstance(data, Mapping | list) else "input"
+
+
+def _as_bytes(data: bytes | str | Mapping[str, Any] | list[Any]) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode()
+    return json.dumps(data).encode()
+
+
+def log_remote(operator: OscarBaseOperator, title: str, text: str | None) -> None:
+    """Copy a remote log into the task log in chunks (huge single records get dropped)."""
+    if not text:
+        operator.log.info("%s: (empty)", title)
+        return
+    lines = text.splitlines()
+    for start in range(0, len(lines), LOG_CHUNK_LINES):
+        chunk = "\n".join(lines[start : start + LOG_CHUNK_LINES])
+        operator.log.info(
+            "%s [lines %d-%d]:\n%s", title, start + 1, start + len(chunk.splitlines()), chunk
+        )
+
+
+class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
+    """Invoke a service synchronously (``POST /run``) and return its decoded result.
+
+    :param service_name: the OSCAR service.
+    :param input_path: a local file to send; or
+    :param input_data: bytes, text or a JSON document to send; or
+    :param input_object: ``bucket/key`` of an object to send.
+    :param decode: ``"prediction"`` (a plant-classification style result, normalised; a model
+        answering ``status: error`` fails the task), ``"text"`` or ``"files"``.
+    :param output_path: save the output there (a file, or a folder for several files).
+    :param output_object: save the output to ``bucket/key`` (``bucket/prefix`` for several).
+    :param timeout: seconds to wait for the answer (default: the connection's ``run_timeout``).
+    """
+
+    template_fields = (
+        "service_name",
+        "input_path",
+        "input_data",
+        "input_object",
+        "output_path",
+        "output_object",
+    )
+    template_fields_renderers = {"input_data": "json"}
+
+    def __init__(
+        self,
+        *,
+        service_name: str,
+        input_path: str | None = None,
+        input_data: Any = None,
+        input_object: str | None = None,
+        decode: OutputKind = "prediction",
+        output_path: str | None = None,
+        output_object: str | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if decode not in ("prediction", "text", "files"):
+            raise ValueError(f"decode must be 'prediction', 'text' or 'files', not {decode!r}")
+        self.service_name = service_name
+        self.input_path = input_path
+        self.input_data = input_data
+        self.input_object = input_object
+        self.decode = decode
+        self.output_path = output_path
+        self.output_object = output_object
+        self.timeout = timeout
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with task_outcome():
+            data, name = self._read_input()
+            response = self.hook.run_service(self.service_name, data, timeout=self.timeout)
+            if response.status_code != 200:
+                raise AirflowException(
+                    f"service {self.service_name!r} answered {response.status_code}: "
+                    f"{response.body[:500].decode(errors='replace')}"
+                )
+            output = decode_run_body(response.body)
+            result: dict[str, Any] = {
+                "service": self.service_name,
+                "cluster": self.hook.settings.name,
+                "input": name,
+                "saved": self._save(output),
+            }
+            result.update(self._summary(output, response.body))
+            return result
+
+    def _summary(self, output: RunOutput, body: bytes) -> dict[str, Any]:
+        if self.decode == "prediction":
+            prediction = decode_prediction(body, source=self.service_name).raise_for_status()
+            return {"prediction": prediction.to_dict()}
+        if self.decode == "text":
+            text = (
+                output.text
+                if output.text is not None
+                else (output.data or b"").decode(errors="replace")
+            )
+            return {"text": text[:_TEXT_LIMIT], "truncated": len(text) > _TEXT_LIMIT}
+        files = _files_of(output)
+        return {"files": {n: len(b) for n, b in files.items()}}
+
+    def _save(self, output: RunOutput) -> list[str]:
+        files = _files_of(output)
+        saved: list[str] = []
+        if self.output_path:
+            target = Path(self.output_path)
+            for name, content in files.items():
+                path = (
+                    target
+                    if len(files) == 1 and output.kind != "archive"
+                    else _inside(target, name)
+                )
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+                saved.append(str(path))
+        if self.output_object:
+            bucket, key = split_path(self.output_object)
+            for name, content in files.items():
+                object_key = key if output.kind != "archive" else f"{key.rstrip('/')}/{name}"
+                self.storage.upload_bytes(f"{bucket}/{object_key}", content)
+                saved.append(f"{bucket}/{object_key}")
+        return saved
+
+
+def _files_of(output: RunOutput) -> dict[str, bytes]:
+    if output.kind == "archive":
+        return dict(output.files)
+    if output.kind == "file":
+        return {"output": output.data or b""}
+    return {"output.txt": (output.text or "").encode()}
+
+
+def _inside(folder: Path, name: str) -> Path:
+    path = (folder / name).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise OscarResultError(f"output file name {name!r} would leave {folder}")
+    return path
+
+
+class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
+    """Run a service asynchronously and (optionally) wait for the result without a worker.
+
+    ``via="job"`` posts the input to ``/job`` under a job name derived from the DAG, run, task,
+    map index and try (``X-Delegated-Job-ID``; when a cluster ignores it, the job is found by
+    comparing job lists); the result is read from the job's log. ``via="bucket"`` uploads the
+    input into the service's input folder under a key derived from the same identifiers, which
+    starts the job as any upload does; the result is the output object whose name contains that
+    key's token. Either way ``Succeeded`` alone is not trusted: the model's output decides.
+
+    :param wait_for_completion: wait for the job (and its output); otherwise return at once.
+    :param decode: ``"prediction"`` (decoded and normalised; ``status: error`` fails the task)
+        or ``"none"`` (just the job).
+    :param timeout: seconds to wait for the result.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    """
+
+    template_fields = ("service_name", "input_path", "input_data", "input_object")
+    template_fields_renderers = {"input_data": "json"}
+
+    def __init__(
+        self,
+        *,
+        service_name: str,
+        input_path: str | None = None,
+        input_data: Any = None,
+        input_object: str | None = None,
+        via: Literal["job", "bucket"] = "job",
+        wait_for_completion: bool = True,
+        decode: Literal["prediction", "none"] = "prediction",
+        timeout: float = 3600.0,
+        poll_interval: float = 5.0,
+        fetch_logs: bool = True,
+        deferrable: bool = default_deferrable(),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if via not in ("job", "bucket"):
+            raise ValueError(f"via must be 'job' or 'bucket', not {via!r}")
+        if decode not in ("prediction", "none"):
+            raise ValueError(f"decode must be 'prediction' or 'none', not {decode!r}")
+        self.service_name = service_name
+        self.input_path = input_path
+        self.input_data = input_data
+        self.input_object = input_object
+        self.via = via
+        self.wait_for_completion = wait_for_completion
+        self.decode = decode
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.fetch_logs = fetch_logs
+        self.deferrable = deferrable
+        self._job_name: str | None = None
+
+    # submission ---------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with task_outcome():
+            token = self._token(context)
+            data, name = self._read_input()
+            deadline = time.time() + self.timeout
+            if self.via == "job":
+                return self._via_job(context, token, data, deadline)
+            return self._via_bucket(context, token, data, name, deadline)
+
+    def _token(self, context: Context) -> str:
+        ti = context["ti"]
+        parts = (ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number)
+        return str(uuid.uuid5(_NAMESPACE, "|".join(map(str, parts))))
+
+    def _via_job(self, context: Context, token: str, data: Any, deadline: float) -> dict[str, Any]:
+        wanted = f"{job_prefix(self.service_name)}-{token}"
+        before = self.hook.list_jobs(self.service_name)
+        if wanted not in before:
+            self.hook.submit_job(self.service_name, data, job_name=wanted)
+        job = self._find_job(wanted, before)
+        self._job_name = job
+        self.log.info("submitted OSCAR job %s of service %s", job, self.service_name)
+        if not self.wait_for_completion:
+            return {"service": self.service_name, "job": job, "status": "submitted"}
+        if self.deferrable:
+            self.defer(
+                trigger=OscarJobTrigger(
+                    service_name=self.service_name,
+                    job_name=job,
+                    oscar_conn_id=self.oscar_conn_id,
+                    poll_interval=self.poll_interval,
+                    deadline=deadline,
+                ),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=self.timeout + 60),
+            )
+        info = self._wait_for_job(job, deadline)
+        return self._finish_job(job, info)
+
+    def _find_job(self, wanted: str, before: Mapping[str, JobInfo]) -> str:
+        """The submitted job: the requested name, or the one new job in the list."""
+        for _ in range(10):
+            after = self.hook.list_jobs(self.service_name)
+            if wanted in after:
+                return wanted
+            new = sorted(set(after) - set(before))
+            if len(new) == 1:
+                self.log.warning("the cluster ignored X-Delegated-Job-ID; using %s", new[0])
+                return new[0]
+            if len(new) > 1:
+                raise AirflowException(
+                    f"the cluster ignored X-Delegated-Job-ID and {len(new)} jobs of "
+                    f"{self.service_name!r} started at once; use via='bucket' to correlate"
+                )
+            time.sleep(0.5)
+        raise AirflowException(f"the job submitted to {self.service_name!r} never appeared")
+
+    def _wait_for_job(self, job: str, deadline: float) -> JobInfo:
+        while True:
+            info = self.hook.list_jobs(self.service_name).get(job)
+            if info is None:
+                raise AirflowException(f"OSCAR job {job} disappeared before it finished")
+            if info.finished:
+                return info
+            if time.time() >= deadline:
+                raise AirflowException(
+                    f"OSCAR job {job} still {info.status} after {self.timeout:g} s"
+                )
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.time())))
+
+    def _finish_job(self, job: str, info: JobInfo) -> dict[str, Any]:
+        logs = self.hook.get_job_logs(self.service_name, job)
+        if self.fetch_logs or info.status != "Succeeded":
+            log_remote(self, f"OSCAR job {job} log", logs)
+        if info.status != "Succeeded":
+            tail = "\n".join((logs or "").splitlines()[-20:])
+            raise AirflowFailException(f"OSCAR job {job} ended {info.status}. Log tail:\n{tail}")
+        result: dict[str, Any] = {"service": self.service_name, "job": info.to_dict()}
+        if self.decode == "prediction":
+            if not logs:
+                raise AirflowFailException(f"OSCAR job {job} succeeded but left no log to read")
+            try:
+                prediction = decode_prediction(logs, source=job).raise_for_status()
+            except OscarResultError as exc:
+                raise AirflowFailException(
+                    f"OSCAR job {job} succeeded but printed no model result: {exc}"
+                ) from exc
+            result["prediction"] = prediction.to_dict()
+        return result
+
+    # bucket submission --------------------------------------------------------------------
+
+    def _via_bucket(
+        self, context: Context, token: str, data: Any, name: str, deadline: float
+    ) -> dict[str, Any]:
+        service = self.hook.get_service(self.service_name)
+        if service is None:
+            raise OscarClientError(f"service {self.service_name!r} does not exist")
+        inputs = [io for io in service.input or [] if io.provider_type == "minio"]
+        outputs = [io for io in service.output or [] if io.provider_type == "minio"]
+        if not inputs or not outputs:
+            raise AirflowFailException(
+                f"service {self.service_name!r} needs MinIO input and output paths for via='bucket'"
+            )
+        stem = token.split("-")[0]
+        key = f"{inputs[0].path}/{stem}-{name}"
+        out = outputs[0].path
+        submitted = time.time()
+        self.storage.upload_bytes(key, _as_bytes(data))
+        self.log.info(
+            "uploaded the input to %s; waiting for outputs containing %r in %s", key, stem, out
+        )
+        if not self.wait_for_completion:
+            return {
+                "service": self.service_name,
+                "input": key,
+                "token": stem,
+                "status": "submitted",
+            }
+        if self.deferrable:
+            self.defer(
+                trigger=OscarOutputTrigger(
+                    path=out,
+                    prefix=True,
+                    contains=stem,
+                    newer_than=submitted,
+                    oscar_conn_id=self.oscar_conn_id,
+                    poll_interval=self.poll_interval,
+                    deadline=deadline,
+                ),
+                method_name="execute_complete_bucket",
+                timeout=timedelta(seconds=self.timeout + 60),
+            )
+        while True:
+            found = matching(self.storage.list_objects(out), stem, submitted)
+            if found:
+                return self._finish_bucket(out, stem, [o.key for o in found])
+            if time.time() >= deadline:
+                raise AirflowException(
+                    f"no output containing {stem!r} in {out} after {self.timeout:g} s"
+                )
+            time.sleep(self.poll_interval)
+
+    def _finish_bucket(self, output_path: str, token: str, keys: list[str]) -> dict[str, Any]:
+        bucket, _ = split_path(output_path)
+        objects = [f"{bucket}/{k}" for k in keys]
+        result: dict[str, Any] = {"service": self.service_name, "token": token, "outputs": objects}
+        if self.decode == "prediction":
+            path = objects[0]
+            prediction = decode_prediction(self.storage.download_bytes(path), source=path)
+            result["prediction"] = prediction.raise_for_status().to_dict()
+        return result
+
+    # resumption after deferral ------------------------------------------------------------
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Resume after :class:`OscarJobTrigger` fired."""
+        event = event or {}
+        job = event.get("job", "?")
+        self._job_name = job
+        with task_outcome():
+            if event.get("status") in ("success", "failed"):
+                return self._finish_job(job, JobInfo(**event["info"]))
+            if event.get("status") == "timeout":
+                raise AirflowException(f"OSCAR job {job}: {event.get('message')}")
+            raise AirflowException(f"waiting for OSCAR job {job} failed: {event.get('message')}")
+
+    def execute_complete_bucket(
+        self, context: Context, event: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Resume after :class:`OscarOutputTrigger` fired (the event carries all state)."""
+        event = event or {}
+        with task_outcome():
+            if event.get("status") == "success":
+                keys = [o["key"] for o in event["objects"]]
+                return self._finish_bucket(event["path"], event["contains"], keys)
+            raise AirflowException(f"no output in {event.get('path')}: {event.get('message')}")
+
+    def on_kill(self) -> None:
+        """Delete the remote job when the running task is killed."""
+        if self._job_name:
+            self.hook.delete_job(self.service_name, self._job_name)

@@ -1,0 +1,268 @@
+"""Sensors on OSCAR jobs and service deployments.
+
+Each sensor pokes in the worker (``mode="poke"`` or ``"reschedule"``) or, when deferrable, pokes
+once and then hands the wait to a trigger with an absolute deadline; ``poke_interval`` is the
+trigger's poll interval too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
+
+from airflow_provider_oscar.errors import OscarError
+from airflow_provider_oscar.failures import task_outcome
+from airflow_provider_oscar.hooks.oscar import OscarHook
+from airflow_provider_oscar.links import OscarJobLogsLink, OscarServiceLink
+from airflow_provider_oscar.operators.base import default_deferrable
+from airflow_provider_oscar.triggers.oscar import OscarJobTrigger, OscarServiceReadyTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.types import Logger
+    from airflow.triggers.base import BaseTrigger
+
+#: How many of a failed job's last log lines go into the failure message.
+LOG_TAIL_LINES = 20
+
+
+class OscarBaseSensor(BaseSensorOperator):
+    """Base of the OSCAR sensors: connection, lazy hook, and the poke-once-then-defer path.
+
+    :param oscar_conn_id: the Airflow connection (type ``oscar``) of the cluster.
+    :param deferrable: wait in the triggerer; ``None`` reads ``[operators] default_deferrable``.
+    """
+
+    ui_color = "#d6ecff"
+
+    def __init__(
+        self,
+        *,
+        oscar_conn_id: str = OscarHook.default_conn_name,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.oscar_conn_id = oscar_conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+
+    @cached_property
+    def hook(self) -> OscarHook:
+        return OscarHook(self.oscar_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        self.persist_links(context)
+        if not self.deferrable:
+            return super().execute(context)
+        try:
+            done = self.poke(context)
+        except AirflowFailException as exc:
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(f"skipped (soft_fail/never_fail): {exc}") from exc
+            raise
+        if done:
+            return done.xcom_value if isinstance(done, PokeReturnValue) else None
+        self.defer(
+            trigger=self.trigger(deadline=time.time() + self.timeout),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: its ``success`` event gives the result, others fail."""
+        event = event or {}
+        status = event.get("status")
+        if status == "success":
+            return self.on_success(context, event)
+        if status == "failed":
+            return self.on_failed(context, event)
+        message = f"{self.task_id}: {event.get('message') or f'unexpected trigger event {event!r}'}"
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        raise AirflowException(message)
+
+    def persist_links(self, context: Context) -> None:
+        """Store what the sensor's extra links need (before any deferral)."""
+
+    def trigger(self, deadline: float) -> BaseTrigger:
+        """The trigger that waits in place of :meth:`poke`."""
+        raise NotImplementedError
+
+    def on_success(self, context: Context, event: dict[str, Any]) -> Any:
+        """The XCom value of a ``success`` event."""
+        raise NotImplementedError
+
+    def on_failed(self, context: Context, event: dict[str, Any]) -> Any:
+        """Handle a ``failed`` event (by default: fail with its message)."""
+        raise AirflowFailException(f"{self.task_id}: {event.get('message') or event}")
+
+
+class OscarJobSensor(OscarBaseSensor):
+    """Wait for an OSCAR job to end; its ``JobInfo`` (as a dict) is the XCom value.
+
+    The job's log is copied into the task log when it ends.
+
+    :param service_name: the job's service.
+    :param job_name: the job (``<service>-<uuid>``, or the name given at submission).
+    :param fail_on_job_failure: a ``Failed`` job fails the task (with its last log lines);
+        ``False`` makes it an ordinary result whose ``status`` is ``Failed``.
+    """
+
+    template_fields: Sequence[str] = ("service_name", "job_name")
+    operator_extra_links = (OscarJobLogsLink(),)
+
+    def __init__(
+        self,
+        *,
+        service_name: str,
+        job_name: str,
+        fail_on_job_failure: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.service_name = service_name
+        self.job_name = job_name
+        self.fail_on_job_failure = fail_on_job_failure
+
+    def persist_links(self, context: Context) -> None:
+        with task_outcome():
+            endpoint = self.hook.settings.endpoint
+        OscarJobLogsLink.persist(
+            context, endpoint=endpoint, service=self.service_name, job=self.job_name
+        )
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        with task_outcome():
+            info = self.hook.list_jobs(self.service_name).get(self.job_name)
+            cluster = self.hook.settings.name
+        if info is None:
+            raise AirflowFailException(
+                f"OSCAR cluster {cluster}: service {self.service_name!r} has no job "
+                f"{self.job_name!r} (never submitted, deleted, or expired after its TTL)"
+            )
+        if not info.finished:
+            self.log.info("OSCAR job %s is %s", self.job_name, info.status)
+            return False
+        return PokeReturnValue(True, self.finish(info.to_dict()))
+
+    def trigger(self, deadline: float) -> BaseTrigger:
+        return OscarJobTrigger(
+            service_name=self.service_name,
+            job_name=self.job_name,
+            oscar_conn_id=self.oscar_conn_id,
+            poll_interval=self.poke_interval,
+            deadline=deadline,
+            cancel_on_kill=False,  # the sensor watches the job; it does not own it
+        )
+
+    def on_success(self, context: Context, event: dict[str, Any]) -> Any:
+        return self.finish(event["info"])
+
+    def on_failed(self, context: Context, event: dict[str, Any]) -> Any:
+        return self.finish(event["info"])
+
+    def finish(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Copy the ended job's log into the task log; fail on ``Failed`` if asked to."""
+        try:
+            text = self.hook.get_job_logs(self.service_name, self.job_name) or ""
+        except OscarError as exc:
+            self.log.warning("could not read the log of OSCAR job %s: %s", self.job_name, exc)
+            text = ""
+        for line in text.splitlines():
+            self.log.info("[%s] %s", self.job_name, line)
+        if info["status"] == "Failed" and self.fail_on_job_failure:
+            with task_outcome():
+                cluster = self.hook.settings.name
+            tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:]) or "(no log)"
+            raise AirflowFailException(
+                f"OSCAR cluster {cluster}: job {self.job_name!r} of service "
+                f"{self.service_name!r} failed; last log lines:\n{tail}"
+            )
+        return info
+
+
+class OscarServiceReadySensor(OscarBaseSensor):
+    """Wait until a service's deployment is ``ready``; the deployment status is the XCom value.
+
+    A ``failed`` deployment fails the task, with the deployment's logs in the task log.
+
+    :param service_name: the service.
+    """
+
+    template_fields: Sequence[str] = ("service_name",)
+    operator_extra_links = (OscarServiceLink(),)
+
+    def __init__(self, *, service_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service_name = service_name
+
+    def persist_links(self, context: Context) -> None:
+        with task_outcome():
+            endpoint = self.hook.settings.endpoint
+        OscarServiceLink.persist(context, endpoint=endpoint, service=self.service_name)
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        deployment = ready_deployment(self.hook, self.service_name, self.log)
+        return PokeReturnValue(True, deployment) if deployment else False
+
+    def trigger(self, deadline: float) -> BaseTrigger:
+        return OscarServiceReadyTrigger(
+            service_name=self.service_name,
+            oscar_conn_id=self.oscar_conn_id,
+            poll_interval=self.poke_interval,
+            deadline=deadline,
+        )
+
+    def on_success(self, context: Context, event: dict[str, Any]) -> Any:
+        return event["deployment"]
+
+    def on_failed(self, context: Context, event: dict[str, Any]) -> Any:
+        raise deployment_failure(self.hook, self.service_name, event["deployment"], self.log)
+
+
+def ready_deployment(hook: OscarHook, service: str, log: Logger) -> dict[str, Any] | None:
+    """The service's deployment status when ``ready``, ``None`` while it is not yet.
+
+    Raises :class:`AirflowFailException` (after logging the deployment's logs) when it failed.
+    """
+    with task_outcome():
+        deployment = hook.get_deployment(service)
+    state = deployment.get("state")
+    if state == "failed":
+        raise deployment_failure(hook, service, deployment, log)
+    if state != "ready":
+        log.info("OSCAR service %s is %s (%s)", service, state, deployment.get("reason") or "-")
+        return None
+    return deployment
+
+
+def deployment_failure(
+    hook: OscarHook, service: str, deployment: dict[str, Any], log: Logger
+) -> AirflowFailException:
+    """Copy a failed deployment's logs into the task log; the exception to raise for it."""
+    try:
+        logs = hook.get_deployment_logs(service)
+    except OscarError as exc:
+        log.warning("could not read the deployment logs of OSCAR service %s: %s", service, exc)
+        logs = {}
+    for entry in logs.get("entries") or []:
+        log.error("[%s] %s %s", service, entry.get("timestamp") or "", entry.get("message"))
+    if logs.get("message"):
+        log.error("[%s] %s", service, logs["message"])
+    with task_outcome():
+        cluster = hook.settings.name
+    return AirflowFailException(
+        f"OSCAR cluster {cluster}: deployment of service {service!r} failed: "
+        f"{deployment.get('reason') or 'no reason given'}"
+    )
