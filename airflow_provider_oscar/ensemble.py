@@ -61,7 +61,7 @@ __all__ = ["METHODS", "MISSING", "AbstainRule", "EnsembleError", "accuracy", "ag
 METHODS = ("soft_vote", "weighted_mean", "geometric_mean", "max", "majority_vote", "borda", "rrf")
 MISSING = ("zero", "residual")
 _RANK_METHODS = ("borda", "rrf")
-_SUM_TOLERANCE = 1e-6
+_TOLERANCE = 1e-6  # slack on probabilities and their sums, for float32 rounding
 _TIE_BITS = 40  # mantissa bits kept when comparing scores (about 12 significant digits)
 
 
@@ -100,7 +100,7 @@ def aggregate(
 
     ``predictions`` maps input id → model name → prediction: a mapping with ``status``, ``labels``,
     ``probabilities`` (optionally ``message`` and ``source``, the output it came from), an object
-    with those attributes (such as :class:`~airflow_provider_oscar.results.Prediction`), or ``None``.
+    with those attributes (a :class:`~airflow_provider_oscar.results.Prediction`), or ``None``.
     ``models`` names the expected models (default: every model seen, in first-seen order); a model
     without an entry for an input is missing there. Raises :class:`EnsembleError` on bad arguments,
     malformed predictions, or an input answered by fewer than ``min_models`` models.
@@ -355,12 +355,12 @@ def _collect(predictions: Mapping[str, Mapping[str, Any]], models: Sequence[str]
     slot = np.repeat(slot_of_pred, lengths)
     display, label = _label_ids(raw_labels)
 
-    bad = np.flatnonzero(~((prob >= 0) & (prob <= 1)))
+    bad = np.flatnonzero(~((prob >= 0) & (prob <= 1 + _TOLERANCE)))
     if bad.size:
         e = int(bad[0])
         raise EnsembleError(f"{where(int(slot[e]))}: probability {float(prob[e])!r} outside [0, 1]")
     total = np.bincount(slot, prob, n_inputs * n_models)
-    over = np.flatnonzero(total > 1 + _SUM_TOLERANCE)
+    over = np.flatnonzero(total > 1 + _TOLERANCE)
     if over.size:
         s = int(over[0])
         raise EnsembleError(f"{where(s)}: probabilities sum to {total[s]:.7g} > 1")
