@@ -47,7 +47,7 @@ memory grows with the number of listed labels, never with inputs times vocabular
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import chain, compress
 from typing import Any
@@ -128,14 +128,13 @@ def aggregate(
     if not predictions:
         return []
     batch = _collect(predictions, models)
-    w = _model_weights(method, weights, batch.models)
+    w = _model_weights(weights, batch.models)
     _check_coverage(batch, w, min_models, num_classes)
     scores = _score(batch, method, w, missing, floor, rrf_k, num_classes)
+    weight_of = dict(zip(batch.models, w.tolist(), strict=True))
     description = {
         "combiner": method,
-        "weights": dict(zip(batch.models, w.tolist(), strict=True))
-        if weights is not None
-        else None,
+        "weights": weight_of if weights is not None else None,
         "missing": missing,
         "floor": floor if method == "geometric_mean" else None,
         "rrf_k": rrf_k if method == "rrf" else None,
@@ -193,6 +192,7 @@ def _check_arguments(
     min_models: int,
     rule: AbstainRule,
 ) -> None:
+    """Every argument that does not depend on the predictions."""
     if method not in METHODS:
         raise EnsembleError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if missing not in MISSING:
@@ -234,9 +234,8 @@ def _is_real(value: Any) -> bool:
     )
 
 
-def _model_weights(
-    method: str, weights: Mapping[str, float] | None, models: list[str]
-) -> np.ndarray:
+def _model_weights(weights: Mapping[str, float] | None, models: list[str]) -> np.ndarray:
+    """One weight per model, in model order (all 1 without weights)."""
     if weights is None:
         return np.ones(len(models))
     unknown = sorted(set(weights) - set(models))
@@ -244,7 +243,7 @@ def _model_weights(
         raise EnsembleError(f"weights given for unknown models: {', '.join(map(str, unknown))}")
     absent = [m for m in models if m not in weights]
     if absent:
-        raise EnsembleError(f"method {method!r} has no weight for models: {', '.join(absent)}")
+        raise EnsembleError(f"no weight given for models: {', '.join(absent)}")
     bad = [m for m in models if not (_is_real(weights[m]) and weights[m] >= 0)]
     if bad:
         raise EnsembleError(f"weights must be finite and >= 0; bad for models: {', '.join(bad)}")
@@ -288,18 +287,7 @@ def _collect(predictions: Mapping[str, Mapping[str, Any]], models: Sequence[str]
     """One pass over the mappings into flat lists, then arrays; checks every prediction."""
     inputs = list(predictions)
     rows = list(predictions.values())
-    for input_id, row in zip(inputs, rows, strict=True):
-        if not isinstance(row, Mapping):
-            raise EnsembleError(f"input {input_id!r}: expected a mapping of model name to output")
-    seen = list(dict.fromkeys(chain.from_iterable(rows)))
-    names = seen if models is None else list(models)
-    if len(set(names)) != len(names):
-        raise EnsembleError("models contains duplicate names")
-    unknown = [str(m) for m in seen if m not in set(names)]
-    if unknown:
-        raise EnsembleError(f"predictions from models not in models: {', '.join(unknown)}")
-    if not names:
-        raise EnsembleError("no models to aggregate")
+    names = _model_names(inputs, rows, models)
     n_inputs, n_models = len(inputs), len(names)
 
     def where(s: int) -> str:
@@ -307,40 +295,11 @@ def _collect(predictions: Mapping[str, Mapping[str, Any]], models: Sequence[str]
 
     got = [row.get(m) for row in rows for m in names]
     views: list[Any] = [p if p is None or type(p) is dict else _view(p) for p in got]
-    raw_status = [_ABSENT if v is None else v.get("status") for v in views]
-    try:
-        name_of = {s: _status_name(s) for s in set(raw_status)}
-    except TypeError:
-        raise EnsembleError("statuses must be strings") from None
-    status = list(map(name_of.__getitem__, raw_status))
+    status, message = _statuses(views)
     answered = list(compress(range(len(status)), map("ok".__eq__, status)))
-    message = {}
-    if set(name_of.values()) - _NOT_FAILED:  # some model failed: keep what it said
-        failed = [s for s, name in enumerate(status) if name not in _NOT_FAILED]
-        message = {
-            s: str(views[s]["message"]) for s in failed if views[s].get("message") is not None
-        }
-
     labels = [views[s].get("labels") for s in answered]
     probs = [views[s].get("probabilities") for s in answered]
-    if not {*map(type, labels), *map(type, probs)} <= _SEQUENCES:
-        s = next(
-            s
-            for s, a, b in zip(answered, labels, probs, strict=True)
-            if {type(a), type(b)} - _SEQUENCES
-        )
-        raise EnsembleError(f"{where(s)}: labels and probabilities must be lists")
-    lengths = np.fromiter(map(len, labels), np.int64, len(labels))
-    n_probs = np.fromiter(map(len, probs), np.int64, len(probs))
-    mismatch = np.flatnonzero(lengths != n_probs)
-    if mismatch.size:
-        k = int(mismatch[0])
-        raise EnsembleError(
-            f"{where(answered[k])}: {lengths[k]} labels but {n_probs[k]} probabilities"
-        )
-    empty = np.flatnonzero(lengths == 0)
-    if empty.size:
-        raise EnsembleError(f"{where(answered[int(empty[0])])}: status ok but no labels")
+    lengths = _list_lengths(labels, probs, answered, where)
 
     slot_of_pred = np.array(answered, np.int64)
     length = np.zeros(n_inputs * n_models, np.int64)
@@ -353,22 +312,13 @@ def _collect(predictions: Mapping[str, Mapping[str, Any]], models: Sequence[str]
     except (TypeError, ValueError):
         raise EnsembleError("probabilities must be numbers") from None
     slot = np.repeat(slot_of_pred, lengths)
-    display, label = _label_ids(raw_labels)
-
-    bad = np.flatnonzero(~((prob >= 0) & (prob <= 1 + _TOLERANCE)))
-    if bad.size:
-        e = int(bad[0])
-        raise EnsembleError(f"{where(int(slot[e]))}: probability {float(prob[e])!r} outside [0, 1]")
     total = np.bincount(slot, prob, n_inputs * n_models)
-    over = np.flatnonzero(total > 1 + _TOLERANCE)
-    if over.size:
-        s = int(over[0])
-        raise EnsembleError(f"{where(s)}: probabilities sum to {total[s]:.7g} > 1")
+    _check_probabilities(prob, slot, total, where)
 
+    display, label = _label_ids(raw_labels)
     n_labels = max(len(display), 1)
     keys, cand = _distinct(slot // n_models * n_labels + label)
-    listed = np.bincount(cand * n_models + slot % n_models)
-    twice = np.flatnonzero(listed > 1)
+    twice = np.flatnonzero(np.bincount(cand * n_models + slot % n_models) > 1)
     if twice.size:
         c, m = divmod(int(twice[0]), n_models)
         s = int(keys[c]) // n_labels * n_models + m
@@ -396,6 +346,77 @@ def _collect(predictions: Mapping[str, Mapping[str, Any]], models: Sequence[str]
         cand_input=keys // n_labels,
         cand_label=keys % n_labels,
     )
+
+
+def _model_names(
+    inputs: list[str], rows: list[Mapping[str, Any]], models: Sequence[str] | None
+) -> list[str]:
+    """``models``, or every model seen in first-seen order; checks the rows name only those."""
+    for input_id, row in zip(inputs, rows, strict=True):
+        if not isinstance(row, Mapping):
+            raise EnsembleError(f"input {input_id!r}: expected a mapping of model name to output")
+    seen = list(dict.fromkeys(chain.from_iterable(rows)))
+    names = seen if models is None else list(models)
+    if len(set(names)) != len(names):
+        raise EnsembleError("models contains duplicate names")
+    unknown = [str(m) for m in seen if m not in set(names)]
+    if unknown:
+        raise EnsembleError(f"predictions from models not in models: {', '.join(unknown)}")
+    if not names:
+        raise EnsembleError("no models to aggregate")
+    return names
+
+
+def _statuses(views: list[Any]) -> tuple[list[str], dict[int, str]]:
+    """Each slot's status name, and the messages of the failed ones that gave one."""
+    raw = [_ABSENT if v is None else v.get("status") for v in views]
+    try:
+        name_of = {s: _status_name(s) for s in set(raw)}
+    except TypeError:
+        raise EnsembleError("statuses must be strings") from None
+    status = list(map(name_of.__getitem__, raw))
+    message: dict[int, str] = {}
+    if set(name_of.values()) - _NOT_FAILED:  # some model failed: keep what it said
+        failed = [s for s, name in enumerate(status) if name not in _NOT_FAILED]
+        message = {
+            s: str(views[s]["message"]) for s in failed if views[s].get("message") is not None
+        }
+    return status, message
+
+
+def _list_lengths(
+    labels: list[Any], probs: list[Any], answered: list[int], where: Callable[[int], str]
+) -> np.ndarray:
+    """The length of each answered list; checks they are non-empty lists of equal lengths."""
+    if not {*map(type, labels), *map(type, probs)} <= _SEQUENCES:
+        pairs = zip(answered, labels, probs, strict=True)
+        s = next(s for s, a, b in pairs if {type(a), type(b)} - _SEQUENCES)
+        raise EnsembleError(f"{where(s)}: labels and probabilities must be lists")
+    lengths = np.fromiter(map(len, labels), np.int64, len(labels))
+    n_probs = np.fromiter(map(len, probs), np.int64, len(probs))
+    mismatch = np.flatnonzero(lengths != n_probs)
+    if mismatch.size:
+        k = int(mismatch[0])
+        detail = f"{lengths[k]} labels but {n_probs[k]} probabilities"
+        raise EnsembleError(f"{where(answered[k])}: {detail}")
+    empty = np.flatnonzero(lengths == 0)
+    if empty.size:
+        raise EnsembleError(f"{where(answered[int(empty[0])])}: status ok but no labels")
+    return lengths
+
+
+def _check_probabilities(
+    prob: np.ndarray, slot: np.ndarray, total: np.ndarray, where: Callable[[int], str]
+) -> None:
+    """Each probability in [0, 1] and each list's sum at most 1, up to float32 rounding."""
+    bad = np.flatnonzero(~((prob >= 0) & (prob <= 1 + _TOLERANCE)))  # NaN is bad too
+    if bad.size:
+        e = int(bad[0])
+        raise EnsembleError(f"{where(int(slot[e]))}: probability {float(prob[e])!r} outside [0, 1]")
+    over = np.flatnonzero(total > 1 + _TOLERANCE)
+    if over.size:
+        s = int(over[0])
+        raise EnsembleError(f"{where(s)}: probabilities sum to {total[s]:.7g} > 1")
 
 
 def _view(prediction: Any) -> Mapping[str, Any]:
@@ -448,13 +469,16 @@ def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(values, return_inverse=True)``, quicker on the nearly sorted keys given here."""
     order = np.argsort(values, kind="stable")
     ordered = values[order]
-    new = np.concatenate(([True], ordered[1:] != ordered[:-1])) if values.size else ordered > 0
+    new = np.empty(ordered.size, bool)
+    new[:1] = True
+    new[1:] = ordered[1:] != ordered[:-1]
     inverse = np.empty_like(order)
     inverse[order] = np.cumsum(new) - 1
     return ordered[new], inverse
 
 
 def _check_coverage(batch: _Batch, w: np.ndarray, min_models: int, num_classes: int | None) -> None:
+    """Enough models (and weight) answered every input; ``num_classes`` covers its labels."""
     n_models = len(batch.models)
     if min_models > n_models:
         raise EnsembleError(f"min_models={min_models} exceeds the {n_models} models")
@@ -558,7 +582,8 @@ def _tie_key(x: np.ndarray) -> np.ndarray:
 
 
 def _places(ci: np.ndarray, counts: np.ndarray, keys: list[np.ndarray]) -> np.ndarray:
-    """Each candidate's 0-based place in its input's ranking, ascending by ``keys`` (last first).
+    """Each candidate's 0-based place in its input's ranking, by ``keys`` as ``np.lexsort`` takes
+    them (ascending, the last key first).
 
     The sort is stable and candidates arrive in label order, which breaks the remaining ties.
     Inputs are sorted as the rows of dense matrices, one per power-of-two row width, so that the
@@ -596,6 +621,7 @@ def _results(
     rule: AbstainRule,
     description: dict[str, Any],
 ) -> list[dict[str, Any]]:
+    """Rank each input's candidates, derive margin, entropy and abstention, build the dicts."""
     ci, score = batch.cand_input, scores.score
     n_inputs, n_models = len(batch.inputs), len(batch.models)
     counts = np.bincount(ci, minlength=n_inputs)
@@ -627,34 +653,7 @@ def _results(
     top_scores, top_support = score[top].tolist(), scores.support[top].tolist()
     top_start = np.concatenate(([0], np.cumsum(np.minimum(counts, top_k)))).tolist()
 
-    start, raw, probs = batch.start.tolist(), batch.raw_labels, batch.prob.tolist()
-    present = batch.present.ravel().tolist()
-    residual = [
-        r if ok else None for r, ok in zip(batch.residual.ravel().tolist(), present, strict=True)
-    ]
-    message = batch.message
-    provenance = [
-        {
-            "model": m,
-            "status": status,
-            "labels": raw[a:b],
-            "probabilities": probs[a:b],
-            "residual": r,
-            "message": message.get(s),
-            "source": source,
-        }
-        for s, (m, status, a, b, r, source) in enumerate(
-            zip(
-                batch.models * n_inputs,
-                batch.status,
-                start[:-1],
-                start[1:],
-                residual,
-                batch.source,
-                strict=True,
-            )
-        )
-    ]
+    provenance = _provenance(batch)
     missing: list[list[str]] = [[] for _ in range(n_inputs)]
     for s in np.flatnonzero(~batch.present.ravel()).tolist():
         missing[s // n_models].append(batch.models[s % n_models])
@@ -687,6 +686,38 @@ def _results(
                 entropy.tolist(),
                 below.tolist(),
                 missing,
+                strict=True,
+            )
+        )
+    ]
+
+
+def _provenance(batch: _Batch) -> list[dict[str, Any]]:
+    """Per slot (input-major): the model, its status, own list, residual, message and source."""
+    start, raw, probs = batch.start.tolist(), batch.raw_labels, batch.prob.tolist()
+    present = batch.present.ravel().tolist()
+    residual = [
+        r if ok else None for r, ok in zip(batch.residual.ravel().tolist(), present, strict=True)
+    ]
+    message = batch.message
+    return [
+        {
+            "model": m,
+            "status": status,
+            "labels": raw[a:b],
+            "probabilities": probs[a:b],
+            "residual": r,
+            "message": message.get(s),
+            "source": source,
+        }
+        for s, (m, status, a, b, r, source) in enumerate(
+            zip(
+                batch.models * len(batch.inputs),
+                batch.status,
+                start[:-1],
+                start[1:],
+                residual,
+                batch.source,
                 strict=True,
             )
         )

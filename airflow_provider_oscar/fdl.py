@@ -8,6 +8,7 @@ unknown keys are ignored.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -205,9 +206,12 @@ def parse_cpu(quantity: str) -> float:
     """A Kubernetes CPU quantity (``"1"``, ``"0.5"``, ``"500m"``) in cores."""
     text = quantity.strip()
     try:
-        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+        cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
     except ValueError:
         raise OscarDefinitionError(f"cpu {quantity!r} is not a CPU quantity") from None
+    if not math.isfinite(cores) or cores < 0:  # float() takes "nan", "inf" and "-1"
+        raise OscarDefinitionError(f"cpu {quantity!r} is not a CPU quantity")
+    return cores
 
 
 _MEMORY_UNITS = {

@@ -311,6 +311,9 @@ def create_app(cluster: LocalCluster) -> FastAPI:
     async def get_bucket(bucket: str, request: Request) -> Response:
         system_caller(request)
         check_bucket_name(bucket)
+        if bucket not in await asyncio.to_thread(cluster.store.bucket_names):
+            message = "NoSuchBucket: The specified bucket does not exist"
+            return text(f"Error listing objects in bucket '{bucket}': {message}", 500)
         objects = await asyncio.to_thread(cluster.store.list, bucket)
         start = int(request.query_params.get("page") or 0)
         chunk = objects[start : start + 70]

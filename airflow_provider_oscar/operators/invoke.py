@@ -42,6 +42,7 @@ class _InputMixin:
     input_path: str | None
     input_data: Any
     input_object: str | None
+    input_id: str | None
     oscar_conn_id: str
 
     def _check_one_input(self) -> None:
@@ -57,18 +58,28 @@ class _InputMixin:
     def storage(self) -> OscarStorageHook:
         return OscarStorageHook(self.oscar_conn_id)
 
-    def _read_input(self) -> tuple[bytes | str | Mapping[str, Any] | list[Any], str]:
-        """The input and a file name for it."""
+    def _input_name(self) -> str:
+        """A file name for the input (what scripts see as its basename)."""
+        if self.input_path is not None:
+            return Path(self.input_path).name
+        if self.input_object is not None:
+            return PurePosixPath(self.input_object).name
+        return "input.json" if isinstance(self.input_data, Mapping | list) else "input"
+
+    def _input_id(self) -> str:
+        """How results name this input: ``input_id``, or the input's file name without suffix."""
+        return self.input_id or PurePosixPath(self._input_name()).stem
+
+    def _read_input(self) -> bytes | str | Mapping[str, Any] | list[Any]:
+        """The input's content."""
         self._check_one_input()
         if self.input_path is not None:
             path = Path(self.input_path)
             if not path.is_file():
                 raise AirflowFailException(f"input_path {self.input_path!r} is not a file")
-            return path.read_bytes(), path.name
+            return path.read_bytes()
         if self.input_object is not None:
-            return self.storage.download_bytes(self.input_object), PurePosixPath(
-                self.input_object
-            ).name
+            return self.storage.download_bytes(self.input_object)
         data = self.input_data
         if isinstance(data, str) and data.lstrip().startswith(("{", "[")):
             with contextlib.suppress(ValueError):
@@ -77,7 +88,7 @@ class _InputMixin:
             raise AirflowFailException(
                 f"input_data must be bytes, text or a JSON document, not {type(data).__name__}"
             )
-        return data, "input.json" if isinstance(data, Mapping | list) else "input"
+        return data
 
 
 def _as_bytes(data: bytes | str | Mapping[str, Any] | list[Any]) -> bytes:
@@ -108,6 +119,7 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
     :param input_path: a local file to send; or
     :param input_data: bytes, text or a JSON document to send; or
     :param input_object: ``bucket/key`` of an object to send.
+    :param input_id: how the result names the input (default: the file name without suffix).
     :param decode: ``"prediction"`` (a plant-classification style result, normalised; a model
         answering ``status: error`` fails the task), ``"text"`` or ``"files"``.
     :param output_path: save the output there (a file, or a folder for several files).
@@ -120,6 +132,7 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
         "input_path",
         "input_data",
         "input_object",
+        "input_id",
         "output_path",
         "output_object",
     )
@@ -132,6 +145,7 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
         input_path: str | None = None,
         input_data: Any = None,
         input_object: str | None = None,
+        input_id: str | None = None,
         decode: OutputKind = "prediction",
         output_path: str | None = None,
         output_object: str | None = None,
@@ -145,6 +159,7 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
         self.input_path = input_path
         self.input_data = input_data
         self.input_object = input_object
+        self.input_id = input_id
         self.decode = decode
         self.output_path = output_path
         self.output_object = output_object
@@ -152,7 +167,7 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         with task_outcome():
-            data, name = self._read_input()
+            data = self._read_input()
             response = self.hook.run_service(self.service_name, data, timeout=self.timeout)
             if response.status_code != 200:
                 raise AirflowException(
@@ -163,7 +178,7 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
             result: dict[str, Any] = {
                 "service": self.service_name,
                 "cluster": self.hook.settings.name,
-                "input": name,
+                "input": self._input_id(),
                 "saved": self._save(output),
             }
             result.update(self._summary(output, response.body))
@@ -238,7 +253,7 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    template_fields = ("service_name", "input_path", "input_data", "input_object")
+    template_fields = ("service_name", "input_path", "input_data", "input_object", "input_id")
     template_fields_renderers = {"input_data": "json"}
 
     def __init__(
@@ -248,6 +263,7 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
         input_path: str | None = None,
         input_data: Any = None,
         input_object: str | None = None,
+        input_id: str | None = None,
         via: Literal["job", "bucket"] = "job",
         wait_for_completion: bool = True,
         decode: Literal["prediction", "none"] = "prediction",
@@ -266,6 +282,7 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
         self.input_path = input_path
         self.input_data = input_data
         self.input_object = input_object
+        self.input_id = input_id
         self.via = via
         self.wait_for_completion = wait_for_completion
         self.decode = decode
@@ -280,11 +297,11 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         with task_outcome():
             token = self._token(context)
-            data, name = self._read_input()
+            data = self._read_input()
             deadline = time.time() + self.timeout
             if self.via == "job":
                 return self._via_job(context, token, data, deadline)
-            return self._via_bucket(context, token, data, name, deadline)
+            return self._via_bucket(context, token, data, self._input_name(), deadline)
 
     def _token(self, context: Context) -> str:
         ti = context["ti"]
@@ -354,7 +371,12 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
         if info.status != "Succeeded":
             tail = "\n".join((logs or "").splitlines()[-20:])
             raise AirflowFailException(f"OSCAR job {job} ended {info.status}. Log tail:\n{tail}")
-        result: dict[str, Any] = {"service": self.service_name, "job": info.to_dict()}
+        result: dict[str, Any] = {
+            "service": self.service_name,
+            "cluster": self.hook.settings.name,
+            "input": self._input_id(),
+            "job": info.to_dict(),
+        }
         if self.decode == "prediction":
             if not logs:
                 raise AirflowFailException(f"OSCAR job {job} succeeded but left no log to read")
@@ -423,7 +445,13 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
     def _finish_bucket(self, output_path: str, token: str, keys: list[str]) -> dict[str, Any]:
         bucket, _ = split_path(output_path)
         objects = [f"{bucket}/{k}" for k in keys]
-        result: dict[str, Any] = {"service": self.service_name, "token": token, "outputs": objects}
+        result: dict[str, Any] = {
+            "service": self.service_name,
+            "cluster": self.hook.settings.name,
+            "input": self._input_id(),
+            "token": token,
+            "outputs": objects,
+        }
         if self.decode == "prediction":
             path = objects[0]
             prediction = decode_prediction(self.storage.download_bytes(path), source=path)
