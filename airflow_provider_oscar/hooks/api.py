@@ -25,7 +25,7 @@ from airflow_provider_oscar.fdl import Service, parse_service
 
 T = TypeVar("T")
 Step = Generator[httpx.Request, httpx.Response, T]
-RetryPolicy = Literal["idempotent", "invoke", "never"]
+RetryPolicy = Literal["idempotent", "logs", "invoke", "never"]
 JOB_STATUSES = ("Pending", "Running", "Succeeded", "Failed", "Suspended", "Unknown")
 
 
@@ -355,7 +355,7 @@ class OscarApi:
         headers = yield from self.system_auth()
         params = {"timestamps": "true"} if timestamps else None
         response = yield self.request(
-            "GET", f"/system/logs/{name}/{job}", headers=headers, params=params, retry="never"
+            "GET", f"/system/logs/{name}/{job}", headers=headers, params=params, retry="logs"
         )
         if response.status_code in (404, 500) and not response.content:
             return None

@@ -91,10 +91,19 @@ class OscarStorageHook(OscarHook):
     # blocking -----------------------------------------------------------------------------
 
     def upload_bytes(
-        self, path: str, data: bytes, content_type: str = "application/octet-stream"
+        self,
+        path: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        *,
+        create_bucket: bool = False,
     ) -> None:
+        """Write ``data`` to ``bucket/key`` (creating the bucket first when asked)."""
         bucket, key = split_path(path)
-        self.get_client().put_object(bucket, key, io.BytesIO(data), len(data), content_type)
+        client = self.get_client()
+        if create_bucket and not client.bucket_exists(bucket):
+            client.make_bucket(bucket)
+        client.put_object(bucket, key, io.BytesIO(data), len(data), content_type)
 
     def upload_file(self, path: str, local_path: str | Path) -> None:
         bucket, key = split_path(path)

@@ -2,9 +2,10 @@
 
 Transient failures are retried with exponential backoff and jitter, bounded in attempts and
 time: connection failures before a request was sent always; for idempotent requests also read
-errors, dropped connections, 429 and 500/502/503/504; for invocations (``/run``, ``/job``),
-which must not run twice, only 429 and the 502/503 that Knative answers while the service is
-cold. ``Retry-After`` is honoured.
+errors, dropped connections, 429 and 500/502/503/504 (job logs: not 500, which OSCAR answers
+while a job has no pod); for invocations (``/run``, ``/job``), which must not run twice, only
+429 and the 502/503 that Knative answers while the service is cold. ``Retry-After`` is
+honoured; the jitter is as small as the backoff.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAYBE_SENT = (httpx.ReadTimeout, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 _RETRY_STATUS = {
     "idempotent": frozenset({429, 500, 502, 503, 504}),
+    "logs": frozenset({429, 502, 503, 504}),
     "invoke": frozenset({429, 502, 503}),
     "never": frozenset(),
 }
@@ -46,7 +48,9 @@ class RetryPolicy:
     def __init__(self, settings: ClusterSettings, log: logging.Logger | Any) -> None:
         self.settings = settings
         self.log = log
-        self._backoff = wait_exponential_jitter(multiplier=settings.backoff, max=30.0)
+        self._backoff = wait_exponential_jitter(
+            multiplier=settings.backoff, max=30.0, jitter=settings.backoff
+        )
 
     def arguments(self, request: httpx.Request) -> dict[str, Any]:
         policy = request.extensions.get("oscar_retry", "idempotent")
@@ -54,7 +58,7 @@ class RetryPolicy:
 
         def transient_error(exc: BaseException) -> bool:
             return isinstance(exc, _NOT_SENT) or (
-                policy == "idempotent" and isinstance(exc, _MAYBE_SENT)
+                policy in ("idempotent", "logs") and isinstance(exc, _MAYBE_SENT)
             )
 
         def transient_answer(response: httpx.Response) -> bool:

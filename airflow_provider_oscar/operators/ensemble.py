@@ -117,6 +117,7 @@ class OscarEnsembleOperator(BaseOperator):
                     self.report_object,
                     json.dumps(report, indent=2).encode(),
                     content_type="application/json",
+                    create_bucket=True,
                 )
             report["report_object"] = self.report_object
         return report
