@@ -1,4 +1,4 @@
-"""A plain-Python twin of :func:`airflow_provider_oscar.ensemble.aggregate`: dicts, one input at a time.
+"""A plain-Python twin of ``airflow_provider_oscar.ensemble.aggregate``: dicts, input by input.
 
 Same semantics and result shape, written the straightforward way, so that the property tests can
 check the vectorised code against it and the benchmark can measure the speed-up over it. It checks
@@ -54,7 +54,7 @@ def aggregate_reference(
         residual: dict[str, float] = {}
         provenance = []
         for model in models:
-            status, labels, probs, message = _read(row.get(model))
+            status, labels, probs, message, source = _read(row.get(model))
             entry = {
                 "model": model,
                 "status": status,
@@ -62,6 +62,7 @@ def aggregate_reference(
                 "probabilities": [float(p) for p in probs],
                 "residual": None,
                 "message": message,
+                "source": source,
             }
             provenance.append(entry)
             if status != "ok":
@@ -70,9 +71,9 @@ def aggregate_reference(
                 raise EnsembleError(f"input {input_id!r}, model {model!r}: bad lengths")
             own: dict[str, tuple[float, int]] = {}
             total = 0.0
-            for rank, (label, p) in enumerate(zip(labels, probs), start=1):
+            for rank, (label, p) in enumerate(zip(labels, probs, strict=True), start=1):
                 p = float(p)
-                if not 0 <= p <= 1:
+                if not 0 <= p <= 1 + 1e-6:
                     raise EnsembleError(f"input {input_id!r}, model {model!r}: bad probability")
                 total += p
                 shown = " ".join(label.split())
@@ -137,7 +138,7 @@ def aggregate_reference(
 
         ranking = sorted(
             candidates,
-            key=lambda c: (-_tie_key(score[c]), -_tie_key(tie[c]), -support[c], c),  # noqa: B023
+            key=lambda c: (-_tie_key(score[c]), -_tie_key(tie[c]), -support[c], c),
         )
         winner = ranking[0]
         second = score[ranking[1]] if len(ranking) > 1 else unlisted
@@ -158,10 +159,11 @@ def aggregate_reference(
             {
                 "input": input_id,
                 "winner": display[winner],
-                "top_k": [
-                    {"label": display[c], "score": score[c], "support": support[c]}
-                    for c in ranking[:top_k]
-                ],
+                "top_k": {
+                    "labels": [display[c] for c in ranking[:top_k]],
+                    "scores": [score[c] for c in ranking[:top_k]],
+                    "support": [support[c] for c in ranking[:top_k]],
+                },
                 "vote_share": share,
                 "margin": margin,
                 "entropy": entropy,
@@ -175,19 +177,20 @@ def aggregate_reference(
     return results
 
 
-def _read(prediction: Any) -> tuple[str, list[Any], list[Any], str | None]:
+def _read(prediction: Any) -> tuple[str, list[Any], list[Any], str | None, Any]:
     if prediction is None:
-        return "missing", [], [], None
+        return "missing", [], [], None, None
+    names = ("status", "labels", "probabilities", "message", "source")
     if isinstance(prediction, Mapping):
-        fields = {k: prediction.get(k) for k in ("status", "labels", "probabilities", "message")}
+        fields = {k: prediction.get(k) for k in names}
     else:
-        fields = {k: getattr(prediction, k, None) for k in ("status", "labels", "probabilities")}
-        fields["message"] = getattr(prediction, "message", None)
+        fields = {k: getattr(prediction, k, None) for k in names}
     status = "ok" if fields["status"] is None else str(fields["status"]).strip().casefold()
     if status != "ok":
         message = fields["message"]
-        return status, [], [], None if message is None else str(message)
-    return status, list(fields["labels"] or []), list(fields["probabilities"] or []), None
+        return status, [], [], None if message is None else str(message), fields["source"]
+    labels, probs = list(fields["labels"] or []), list(fields["probabilities"] or [])
+    return status, labels, probs, None, fields["source"]
 
 
 def _tie_key(x: float) -> float:
@@ -203,3 +206,27 @@ def _entropy(scores: list[float], rest: int, unlisted: float) -> float:
     if unlisted > 0:
         h -= rest * (unlisted / z) * math.log(unlisted / z)
     return h
+
+
+def differences(got: Any, expected: Any, tolerance: float = 1e-9, path: str = "") -> list[str]:
+    """Where two results differ: numbers within ``tolerance``, everything else exactly."""
+    if isinstance(expected, float) and isinstance(got, (int, float)):
+        return [] if abs(got - expected) <= tolerance else [f"{path}: {got!r} != {expected!r}"]
+    if isinstance(expected, dict) and isinstance(got, dict):
+        if got.keys() != expected.keys():
+            return [f"{path}: keys {sorted(got)} != {sorted(expected)}"]
+        return [
+            d for k in expected for d in differences(got[k], expected[k], tolerance, f"{path}.{k}")
+        ]
+    if isinstance(expected, list) and isinstance(got, list) and len(got) == len(expected):
+        pairs = zip(got, expected, strict=True)
+        return [
+            d
+            for n, (g, e) in enumerate(pairs)
+            for d in differences(g, e, tolerance, f"{path}[{n}]")
+        ]
+    return (
+        []
+        if got == expected and type(got) is type(expected)
+        else [f"{path}: {got!r} != {expected!r}"]
+    )

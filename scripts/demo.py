@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,13 +56,17 @@ def _table(report: dict) -> str:
             ]
         )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     accuracy = report["accuracy"]
     lines.append("")
     lines.append(f"held-out specimens: {accuracy['inputs']}")
     for model, value in accuracy["models"].items():
         lines.append(f"  {model:<24} accuracy {value:.3f}")
+    mean = sum(accuracy["models"].values()) / len(accuracy["models"])
+    lines.append(f"  {'mean of the models':<24} accuracy {mean:.3f}")
     lines.append(f"  {'ensemble (soft vote)':<24} accuracy {accuracy['ensemble']:.3f}")
     lines.append(
         f"  coverage {accuracy['coverage']:.3f}, accuracy where it did not abstain "
@@ -80,6 +85,7 @@ def main() -> int:
     from airflow_provider_oscar.local.server import OscarLocal
 
     logging.getLogger("airflow").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     started = time.monotonic()
     print("preparing a throw-away Airflow database ...", flush=True)
     db.resetdb()

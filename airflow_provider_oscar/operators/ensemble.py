@@ -174,7 +174,10 @@ def _flatten(results: Any) -> Iterable[Mapping[str, Any]]:
     if isinstance(results, Mapping):
         yield results
         return
-    for item in results or []:
+    if results is None:
+        return
+    # Index instead of iterating: a lazy XCom sequence finds its end by a failing lookup.
+    for item in (results[i] for i in range(len(results))):
         if isinstance(item, Mapping) or item is None:
             yield item or {}
         else:
