@@ -84,3 +84,18 @@ def deploy(admin: httpx.Client, unique_name: Callable[[str], str]) -> Iterator[C
     yield _deploy
     for name in created:
         admin.delete(f"/system/services/{name}")
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """The session's Airflow metadata database (SQLite), migrated once."""
+    from airflow.utils import db
+
+    db.resetdb()
+
+
+@pytest.fixture
+def oscar_default(oscar: OscarLocal, monkeypatch: pytest.MonkeyPatch) -> OscarLocal:
+    """``oscar_default`` points at the session's embedded OSCAR."""
+    monkeypatch.setenv("AIRFLOW_CONN_OSCAR_DEFAULT", oscar.connection_json())
+    return oscar

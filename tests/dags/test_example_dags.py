@@ -1,0 +1,43 @@
+"""The example DAGs load, and run end to end on the embedded OSCAR with ``dag.test()``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from airflow_provider_oscar.hooks.storage import OscarStorageHook
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db: None) -> DagBag:
+    return DagBag(str(EXAMPLES))
+
+
+def test_every_example_dag_imports_without_errors(dagbag: DagBag) -> None:
+    assert dagbag.import_errors == {}
+    assert dagbag.dag_ids, "no example DAG was found"
+    for dag_id in dagbag.dag_ids:
+        assert dagbag.get_dag(dag_id).tasks, f"{dag_id} has no tasks"
+
+
+def test_plant_ensemble_classifies_every_specimen_with_all_three_models(
+    dagbag: DagBag, airflow_db: None, oscar_default: object
+) -> None:
+    dag = dagbag.get_dag("oscar_plant_ensemble")
+    run = dag.test()
+    assert run.state == "success"
+    key = f"plants-reports/oscar_plant_ensemble/{run.run_id.replace(':', '_')}.json"
+    report = json.loads(OscarStorageHook().download_bytes(key))
+    truth = report["truth"]
+    assert len(report["inputs"]) == len(truth) == 30
+    assert report["models"] == ["plants-sepal", "plants-petal-length", "plants-petal-width"]
+    assert all(not item["missing_models"] for item in report["inputs"])
+    right = sum(item["winner"] == truth[item["input"]] for item in report["inputs"])
+    assert report["accuracy"]["ensemble"] == pytest.approx(right / 30)
+    models = report["accuracy"]["models"]
+    assert report["accuracy"]["ensemble"] >= sum(models.values()) / len(models)
