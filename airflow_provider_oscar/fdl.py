@@ -41,14 +41,14 @@ class _GoStruct(BaseModel):
     def _fold_key_case(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        names = {}
+        names: dict[str, str] = {}
         for name, info in cls.model_fields.items():
             names[name.lower()] = name
             if info.alias:
                 names[info.alias.lower()] = info.alias
         folded: dict[str, Any] = {}
         for key, value in data.items():
-            target = names.get(str(key).lower(), key)
+            target = names.get(str(key).lower()) or key
             if target not in folded or key == target:
                 folded[target] = value
         return folded

@@ -35,9 +35,11 @@ class Figure:
 def render(figures: Iterable[Figure]) -> str:
     """A plain-text table: figure, value, goal, met."""
     rows = [("figure", "value", "goal", "met")]
-    rows += [(f.name, f"{f.value:.3f}", f"{f.op} {f.goal:g}", "yes" if f.met else "NO") for f in figures]
+    rows += [
+        (f.name, f"{f.value:.3f}", f"{f.op} {f.goal:g}", "yes" if f.met else "NO") for f in figures
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
 def save(figures: Iterable[Figure], path: Path) -> None:

@@ -18,7 +18,7 @@ from benchmarks.figures import Figure, render
 CALLS = 200
 CONCURRENCY = 16
 SLEEP_S = 0.2
-SCRIPT = f"sleep {SLEEP_S}\ncat \"$INPUT_FILE_PATH\" > \"$TMP_OUTPUT_DIR/out.txt\"\n"
+SCRIPT = f'sleep {SLEEP_S}\ncat "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"\n'
 
 
 async def _fire(endpoint: str, token: str) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -257,7 +257,7 @@ class OscarHook(BaseHook):
         Returns ``{service name: "created" | "updated"}``.
         """
         services = self._services_of(definition, cluster_id)
-        return {s.name: self.call(lambda api, s=s: api.apply_service(s)) for s in services}
+        return {s.name: self.call(partial(OscarApi.apply_service, service=s)) for s in services}
 
     def delete_service(self, name: str) -> bool:
         return self.call(lambda api: api.delete_service(name))

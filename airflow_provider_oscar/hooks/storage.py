@@ -124,8 +124,13 @@ class OscarStorageHook(OscarHook):
         return Path(local_path)
 
     def list_objects(self, path: str) -> list[ObjectInfo]:
-        """Objects under ``bucket/prefix`` (recursively), folder markers left out."""
+        """Objects under ``bucket/prefix`` (recursively), folder markers left out.
+
+        A bucket that does not exist (yet) holds nothing: the list is empty.
+        """
         bucket, prefix = split_path(path)
+        if not self.get_client().bucket_exists(bucket):
+            return []
         return [
             ObjectInfo(
                 bucket, o.object_name or "", o.size or 0, (o.etag or "").strip('"'), o.last_modified
@@ -237,7 +242,9 @@ class _Signer:
         endpoint = str(provider["endpoint"])
         self.base = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         self.region = provider.get("region") or "us-east-1"
-        self.credentials = Credentials(provider.get("access_key"), provider.get("secret_key"))
+        self.credentials = Credentials(
+            str(provider.get("access_key") or ""), str(provider.get("secret_key") or "")
+        )
 
     def url(self, method: str, bucket: str, key: str, query: dict[str, str] | None = None) -> str:
         path = f"/{bucket}/{quote(key, safe='/')}" if key else f"/{bucket}/"

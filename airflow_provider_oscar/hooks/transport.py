@@ -128,12 +128,12 @@ class Driver:
             while True:
                 request = step.send(self.send(request))
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return done.value
 
     def send(self, request: httpx.Request) -> httpx.Response:
         retrying = Retrying(**self.policy.arguments(request))
         try:
-            return retrying(self._send_once, request)  # type: ignore[no-any-return]
+            return retrying(self._send_once, request)
         except httpx.HTTPError as exc:
             raise _unreachable(self.policy.settings, request, exc) from exc
 
@@ -156,12 +156,12 @@ class AsyncDriver:
             while True:
                 request = step.send(await self.send(request))
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return done.value
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         retrying = AsyncRetrying(**self.policy.arguments(request))
         try:
-            return await retrying(self._send_once, request)  # type: ignore[no-any-return]
+            return await retrying(self._send_once, request)
         except httpx.HTTPError as exc:
             raise _unreachable(self.policy.settings, request, exc) from exc
 

@@ -36,6 +36,7 @@ from airflow_provider_oscar.local.state import (
     StateError,
     check_bucket_name,
     check_object_key,
+    page_start,
 )
 
 OSCAR_VERSION = "v4.1.2"
@@ -44,9 +45,10 @@ _PRESIGN_MAX = 7 * 24 * 3600
 
 
 def go_json(data: Any, status: int = 200) -> Response:
-    """JSON as Gin's ``c.JSON`` writes it: compact, ``<``, ``>`` and ``&`` escaped."""
+    """JSON as Gin's ``c.JSON`` writes it: compact, ``<``, ``>``, ``&``, U+2028/9 escaped."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return Response(text, status, media_type="application/json; charset=utf-8")
 
 
@@ -315,7 +317,7 @@ def create_app(cluster: LocalCluster) -> FastAPI:
             message = "NoSuchBucket: The specified bucket does not exist"
             return text(f"Error listing objects in bucket '{bucket}': {message}", 500)
         objects = await asyncio.to_thread(cluster.store.list, bucket)
-        start = int(request.query_params.get("page") or 0)
+        start = page_start(request.query_params.get("page"))
         chunk = objects[start : start + 70]
         body: dict[str, Any] = state.bucket(bucket).to_api()
         body["objects"] = [

@@ -13,12 +13,19 @@ import threading
 from collections.abc import Callable
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 
 class _Fault(BaseModel):
     model_config = ConfigDict(extra="forbid")
     count: int = Field(default=1, ge=-1)
+
+    @field_validator("count")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:  # 0 would never wear off: _take only counts down positive counts
+            raise ValueError("count must be positive, or -1 for a fault that never wears off")
+        return value
 
 
 class Latency(_Fault):

@@ -103,7 +103,8 @@ class Runtime:
     async def execute(self, call: Invocation) -> Outcome:
         service = call.service
         log = _Log(service.log_level)
-        workdir = self.work_root / (call.job_name or f"run-{uuid.uuid4()}")
+        # unique even when a job name is reused while its predecessor is still cleaning up
+        workdir = self.work_root / f"{call.job_name or 'run'}-{uuid.uuid4().hex[:12]}"
         in_dir, out_dir = workdir / "input", workdir / "output"
         for folder in (in_dir, out_dir, workdir / "tmp"):
             folder.mkdir(parents=True)
@@ -278,9 +279,10 @@ async def _run_script(
     except asyncio.TimeoutError:
         timed_out = True
     finally:
+        # Like a pod's teardown, also end what the script left running in the background.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
     return b"".join(chunks).decode("utf-8", errors="replace"), timed_out
 
@@ -288,6 +290,8 @@ async def _run_script(
 def output_files(out_dir: Path) -> dict[str, Path]:
     """Regular files the script left under ``TMP_OUTPUT_DIR`` (symlinks are never followed)."""
     found: dict[str, Path] = {}
+    if out_dir.is_symlink():  # os.walk would follow a script's symlink at the top
+        return found
     for root, dirs, files in os.walk(out_dir, followlinks=False):
         dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
         for name in files:

@@ -29,6 +29,7 @@ JOB_PAGE_SIZE = 70
 SERVICE_NAMESPACE = "oscar-svc"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _JOB_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes' rule for env var names
 
 
 class StateError(Exception):
@@ -254,7 +255,7 @@ class ClusterState:
                 name = f"{job_prefix(service)}-{uuid.uuid4()}"
             elif len(name) > 63 or not _JOB_NAME.match(name):
                 raise Invalid(f"invalid job name {name!r}: must be a DNS-1123 label")
-            if name in record.jobs:
+            if any(name in r.jobs for r in self._services.values()):  # one namespace for all
                 raise Invalid(f"job {name!r} already exists")
             self._seq += 1
             job = Job(name=name, service=service, event=event, owner=owner, seq=self._seq)
@@ -278,12 +279,7 @@ class ClusterState:
                 (j for j in record.jobs.values() if caller.admin or j.owner == caller.subject),
                 key=lambda j: j.seq,
             )
-        start = 0
-        if page:
-            try:
-                start = int(page)
-            except ValueError:
-                raise Invalid(f"invalid page token {page!r}") from None
+        start = page_start(page)
         chunk = jobs[start : start + JOB_PAGE_SIZE]
         body: dict[str, object] = {"jobs": {j.name: j.to_api() for j in chunk}}
         remaining = len(jobs) - start - len(chunk)
@@ -387,6 +383,17 @@ class ClusterState:
             if io.provider_type in ("minio", "s3", "") and not io.path.strip("/"):
                 raise Invalid("output path cannot be empty")
             _normalise_path(io, service.name)
+        environment = {
+            **(service.environment.variables or {}),
+            **(service.environment.secrets or {}),
+        }
+        for key, value in environment.items():
+            if not _ENV_NAME.match(key) or "\x00" in value:
+                raise Invalid(
+                    f"The service specification is not valid: environment variable {key!r}: "
+                    "names must consist of letters, digits, '_', '-' or '.' and not start with a "
+                    "digit; values must not contain NUL"
+                )
         hidden = dict(service.environment.secrets or {})
         if hidden:
             service.environment.secrets = {k: "" for k in hidden}
@@ -439,6 +446,15 @@ def service_buckets(service: Service) -> list[str]:
         if io.provider_type == "minio" and io.provider_id == "default" and io.bucket not in names:
             names.append(io.bucket)
     return names
+
+
+def page_start(page: str | None) -> int:
+    """The offset a ``page`` continuation token stands for (tokens are offsets here)."""
+    if not page:
+        return 0
+    if not (page.isascii() and page.isdigit()):
+        raise Invalid(f"invalid page token {page!r}")
+    return int(page)
 
 
 def check_bucket_name(name: str) -> None:

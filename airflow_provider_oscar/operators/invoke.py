@@ -175,13 +175,14 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
                     f"{response.body[:500].decode(errors='replace')}"
                 )
             output = decode_run_body(response.body)
+            summary = self._summary(output, response.body)  # a failed inference saves nothing
             result: dict[str, Any] = {
                 "service": self.service_name,
                 "cluster": self.hook.settings.name,
                 "input": self._input_id(),
                 "saved": self._save(output),
             }
-            result.update(self._summary(output, response.body))
+            result.update(summary)
             return result
 
     def _summary(self, output: RunOutput, body: bytes) -> dict[str, Any]:
@@ -199,26 +200,26 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
         return {"files": {n: len(b) for n, b in files.items()}}
 
     def _save(self, output: RunOutput) -> list[str]:
+        """Save the output files; every destination is checked before anything is written."""
         files = _files_of(output)
-        saved: list[str] = []
+        several = output.kind == "archive"
+        paths: list[tuple[Path, bytes]] = []
+        objects: list[tuple[str, bytes]] = []
         if self.output_path:
             target = Path(self.output_path)
-            for name, content in files.items():
-                path = (
-                    target
-                    if len(files) == 1 and output.kind != "archive"
-                    else _inside(target, name)
-                )
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(content)
-                saved.append(str(path))
+            paths = [(_inside(target, n) if several else target, b) for n, b in files.items()]
         if self.output_object:
             bucket, key = split_path(self.output_object)
-            for name, content in files.items():
-                object_key = key if output.kind != "archive" else f"{key.rstrip('/')}/{name}"
-                self.storage.upload_bytes(f"{bucket}/{object_key}", content)
-                saved.append(f"{bucket}/{object_key}")
-        return saved
+            objects = [
+                (f"{bucket}/{_key_inside(bucket, key, n) if several else key}", b)
+                for n, b in files.items()
+            ]
+        for path, content in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        for object_path, content in objects:
+            self.storage.upload_bytes(object_path, content)
+        return [str(p) for p, _ in paths] + [o for o, _ in objects]
 
 
 def _files_of(output: RunOutput) -> dict[str, bytes]:
@@ -234,6 +235,12 @@ def _inside(folder: Path, name: str) -> Path:
     if not path.is_relative_to(folder.resolve()):
         raise OscarResultError(f"output file name {name!r} would leave {folder}")
     return path
+
+
+def _key_inside(bucket: str, prefix: str, name: str) -> str:
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise OscarResultError(f"output file name {name!r} would leave {bucket}/{prefix}")
+    return f"{prefix.rstrip('/')}/{name}" if prefix else name
 
 
 class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
@@ -310,6 +317,7 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
 
     def _via_job(self, context: Context, token: str, data: Any, deadline: float) -> dict[str, Any]:
         wanted = f"{job_prefix(self.service_name)}-{token}"
+        self._job_name = wanted  # on_kill can delete it from the moment it is submitted
         before = self.hook.list_jobs(self.service_name)
         if wanted not in before:
             self.hook.submit_job(self.service_name, data, job_name=wanted)
@@ -470,6 +478,8 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
         with task_outcome():
             if event.get("status") in ("success", "failed"):
                 return self._finish_job(job, JobInfo(**event["info"]))
+            if event.get("status") == "missing":
+                raise AirflowFailException(f"OSCAR job {job}: {event.get('message')}")
             if event.get("status") == "timeout":
                 raise AirflowException(f"OSCAR job {job}: {event.get('message')}")
             raise AirflowException(f"waiting for OSCAR job {job} failed: {event.get('message')}")

@@ -8,6 +8,7 @@ trigger's poll interval too.
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -90,18 +91,20 @@ class OscarBaseSensor(BaseSensorOperator):
         message = f"{self.task_id}: {event.get('message') or f'unexpected trigger event {event!r}'}"
         if status == "timeout":
             raise AirflowSensorTimeout(message)
+        if status == "missing":
+            raise AirflowFailException(message)
         raise AirflowException(message)
 
     def persist_links(self, context: Context) -> None:
         """Store what the sensor's extra links need (before any deferral)."""
 
+    @abstractmethod
     def trigger(self, deadline: float) -> BaseTrigger:
         """The trigger that waits in place of :meth:`poke`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def on_success(self, context: Context, event: dict[str, Any]) -> Any:
         """The XCom value of a ``success`` event."""
-        raise NotImplementedError
 
     def on_failed(self, context: Context, event: dict[str, Any]) -> Any:
         """Handle a ``failed`` event (by default: fail with its message)."""

@@ -2,7 +2,8 @@
 
 Triggers take JSON-plain arguments only and an absolute ``deadline`` (epoch seconds), so a
 trigger rebuilt from :meth:`serialize` after a triggerer restart keeps its original time limit.
-Each yields one event ``{"status": "success" | "failed" | "timeout" | "error", ...}`` and stops;
+Each yields one event ``{"status": "success" | "failed" | "timeout" | "error", ...}`` and stops
+(the job trigger also ``"missing"``, for a job deleted or never created);
 unexpected errors become ``"error"`` events with the reason instead of a bare trigger failure.
 """
 

@@ -14,7 +14,7 @@ from airflow_provider_oscar.triggers.oscar import _OscarTrigger
 def matching(
     objects: list[ObjectInfo], contains: str | None, newer_than: float | None
 ) -> list[ObjectInfo]:
-    """Objects whose key contains ``contains`` and that were written after ``newer_than``."""
+    """Objects whose file name contains ``contains`` and were written after ``newer_than``."""
     return [
         o
         for o in objects

@@ -41,3 +41,16 @@ def test_plant_ensemble_classifies_every_specimen_with_all_three_models(
     assert report["accuracy"]["ensemble"] == pytest.approx(right / 30)
     models = report["accuracy"]["models"]
     assert report["accuracy"]["ensemble"] >= sum(models.values()) / len(models)
+
+
+def test_service_lifecycle_runs_every_operator_and_sensor_and_cleans_up(
+    dagbag: DagBag, airflow_db: None, oscar_default: object
+) -> None:
+    from airflow_provider_oscar.hooks.oscar import OscarHook
+
+    run = dagbag.get_dag("oscar_service_lifecycle").test()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert set(states.values()) == {"success"}
+    names = {service.name for service in OscarHook().list_services()}
+    assert not names & {"cowsay", "sleep"}

@@ -318,9 +318,9 @@ def test_cowsay_sleeps_sleep_seconds_first(tmp_path: Path) -> None:
     assert "< moo >" in run.console
 
 
-def test_sleep_returns_its_input_as_out_txt(tmp_path: Path) -> None:
+def test_sleep_returns_its_input_named_after_the_input_file(tmp_path: Path) -> None:
     run = run_script(SLEEP, b"\x00binary\xffinput", tmp_path, SLEEP_SECONDS="0")
-    assert run.outputs == {"out.txt": b"\x00binary\xffinput"}
+    assert run.outputs == {"event-file-0.out": b"\x00binary\xffinput"}
 
 
 def test_sleep_waits_a_fifth_of_a_second_by_default(tmp_path: Path) -> None:
