@@ -423,8 +423,16 @@ class OscarApi:
                 f"{response.text.strip()[:300]}",
                 status_code=response.status_code,
             )
-        payload = response.json()
-        token = payload["access_token"]
+        try:
+            payload = response.json()
+            token = str(payload["access_token"])
+        except (ValueError, KeyError, TypeError):
+            raise OscarClientError(
+                f"OSCAR cluster {settings.name}: the OIDC token endpoint "
+                f"{settings.token_endpoint} answered without an access token: "
+                f"{response.text.strip()[:200]}",
+                status_code=response.status_code,
+            ) from None
         self._on_secret(token)
         expires = time.time() + float(payload.get("expires_in") or 300)
         with _TOKENS.lock:

@@ -19,7 +19,7 @@ import httpx
 from airflow.sdk import BaseHook
 
 from airflow_provider_oscar.connection_form import CONNECTION_FIELDS, UI_BEHAVIOUR
-from airflow_provider_oscar.errors import OscarApiError
+from airflow_provider_oscar.errors import OscarClientError
 from airflow_provider_oscar.fdl import Service, load_fdl, parse_service
 from airflow_provider_oscar.hooks.api import (
     ClusterSettings,
@@ -48,7 +48,7 @@ def settings_from_connection(conn: Connection) -> ClusterSettings:
 
     host = (conn.host or "").strip()
     if not host:
-        raise OscarApiError(f"connection {conn.conn_id!r} has no host (the OSCAR endpoint)")
+        raise OscarClientError(f"connection {conn.conn_id!r} has no host (the OSCAR endpoint)")
     if "://" not in host:
         schema = (conn.schema or "").lower()
         host = f"{schema if schema in ('http', 'https') else 'https'}://{host}"
@@ -57,7 +57,7 @@ def settings_from_connection(conn: Connection) -> ClusterSettings:
         if conn.port and parts.port is None:  # the port goes before any path
             host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{conn.port}"))
     except ValueError as exc:
-        raise OscarApiError(
+        raise OscarClientError(
             f"connection {conn.conn_id!r}: host {host!r} is not a URL: {exc}"
         ) from None
     options: dict[str, Any] = {
@@ -87,7 +87,7 @@ def _positive(conn_id: str, key: str, value: Any, zero: bool = False) -> float:
     except (TypeError, ValueError):
         number = -1.0
     if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
-        raise OscarApiError(f"connection {conn_id!r}: extra {key!r} must be a positive number")
+        raise OscarClientError(f"connection {conn_id!r}: extra {key!r} must be a positive number")
     return number
 
 
@@ -99,7 +99,7 @@ def _boolean(conn_id: str, value: Any) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise OscarApiError(f"connection {conn_id!r}: extra 'verify_ssl' must be true or false")
+    raise OscarClientError(f"connection {conn_id!r}: extra 'verify_ssl' must be true or false")
 
 
 class OscarHook(BaseHook):
@@ -176,7 +176,8 @@ class OscarHook(BaseHook):
         """The settings, read with the awaitable connection lookup (for triggers)."""
         conn = await self.aget_connection(self.oscar_conn_id)
         settings = settings_from_connection(conn)
-        _mask(settings)
+        for secret in (settings.password, settings.oidc_token, settings.refresh_token):
+            await _amask_value(secret)
         return settings
 
     @cached_property
@@ -199,9 +200,14 @@ class OscarHook(BaseHook):
     async def acall(self, operation: Callable[[OscarApi], Step[T]]) -> T:
         """Run an API operation with an async client; the connection is read awaitably."""
         settings = await self.asettings()
-        api = OscarApi(settings, on_secret=_mask_value)
-        async with httpx.AsyncClient(**client_options(settings)) as client:
-            return await AsyncDriver(client, RetryPolicy(settings, self.log))(operation(api))
+        found: list[str] = []
+        api = OscarApi(settings, on_secret=found.append)
+        try:
+            async with httpx.AsyncClient(**client_options(settings)) as client:
+                return await AsyncDriver(client, RetryPolicy(settings, self.log))(operation(api))
+        finally:
+            for secret in found:
+                await _amask_value(secret)
 
     def get_oscar_client(self) -> Client:
         """An oscar-python ``Client`` configured from the same connection."""
@@ -336,6 +342,18 @@ def _mask_value(value: str | None) -> None:
         from airflow.sdk.log import mask_secret
 
         mask_secret(value)
+
+
+async def _amask_value(value: str | None) -> None:
+    """Mask a secret from async code without blocking the loop (Airflow 3.2+ has a coroutine)."""
+    if value:
+        from airflow.sdk import log
+
+        masker = getattr(log, "amask_secret", None)
+        if masker is None:
+            log.mask_secret(value)
+        else:
+            await masker(value)
 
 
 def _mask(settings: ClusterSettings) -> None:

@@ -24,11 +24,12 @@ from minio.credentials import Credentials
 from minio.error import S3Error
 from minio.signer import presign_v4
 
-from airflow_provider_oscar.errors import OscarApiError
+from airflow_provider_oscar.errors import OscarApiError, OscarClientError
 from airflow_provider_oscar.hooks.api import ClusterSettings
 from airflow_provider_oscar.hooks.oscar import OscarHook, _mask_value
 
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound")
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,12 @@ class OscarStorageHook(OscarHook):
 
     def download_bytes(self, path: str) -> bytes:
         bucket, key = split_path(path)
-        response = self.get_client().get_object(bucket, key)
+        try:
+            response = self.get_client().get_object(bucket, key)
+        except S3Error as exc:
+            if exc.code in _MISSING:
+                raise OscarClientError(f"object {path!r} does not exist ({exc.code})") from None
+            raise
         try:
             return response.read()
         finally:
@@ -145,7 +151,7 @@ class OscarStorageHook(OscarHook):
         try:
             info = self.get_client().stat_object(bucket, key)
         except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"):
+            if exc.code in _MISSING:
                 return None
             raise
         return ObjectInfo(

@@ -158,7 +158,7 @@ class OscarLocal:
         extra = quote(json.dumps({"verify_ssl": False}), safe="")
         return (
             f"oscar://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
-            f"@{self.host}:{self.port}/?__extra__={extra}"
+            f"@{self.host}:{self.port}/http?__extra__={extra}"
         )
 
     def connection_json(self) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -367,10 +367,13 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
             if info.finished:
                 return info
             if time.time() >= deadline:
-                raise AirflowException(
-                    f"OSCAR job {job} still {info.status} after {self.timeout:g} s"
-                )
+                self._give_up(job, f"still {info.status} after {self.timeout:g} s")
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.time())))
+
+    def _give_up(self, job: str, why: str) -> NoReturn:
+        """Delete a job that outlived the wait (so a retry never runs twice), then fail."""
+        self.hook.delete_job(self.service_name, job)
+        raise AirflowException(f"OSCAR job {job} {why}; the job was deleted")
 
     def _finish_job(self, job: str, info: JobInfo) -> dict[str, Any]:
         logs = self.hook.get_job_logs(self.service_name, job)
@@ -461,7 +464,7 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
             "outputs": objects,
         }
         if self.decode == "prediction":
-            path = objects[0]
+            path = min(objects, key=lambda o: (not o.endswith(".json"), o))
             prediction = decode_prediction(self.storage.download_bytes(path), source=path)
             result["prediction"] = prediction.raise_for_status().to_dict()
         return result
@@ -481,7 +484,7 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
             if event.get("status") == "missing":
                 raise AirflowFailException(f"OSCAR job {job}: {event.get('message')}")
             if event.get("status") == "timeout":
-                raise AirflowException(f"OSCAR job {job}: {event.get('message')}")
+                self._give_up(job, str(event.get("message")))
             raise AirflowException(f"waiting for OSCAR job {job} failed: {event.get('message')}")
 
     def execute_complete_bucket(
