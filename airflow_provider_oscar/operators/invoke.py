@@ -25,6 +25,7 @@ from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.fdl import job_prefix
 from airflow_provider_oscar.hooks.api import JobInfo
 from airflow_provider_oscar.hooks.storage import OscarStorageHook, split_path
+from airflow_provider_oscar.links import OscarJobLogsLink, OscarOutputLink, OscarServiceLink
 from airflow_provider_oscar.operators.base import OscarBaseOperator, default_deferrable
 from airflow_provider_oscar.results import RunOutput, decode_prediction, decode_run_body
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger
@@ -137,6 +138,7 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
         "output_object",
     )
     template_fields_renderers = {"input_data": "json"}
+    operator_extra_links = (OscarServiceLink(),)
 
     def __init__(
         self,
@@ -167,6 +169,8 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         with task_outcome():
+            endpoint = self.hook.settings.endpoint
+            OscarServiceLink.persist(context, endpoint=endpoint, service=self.service_name)
             data = self._read_input()
             response = self.hook.run_service(self.service_name, data, timeout=self.timeout)
             if response.status_code != 200:
@@ -262,6 +266,7 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
 
     template_fields = ("service_name", "input_path", "input_data", "input_object", "input_id")
     template_fields_renderers = {"input_data": "json"}
+    operator_extra_links = (OscarJobLogsLink(), OscarOutputLink())
 
     def __init__(
         self,
@@ -324,6 +329,9 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
         job = self._find_job(wanted, before)
         self._job_name = job
         self.log.info("submitted OSCAR job %s of service %s", job, self.service_name)
+        OscarJobLogsLink.persist(
+            context, endpoint=self.hook.settings.endpoint, service=self.service_name, job=job
+        )
         if not self.wait_for_completion:
             return {"service": self.service_name, "job": job, "status": "submitted"}
         if self.deferrable:
@@ -419,6 +427,14 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
         out = outputs[0].path
         submitted = time.time()
         self.storage.upload_bytes(key, _as_bytes(data))
+        out_bucket, out_folder = split_path(out)
+        OscarOutputLink.persist(
+            context,
+            endpoint=self.hook.settings.endpoint,
+            service=self.service_name,
+            bucket=out_bucket,
+            key=f"{out_folder}/",
+        )
         self.log.info(
             "uploaded the input to %s; waiting for outputs containing %r in %s", key, stem, out
         )

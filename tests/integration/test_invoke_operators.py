@@ -679,3 +679,35 @@ def test_submit_via_bucket_refuses_a_service_without_bucket_folders(
     service = deploy(PETAL_SCRIPT)["name"]
     with pytest.raises(AirflowFailException, match="needs MinIO input and output paths"):
         job_operator(service, via="bucket")().execute(context)
+
+
+def _persisted_link(context: Context, link: type) -> dict[str, Any]:
+    pushes = context["ti"].xcom_push.call_args_list  # type: ignore[attr-defined]
+    values = [c.kwargs["value"] for c in pushes if c.kwargs["key"] == link.persist_key()]
+    assert values, f"{link.__name__} was not persisted"
+    return values[-1]
+
+
+def test_run_persists_the_service_link_before_invoking(
+    oscar: OscarLocal, plants: str, context: Context
+) -> None:
+    from airflow_provider_oscar.links import OscarServiceLink
+
+    OscarRunServiceOperator(
+        task_id="classify", service_name=plants, input_path=str(SETOSA)
+    ).execute(context)
+    data = _persisted_link(context, OscarServiceLink)
+    assert OscarServiceLink().page(data) == f"services/{plants}/settings"
+    assert data["endpoint"] == oscar.endpoint
+
+
+def test_submitted_job_persists_its_logs_link_and_bucket_jobs_their_output_link(
+    plants: str, context: Context
+) -> None:
+    from airflow_provider_oscar.links import OscarJobLogsLink, OscarOutputLink
+
+    result = job_operator(plants, wait_for_completion=False)().execute(context)
+    assert _persisted_link(context, OscarJobLogsLink)["job"] == result["job"]
+    job_operator(plants, via="bucket", wait_for_completion=False)().execute(context)
+    output = _persisted_link(context, OscarOutputLink)
+    assert OscarOutputLink().page(output) == f"minio/{plants}/out/"
