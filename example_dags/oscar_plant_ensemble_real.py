@@ -36,6 +36,8 @@ from airflow_provider_oscar.sensors.oscar import OscarServiceReadySensor
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PARALLEL_CALLS = 4  # each call holds about 2 GiB and 1 vCPU on its cluster
 
+CALL_LABEL = "{{ task.oscar_conn_id }} · {{ task.service_name }} · {{ task.input_id }}"
+
 
 @task
 def plan_targets() -> list[dict[str, str]]:
@@ -155,7 +157,7 @@ with DAG(
     classify = OscarRunServiceOperator.partial(
         task_id="classify",
         decode="prediction",
-        map_index_template="{{ task.oscar_conn_id }} · {{ task.service_name }} · {{ task.input_id }}",
+        map_index_template=CALL_LABEL,
         trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS,
         max_active_tis_per_dagrun=PARALLEL_CALLS,
         retries=2,

@@ -39,6 +39,8 @@ MODELS = ["plants-sepal", "plants-petal-length", "plants-petal-width"]
 SPECIMENS = {path.stem: path for path in sorted(PLANTS.glob("specimens/specimen-*.json"))}
 TRUTH = json.loads((PLANTS / "specimens" / "truth.json").read_text())
 
+CALL_LABEL = "{{ task.oscar_conn_id }} · {{ task.service_name }} · {{ task.input_id }}"
+
 
 @task
 def cluster_connections() -> list[str]:
@@ -133,7 +135,7 @@ with DAG(
     calls = plan_calls()
     classify = OscarRunServiceOperator.partial(
         task_id="classify",
-        map_index_template="{{ task.oscar_conn_id }} · {{ task.service_name }} · {{ task.input_id }}",
+        map_index_template=CALL_LABEL,
         # Run when every deployment has finished and at least one succeeded: a cluster that is
         # down from the start also leaves the others to answer.
         trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS,
