@@ -2,8 +2,9 @@
 
 Each input (an image, a specimen) has at most one prediction per model: labels in the model's own
 order, their probabilities and a status. :func:`aggregate` merges them over a label vocabulary built
-on the fly and returns JSON-plain results, small enough for XCom. The rules, after
-``reference/ensembles.md``:
+on the fly and returns JSON-plain results, small enough for XCom; :func:`aggregate_arrays` does the
+same for predictions already held as arrays (label indices into a vocabulary, probabilities). The
+rules, after ``reference/ensembles.md``:
 
 * **Labels** are keyed by ``" ".join(label.split()).casefold()``; each keeps the first form seen in
   the batch (inputs in order, models in order, list order), with whitespace collapsed.
@@ -38,10 +39,15 @@ on the fly and returns JSON-plain results, small enough for XCom. The rules, aft
 * **Entropy** (nats) is of the ensemble vector renormalised to sum 1: the listed labels and, when
   ``num_classes`` is given, the ``C - n`` unlisted classes at the unlisted-label score (non-zero
   only with residual spreading or the geometric floor).
+* **Provenance** (each model's own list, residual, status, message and source, per input) is on by
+  default. ``provenance=False`` leaves it out: for large batches it is most of the output (five
+  copies of the input for five models) and most of the time spent building it, and the caller
+  already holds it. ``missing_models`` still names the models that failed or gave nothing.
 
-The work is one pass over the input mappings into flat arrays, then array operations over
-(candidate label, model) matrices, where the candidates are the labels listed for each input: the
-memory grows with the number of listed labels, never with inputs times vocabulary.
+The work is one pass over the input mappings into flat arrays (none for :func:`aggregate_arrays`),
+then array operations over the listed entries and their candidates, where the candidates are the
+labels listed for each input: the memory grows with the number of listed labels, never with inputs
+times vocabulary. Only the results are Python objects, built from whole columns at once.
 """
 
 from __future__ import annotations
@@ -49,18 +55,28 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import chain, compress
+from itertools import chain, compress, count, repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from airflow_provider_oscar.errors import OscarError
 
-__all__ = ["METHODS", "MISSING", "AbstainRule", "EnsembleError", "accuracy", "aggregate"]
+__all__ = [
+    "METHODS",
+    "MISSING",
+    "AbstainRule",
+    "EnsembleError",
+    "accuracy",
+    "aggregate",
+    "aggregate_arrays",
+]
 
 METHODS = ("soft_vote", "weighted_mean", "geometric_mean", "max", "majority_vote", "borda", "rrf")
 MISSING = ("zero", "residual")
 _RANK_METHODS = ("borda", "rrf")
+_SUM_METHODS = ("soft_vote", "weighted_mean", "majority_vote", "borda", "rrf")
 _TOLERANCE = 1e-6  # slack on probabilities and their sums, for float32 rounding
 _TIE_BITS = 40  # mantissa bits kept when comparing scores (about 12 significant digits)
 
@@ -95,6 +111,7 @@ def aggregate(
     num_classes: int | None = None,
     min_models: int = 1,
     abstain: AbstainRule | None = None,
+    provenance: bool = True,
 ) -> list[dict[str, Any]]:
     """Combine, per input, the predictions of several models into a consensus top-k.
 
@@ -120,14 +137,76 @@ def aggregate(
     ``support`` counts the models that listed the label; ``vote_share`` is the weight share of the
     models whose top-1 is the winner; ``margin`` is the first score minus the second (or minus the
     unlisted-label score when only one label was listed); ``provenance`` holds each model's own
-    list, its residual mass (``None`` when missing) and status (``ok``, ``error``…, ``missing``).
-    Every result shares one ``method`` dict.
+    list, its residual mass (``None`` when missing) and status (``ok``, ``error``…, ``missing``);
+    with ``provenance=False`` the key is left out (see the module notes). Every result shares one
+    ``method`` dict.
     """
     rule = abstain if abstain is not None else AbstainRule()
     _check_arguments(method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule)
     if not predictions:
         return []
-    batch = _collect(predictions, models)
+    batch = _collect(predictions, models, bool(provenance))
+    return _aggregate(
+        batch, method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule
+    )
+
+
+def aggregate_arrays(
+    inputs: Sequence[str],
+    models: Sequence[str],
+    vocabulary: Sequence[str],
+    labels: Any,
+    probabilities: Any,
+    *,
+    answered: Any = None,
+    method: str = "soft_vote",
+    weights: Mapping[str, float] | None = None,
+    top_k: int = 5,
+    missing: str = "zero",
+    floor: float = 1e-6,
+    rrf_k: float = 60.0,
+    num_classes: int | None = None,
+    min_models: int = 1,
+    abstain: AbstainRule | None = None,
+    provenance: bool = True,
+) -> list[dict[str, Any]]:
+    """:func:`aggregate` for predictions held as arrays, e.g. the batched top-k of models.
+
+    ``labels`` is an integer array of shape ``(inputs, models, k)``: the position in
+    ``vocabulary`` of each listed label, in the model's order; ``-1`` after the last label of a
+    list shorter than ``k``. ``probabilities`` has the same shape (ignored where ``labels`` is -1).
+    ``answered`` is a boolean ``(inputs, models)`` array, all true by default; a model that did not
+    answer an input is missing there (status ``missing``). The result is what :func:`aggregate`
+    returns for the equivalent mapping ``{inputs[i]: {models[m]: {"labels": [vocabulary[j] for j in
+    labels[i, m] if j >= 0], "probabilities": [...]} if answered[i, m] else None}}``, with
+    ``models`` given; every vocabulary entry must be a non-empty string, used or not. Nothing is
+    read per prediction, so this skips the one pass over Python objects that :func:`aggregate`
+    needs.
+    """
+    rule = abstain if abstain is not None else AbstainRule()
+    _check_arguments(method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule)
+    if not len(inputs):
+        return []
+    batch = _collect_arrays(
+        inputs, models, vocabulary, labels, probabilities, answered, bool(provenance)
+    )
+    return _aggregate(
+        batch, method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule
+    )
+
+
+def _aggregate(
+    batch: _Batch,
+    method: str,
+    weights: Mapping[str, float] | None,
+    top_k: int,
+    missing: str,
+    floor: float,
+    rrf_k: float,
+    num_classes: int | None,
+    min_models: int,
+    rule: AbstainRule,
+) -> list[dict[str, Any]]:
     w = _model_weights(weights, batch.models)
     _check_coverage(batch, w, min_models, num_classes)
     scores = _score(batch, method, w, missing, floor, rrf_k, num_classes)
@@ -151,18 +230,21 @@ def accuracy(results: Iterable[Mapping[str, Any]], truth: Mapping[str, str]) -> 
 
     Labels compare normalised; a model that did not answer an input is wrong there. ``coverage``
     is the share of those inputs the ensemble did not abstain on, ``selective_accuracy`` its
-    accuracy on them. Shares are ``None`` when there is nothing to count.
+    accuracy on them. Shares are ``None`` when there is nothing to count. The models' accuracy
+    comes from the provenance: results aggregated with ``provenance=False`` give no ``models``.
     """
     known = {input_id: _label_key(label) for input_id, label in truth.items()}
     scored = [r for r in results if r["input"] in known]
     confident = [r for r in scored if not r["abstained"]]
-    models = list(dict.fromkeys(p["model"] for r in scored for p in r["provenance"]))
+    models = list(dict.fromkeys(p["model"] for r in scored for p in r.get("provenance", ())))
 
     def right(result: Mapping[str, Any], label: str | None) -> bool:
         return label is not None and _label_key(label) == known[result["input"]]
 
     def top1(result: Mapping[str, Any], model: str) -> str | None:
-        lists = (p["labels"] for p in result["provenance"] if p["model"] == model and p["labels"])
+        lists = (
+            p["labels"] for p in result.get("provenance", ()) if p["model"] == model and p["labels"]
+        )
         return next((labels[0] for labels in lists), None)
 
     def share(hits: Iterable[bool], n: int) -> float | None:
@@ -256,21 +338,23 @@ def _model_weights(weights: Mapping[str, float] | None, models: list[str]) -> np
 # --------------------------------------------------------------------------- collection
 
 _ABSENT = object()  # stands for the status of a prediction that is not there at all
+_NO_PREDICTION: dict[str, Any] = {"status": _ABSENT}  # the view of an absent prediction
+_FIELDS = ("status", "labels", "probabilities", "message", "source")
 _SEQUENCES = {list, tuple}
 _NOT_FAILED = frozenset(("ok", "missing"))
 
 
 @dataclass(frozen=True)
 class _Batch:
-    """The predictions as flat arrays: slots are (input, model) pairs, entries listed labels."""
+    """The predictions as flat arrays: slots are (input, model) pairs, entries listed labels.
+
+    The provenance fields (``status``, ``message``, ``source``, ``raw_labels``) are empty when the
+    results leave the provenance out.
+    """
 
     inputs: list[str]
     models: list[str]
     display: list[str]  # per label id; ids follow the normalised labels' alphabetical order
-    status: list[str]  # per slot
-    message: dict[int, str]  # slot -> message, for failed predictions that gave one
-    source: list[Any]  # per slot: where the prediction came from (object key, file), if known
-    raw_labels: list[Any]  # per entry, as the models gave them
     present: np.ndarray  # (inputs, models) bool: the model answered the input
     length: np.ndarray  # (inputs, models) int: k_m, 0 when missing
     residual: np.ndarray  # (inputs, models) float: r_m, 0 when missing
@@ -281,70 +365,247 @@ class _Batch:
     cand: np.ndarray  # (entries,) candidate of each entry; candidates are (input, label) pairs
     cand_input: np.ndarray  # (candidates,) sorted by input, then label id
     cand_label: np.ndarray  # (candidates,)
+    provenance: bool
+    status: list[str]  # per slot
+    message: dict[int, str]  # slot -> message, for failed predictions that gave one
+    source: list[Any]  # per slot: where the prediction came from (object key, file), if known
+    raw_labels: list[Any]  # per entry, as the models gave them
 
 
-def _collect(predictions: Mapping[str, Mapping[str, Any]], models: Sequence[str] | None) -> _Batch:
-    """One pass over the mappings into flat lists, then arrays; checks every prediction."""
+def _collect(
+    predictions: Mapping[str, Mapping[str, Any]], models: Sequence[str] | None, provenance: bool
+) -> _Batch:
+    """One pass over the mappings into flat lists, then arrays; checks every prediction.
+
+    Each step is one C-level pass (``map``, ``chain``, ``np.fromiter``) over all the predictions,
+    their labels or their probabilities, with the type checks done on the set of types seen.
+    """
     inputs = list(predictions)
     rows = list(predictions.values())
     names = _model_names(inputs, rows, models)
-    n_inputs, n_models = len(inputs), len(names)
+    n_models = len(names)
 
     def where(s: int) -> str:
         return f"input {inputs[s // n_models]!r}, model {names[s % n_models]!r}"
 
-    got = [row.get(m) for row in rows for m in names]
-    views: list[Any] = [p if p is None or type(p) is dict else _view(p) for p in got]
-    status, message = _statuses(views)
-    answered = list(compress(range(len(status)), map("ok".__eq__, status)))
-    labels = [views[s].get("labels") for s in answered]
-    probs = [views[s].get("probabilities") for s in answered]
+    views = _views(_slots(rows, names))
+    raw_status = list(map(dict.get, views, repeat("status")))
+    try:
+        name_of = {s: _status_name(s) for s in set(raw_status)}
+    except TypeError:
+        raise EnsembleError("statuses must be strings") from None
+    if set(name_of.values()) == {"ok"}:
+        answered, answers = np.arange(len(views)), views
+    else:
+        is_ok = {s: name == "ok" for s, name in name_of.items()}
+        flags = list(map(is_ok.__getitem__, raw_status))
+        answered, answers = np.flatnonzero(flags), list(compress(views, flags))
+    labels: list[Any] = list(map(dict.get, answers, repeat("labels")))
+    probs: list[Any] = list(map(dict.get, answers, repeat("probabilities")))
     lengths = _list_lengths(labels, probs, answered, where)
-
-    slot_of_pred = np.array(answered, np.int64)
-    length = np.zeros(n_inputs * n_models, np.int64)
-    length[slot_of_pred] = lengths
-    start = np.concatenate(([0], np.cumsum(length)))
-    n_entries = int(start[-1])
-    raw_labels = list(chain.from_iterable(labels))
+    n_entries = int(lengths.sum())
     try:
         prob = np.fromiter(chain.from_iterable(probs), np.float64, n_entries)
     except (TypeError, ValueError):
         raise EnsembleError("probabilities must be numbers") from None
-    slot = np.repeat(slot_of_pred, lengths)
-    total = np.bincount(slot, prob, n_inputs * n_models)
+    # Number each label by the entry where it first appears: one dict lookup per entry.
+    first_at: dict[Any, int] = {}
+    try:
+        first = np.fromiter(
+            map(first_at.setdefault, chain.from_iterable(labels), count()), np.int64, n_entries
+        )
+    except TypeError:
+        raise EnsembleError("labels must be strings") from None
+    display, ids = _label_ids(list(first_at))
+    label_at = np.empty(n_entries, np.int64)
+    label_at[np.fromiter(first_at.values(), np.int64, len(first_at))] = ids
+    extra: dict[str, Any] = {}
+    if provenance:
+        status = list(map(name_of.__getitem__, raw_status))
+        extra = {
+            "status": status,
+            "message": _messages(views, status),
+            "source": list(map(dict.get, views, repeat("source"))),
+            "raw_labels": list(chain.from_iterable(labels)),
+        }
+    return _entries(inputs, names, display, answered, lengths, prob, label_at[first], where, extra)
+
+
+def _slots(rows: list[Mapping[str, Any]], names: list[str]) -> list[Any]:
+    """Each (input, model) slot's prediction, input-major; ``None`` where there is none."""
+    if set(map(type, rows)) == {dict}:
+        try:  # every input has every model, the usual case
+            if len(names) == 1:
+                return list(map(itemgetter(names[0]), rows))
+            return list(chain.from_iterable(map(itemgetter(*names), rows)))
+        except KeyError:
+            pass
+    return [row.get(m) for row in rows for m in names]
+
+
+def _views(predictions: list[Any]) -> list[dict[str, Any]]:
+    """Each prediction as a plain dict: dicts as they are, other mappings and objects by field."""
+    if set(map(type, predictions)) == {dict}:
+        return predictions
+    return [p if type(p) is dict else _view(p) for p in predictions]
+
+
+def _view(prediction: Any) -> dict[str, Any]:
+    if prediction is None:
+        return _NO_PREDICTION
+    if isinstance(prediction, Mapping):
+        return {name: prediction.get(name) for name in _FIELDS}
+    return {name: getattr(prediction, name, None) for name in _FIELDS}
+
+
+def _messages(views: list[dict[str, Any]], status: list[str]) -> dict[int, str]:
+    """The messages of the failed predictions that gave one, by slot."""
+    if set(status) <= _NOT_FAILED:
+        return {}
+    failed = [s for s, name in enumerate(status) if name not in _NOT_FAILED]
+    return {s: str(views[s]["message"]) for s in failed if views[s].get("message") is not None}
+
+
+def _collect_arrays(
+    inputs: Sequence[str],
+    models: Sequence[str],
+    vocabulary: Sequence[str],
+    labels: Any,
+    probabilities: Any,
+    answered: Any,
+    provenance: bool,
+) -> _Batch:
+    """The arrays checked and flattened into entries; only the vocabulary is read in Python."""
+    inputs, names = list(inputs), list(models)
+    n_inputs, n_models, n_words = len(inputs), len(names), len(vocabulary)
+    if len(set(inputs)) != n_inputs:
+        raise EnsembleError("inputs contains duplicate ids")
+    if len(set(names)) != n_models:
+        raise EnsembleError("models contains duplicate names")
+    if not names:
+        raise EnsembleError("no models to aggregate")
+
+    def where(s: int) -> str:
+        return f"input {inputs[s // n_models]!r}, model {names[s % n_models]!r}"
+
+    ids = np.asarray(labels)
+    if ids.ndim != 3 or ids.shape[:2] != (n_inputs, n_models) or ids.shape[2] < 1:
+        raise EnsembleError(
+            f"labels must have shape (inputs, models, k) = ({n_inputs}, {n_models}, k >= 1), "
+            f"got {ids.shape}"
+        )
+    if ids.dtype.kind not in "iu":
+        raise EnsembleError(f"labels must be integer positions in the vocabulary, got {ids.dtype}")
+    try:
+        probs = np.asarray(probabilities, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EnsembleError("probabilities must be numbers") from None
+    if probs.shape != ids.shape:
+        raise EnsembleError(f"probabilities have shape {probs.shape}, labels {ids.shape}")
+    shape = (n_inputs, n_models)
+    present = np.ones(shape, bool) if answered is None else np.asarray(answered)
+    if present.dtype != bool or present.shape != shape:
+        raise EnsembleError(f"answered must be a boolean array of shape {shape}")
+    ids = ids.reshape(n_inputs * n_models, -1)
+    answered_slots = np.flatnonzero(present)
+    outside = (ids < -1) | (ids >= n_words)
+    out = np.flatnonzero(outside.any(axis=1) & present.ravel())
+    if out.size:
+        s = int(out[0])
+        bad = int(ids[s][outside[s]][0])
+        raise EnsembleError(f"{where(s)}: label {bad} outside the vocabulary of {n_words} labels")
+    listed = ids >= 0
+    gap = np.flatnonzero((listed[:, 1:] & ~listed[:, :-1]).any(axis=1) & present.ravel())
+    if gap.size:
+        raise EnsembleError(f"{where(int(gap[0]))}: a label after -1; -1 only ends a list")
+    listed &= present.reshape(-1, 1)
+    lengths = listed.sum(axis=1)[answered_slots]
+    empty = np.flatnonzero(lengths == 0)
+    if empty.size:
+        raise EnsembleError(f"{where(int(answered_slots[empty[0]]))}: answered but no labels")
+    entry = np.flatnonzero(listed)
+    word = ids.ravel()[entry]
+    words = list(vocabulary)
+    display, key_of = _label_ids(words)
+    if len(display) < n_words:  # forms of one label: show the one the batch lists first
+        seen = np.full(n_words, entry.size)
+        np.minimum.at(seen, word, np.arange(entry.size))
+        by_seen = np.argsort(seen, kind="stable")
+        display, key_by_seen = _label_ids([words[j] for j in by_seen.tolist()])
+        key_of = np.empty_like(key_by_seen)
+        key_of[by_seen] = key_by_seen
+    extra: dict[str, Any] = {}
+    if provenance:
+        extra = {
+            "status": ["ok" if ok else "missing" for ok in present.ravel().tolist()],
+            "message": {},
+            "source": [None] * (n_inputs * n_models),
+            "raw_labels": np.array(words, dtype=object)[word].tolist(),
+        }
+    return _entries(
+        inputs,
+        names,
+        display,
+        answered_slots,
+        lengths,
+        probs.ravel()[entry],
+        key_of[word],
+        where,
+        extra,
+    )
+
+
+def _entries(
+    inputs: list[str],
+    names: list[str],
+    display: list[str],
+    answered: np.ndarray,
+    lengths: np.ndarray,
+    prob: np.ndarray,
+    label: np.ndarray,
+    where: Callable[[int], str],
+    provenance: dict[str, Any],
+) -> _Batch:
+    """The batch from its listed entries, in slot then list order: checks the probabilities and
+    that no list names a label twice, and finds the candidates."""
+    n_inputs, n_models = len(inputs), len(names)
+    n_slots = n_inputs * n_models
+    length = np.zeros(n_slots, np.int64)
+    length[answered] = lengths
+    start = np.zeros(n_slots + 1, np.int64)
+    np.cumsum(length, out=start[1:])
+    slot = np.repeat(answered, lengths)
+    total = np.bincount(slot, prob, n_slots)
     _check_probabilities(prob, slot, total, where)
 
-    display, label = _label_ids(raw_labels)
     n_labels = max(len(display), 1)
-    keys, cand = _distinct(slot // n_models * n_labels + label)
-    twice = np.flatnonzero(np.bincount(cand * n_models + slot % n_models) > 1)
-    if twice.size:
-        c, m = divmod(int(twice[0]), n_models)
-        s = int(keys[c]) // n_labels * n_models + m
-        raise EnsembleError(f"{where(s)}: label {display[int(keys[c]) % n_labels]!r} listed twice")
+    keys, cand, twice = _candidates(slot // n_models * n_labels + label, slot)
+    if twice >= 0:
+        s = int(slot[twice])
+        raise EnsembleError(f"{where(s)}: label {display[int(label[twice])]!r} listed twice")
 
-    present = np.zeros(n_inputs * n_models, bool)
-    present[slot_of_pred] = True
+    present = np.zeros(n_slots, bool)
+    present[answered] = True
     shape = (n_inputs, n_models)
     return _Batch(
         inputs=inputs,
         models=names,
         display=display,
-        status=status,
-        message=message,
-        source=[None if v is None else v.get("source") for v in views],
-        raw_labels=raw_labels,
         present=present.reshape(shape),
         length=length.reshape(shape),
         residual=np.where(present, np.maximum(1.0 - total, 0.0), 0.0).reshape(shape),
         start=start,
         slot=slot,
         prob=prob,
-        rank=np.arange(n_entries) - start[slot] + 1,
+        rank=np.arange(slot.size) - start[slot] + 1,
         cand=cand,
         cand_input=keys // n_labels,
         cand_label=keys % n_labels,
+        provenance=bool(provenance),
+        status=provenance.get("status", []),
+        message=provenance.get("message", {}),
+        source=provenance.get("source", []),
+        raw_labels=provenance.get("raw_labels", []),
     )
 
 
@@ -352,9 +613,12 @@ def _model_names(
     inputs: list[str], rows: list[Mapping[str, Any]], models: Sequence[str] | None
 ) -> list[str]:
     """``models``, or every model seen in first-seen order; checks the rows name only those."""
-    for input_id, row in zip(inputs, rows, strict=True):
-        if not isinstance(row, Mapping):
-            raise EnsembleError(f"input {input_id!r}: expected a mapping of model name to output")
+    if not set(map(type, rows)) <= {dict}:
+        for input_id, row in zip(inputs, rows, strict=True):
+            if not isinstance(row, Mapping):
+                raise EnsembleError(
+                    f"input {input_id!r}: expected a mapping of model name to output"
+                )
     seen = list(dict.fromkeys(chain.from_iterable(rows)))
     names = seen if models is None else list(models)
     if len(set(names)) != len(names):
@@ -367,29 +631,12 @@ def _model_names(
     return names
 
 
-def _statuses(views: list[Any]) -> tuple[list[str], dict[int, str]]:
-    """Each slot's status name, and the messages of the failed ones that gave one."""
-    raw = [_ABSENT if v is None else v.get("status") for v in views]
-    try:
-        name_of = {s: _status_name(s) for s in set(raw)}
-    except TypeError:
-        raise EnsembleError("statuses must be strings") from None
-    status = list(map(name_of.__getitem__, raw))
-    message: dict[int, str] = {}
-    if set(name_of.values()) - _NOT_FAILED:  # some model failed: keep what it said
-        failed = [s for s, name in enumerate(status) if name not in _NOT_FAILED]
-        message = {
-            s: str(views[s]["message"]) for s in failed if views[s].get("message") is not None
-        }
-    return status, message
-
-
 def _list_lengths(
-    labels: list[Any], probs: list[Any], answered: list[int], where: Callable[[int], str]
+    labels: list[Any], probs: list[Any], answered: np.ndarray, where: Callable[[int], str]
 ) -> np.ndarray:
     """The length of each answered list; checks they are non-empty lists of equal lengths."""
     if not {*map(type, labels), *map(type, probs)} <= _SEQUENCES:
-        pairs = zip(answered, labels, probs, strict=True)
+        pairs = zip(answered.tolist(), labels, probs, strict=True)
         s = next(s for s, a, b in pairs if {type(a), type(b)} - _SEQUENCES)
         raise EnsembleError(f"{where(s)}: labels and probabilities must be lists")
     lengths = np.fromiter(map(len, labels), np.int64, len(labels))
@@ -398,10 +645,10 @@ def _list_lengths(
     if mismatch.size:
         k = int(mismatch[0])
         detail = f"{lengths[k]} labels but {n_probs[k]} probabilities"
-        raise EnsembleError(f"{where(answered[k])}: {detail}")
+        raise EnsembleError(f"{where(int(answered[k]))}: {detail}")
     empty = np.flatnonzero(lengths == 0)
     if empty.size:
-        raise EnsembleError(f"{where(answered[int(empty[0])])}: status ok but no labels")
+        raise EnsembleError(f"{where(int(answered[empty[0]]))}: status ok but no labels")
     return lengths
 
 
@@ -419,14 +666,6 @@ def _check_probabilities(
         raise EnsembleError(f"{where(s)}: probabilities sum to {total[s]:.7g} > 1")
 
 
-def _view(prediction: Any) -> Mapping[str, Any]:
-    """A prediction as a mapping: mappings as they are, objects by their attributes."""
-    if isinstance(prediction, Mapping):
-        return prediction
-    fields = ("status", "labels", "probabilities", "message", "source")
-    return {name: getattr(prediction, name, None) for name in fields}
-
-
 def _status_name(status: Any) -> str:
     if status is _ABSENT:
         return "missing"
@@ -438,43 +677,44 @@ def _label_key(label: str) -> str:
 
 
 def _label_ids(raw_labels: list[Any]) -> tuple[list[str], np.ndarray]:
-    """Display form per label id (ids in alphabetical order of the keys) and each entry's id."""
-    first_seen = _Numbering()
-    try:
-        seen_ids = np.fromiter(map(first_seen.__getitem__, raw_labels), np.int64, len(raw_labels))
-    except TypeError:
-        raise EnsembleError("labels must be strings") from None
-    shown: dict[str, str] = {}
-    keys = []
-    for raw in first_seen:
-        if not isinstance(raw, str) or not raw.strip():
-            raise EnsembleError(f"labels must be non-empty strings, got {raw!r}")
-        keys.append(_label_key(raw))
-        shown.setdefault(keys[-1], " ".join(raw.split()))
-    ordered = sorted(shown)
-    number = {key: n for n, key in enumerate(ordered)}
-    renumber = np.array([number[key] for key in keys], np.int64)
-    return [shown[key] for key in ordered], renumber[seen_ids]
+    """Display form per label id (ids in alphabetical order of the keys) and each raw label's id.
+
+    ``raw_labels`` are distinct, in the order the batch first lists them: a label keeps its first
+    form.
+    """
+    shown: list[str] = []
+    if set(map(type, raw_labels)) <= {str}:
+        shown = [" ".join(raw.split()) for raw in raw_labels]
+    if len(shown) != len(raw_labels) or "" in shown:
+        for raw in raw_labels:
+            if not isinstance(raw, str) or not raw.strip():
+                raise EnsembleError(f"labels must be non-empty strings, got {raw!r}")
+        shown = [" ".join(raw.split()) for raw in raw_labels]
+    keys = list(map(str.casefold, shown))
+    first_form = dict(
+        zip(reversed(keys), reversed(shown), strict=True)
+    )  # the earliest form written last
+    ordered = sorted(first_form)
+    number = dict(zip(ordered, range(len(ordered)), strict=True))
+    ids = np.fromiter(map(number.__getitem__, keys), np.int64, len(keys))
+    return list(map(first_form.__getitem__, ordered)), ids
 
 
-class _Numbering(dict[Any, int]):
-    """Numbers keys 0, 1, 2, … in the order they are first looked up."""
-
-    def __missing__(self, key: Any) -> int:
-        self[key] = len(self)
-        return self[key]
-
-
-def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_inverse=True)``, quicker on the nearly sorted keys given here."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
+def _candidates(keys: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The distinct keys, sorted, each entry's position among them, and the first entry that
+    repeats a key of its own slot (-1 when none does): ``np.unique(keys, return_inverse=True)``,
+    quicker on the nearly sorted keys given here."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
     new = np.empty(ordered.size, bool)
     new[:1] = True
-    new[1:] = ordered[1:] != ordered[:-1]
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    # The sort is stable and each slot's entries are contiguous: repeats within a slot are adjacent.
+    by_slot = slot[order]
+    twice = np.flatnonzero(~new[1:] & (by_slot[1:] == by_slot[:-1]))
     inverse = np.empty_like(order)
     inverse[order] = np.cumsum(new) - 1
-    return ordered[new], inverse
+    return ordered[new], inverse, int(order[twice[0] + 1]) if twice.size else -1
 
 
 def _check_coverage(batch: _Batch, w: np.ndarray, min_models: int, num_classes: int | None) -> None:
@@ -527,34 +767,51 @@ def _score(
     rrf_k: float,
     num_classes: int | None,
 ) -> _Scores:
-    """Score every candidate from (model, candidate) matrices of values and ranks.
+    """Score every candidate.
 
-    Matrices are model-major, so that the reductions over models run along whole rows.
+    With unlisted labels at 0, the sums over models are sums over the listed entries: one
+    ``np.bincount`` each, adding in entry order, so in model order per candidate, as a loop over
+    the models would. Otherwise (residual spreading, geometric mean, max) every model has a value
+    for every candidate: (model, candidate) matrices, model-major so that the reductions over
+    models run along whole rows.
     """
     present = batch.present.T  # (models, inputs)
     weight = np.where(present, w[:, None], 0.0)
     total = weight.sum(axis=0)
+    ci, cand, n_cand = batch.cand_input, batch.cand, batch.cand_input.size
+    first = batch.rank == 1
+    w_entry = weight.T.ravel()[batch.slot]
+    votes = np.bincount(cand[first], w_entry[first], n_cand) / total[ci]
+    support = np.bincount(cand, minlength=n_cand)
+    unlisted = np.zeros(len(batch.inputs))
+    if missing == "zero" and method in _SUM_METHODS:
+        if method == "borda":
+            points = batch.length.ravel()[batch.slot] - batch.rank + 1
+            return _Scores(
+                np.bincount(cand, w_entry * points, n_cand), None, votes, support, unlisted
+            )
+        if method == "rrf":
+            score = np.bincount(cand, w_entry / (rrf_k + batch.rank), n_cand)
+            return _Scores(score, None, votes, support, unlisted)
+        soft = np.bincount(cand, w_entry * batch.prob, n_cand) / total[ci]
+        if method == "majority_vote":
+            return _Scores(votes, soft, votes, support, unlisted)
+        return _Scores(soft, None, votes, support, unlisted)
+
     fill = np.zeros(present.shape)
     if missing == "residual":
         assert num_classes is not None
         room = num_classes - batch.length.T
         fill = np.where(present & (room > 0), batch.residual.T / np.maximum(room, 1), 0.0)
-
-    ci = batch.cand_input
     model = batch.slot % len(batch.models)
     cw = weight[:, ci]  # (models, candidates)
     value = fill[:, ci]
-    value[model, batch.cand] = batch.prob
-    rank = np.zeros(cw.shape, np.int64)
-    rank[model, batch.cand] = batch.rank
-    listed = rank > 0
-    votes = ((rank == 1) * cw).sum(axis=0) / total[ci]
+    value[model, cand] = batch.prob
 
     def mean(v: np.ndarray, v_unlisted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (v * cw).sum(axis=0) / total[ci], (v_unlisted * weight).sum(axis=0) / total
 
     tie = None
-    unlisted = np.zeros(len(batch.inputs))
     if method in ("soft_vote", "weighted_mean"):
         score, unlisted = mean(value, fill)
     elif method == "geometric_mean":
@@ -565,14 +822,9 @@ def _score(
     elif method == "max":
         score = np.where(present[:, ci], value, -np.inf).max(axis=0)
         unlisted = np.where(present, fill, -np.inf).max(axis=0)
-    elif method == "majority_vote":
+    else:  # majority_vote, with residual spreading in its tie-break
         score, tie = votes, mean(value, fill)[0]
-    elif method == "borda":
-        points = np.where(listed, batch.length.T[:, ci] - rank + 1, 0)
-        score = (points * cw).sum(axis=0)
-    else:  # rrf
-        score = (np.where(listed, 1.0 / (rrf_k + np.maximum(rank, 1)), 0.0) * cw).sum(axis=0)
-    return _Scores(score, tie, votes, listed.sum(axis=0), unlisted)
+    return _Scores(score, tie, votes, support, unlisted)
 
 
 def _tie_key(x: np.ndarray) -> np.ndarray:
@@ -581,33 +833,72 @@ def _tie_key(x: np.ndarray) -> np.ndarray:
     return np.ldexp(np.round(np.ldexp(mantissa, _TIE_BITS)), exponent - _TIE_BITS)
 
 
-def _places(ci: np.ndarray, counts: np.ndarray, keys: list[np.ndarray]) -> np.ndarray:
-    """Each candidate's 0-based place in its input's ranking, by ``keys`` as ``np.lexsort`` takes
-    them (ascending, the last key first).
+_LOW_BITS = 52 - _TIE_BITS  # mantissa bits a tie key leaves at zero
+_LAST = np.iinfo(np.int64).max
 
-    The sort is stable and candidates arrive in label order, which breaks the remaining ties.
-    Inputs are sorted as the rows of dense matrices, one per power-of-two row width, so that the
-    padding at most doubles the memory whatever the spread of candidates per input.
+
+def _ranking(scores: _Scores, ci: np.ndarray, counts: np.ndarray, depth: int) -> np.ndarray:
+    """The candidates in each input's first ``depth`` places, ``(inputs, depth)``; -1 past the
+    last of an input's candidates.
+
+    The order is the tie key of the score, then (majority vote) of the tie-break score, then the
+    support, descending, then the label (candidates arrive in label order), as one stable sort of
+    the rows of dense ``(inputs, width)`` matrices. One matrix when the inputs have about as many
+    candidates each, else one per power-of-two width, so that the padding at most doubles the
+    memory whatever the spread.
+
+    Usually the keys pack into one integer per candidate, unique within its input, so that a plain
+    ``np.sort`` does: the bits of a non-negative float order as the number does, and a tie key
+    leaves its last ``_LOW_BITS`` bits at zero, room for the support and the column. Otherwise
+    (majority vote, negative scores, too many models or candidates) ``np.lexsort`` takes the keys
+    one by one.
     """
-    column = np.arange(ci.size) - (np.cumsum(counts) - counts)[ci]
+    tie_key = _tie_key(scores.score) + 0.0  # no -0.0
+    bits = tie_key.view(np.int64)
+    packable = (
+        scores.tie is None and tie_key.min() >= 0 and not (bits & ((1 << _LOW_BITS) - 1)).any()
+    )
+    support_bits = int(scores.support.max()).bit_length()
+    first = np.cumsum(counts) - counts
+    column = np.arange(ci.size) - first[ci]
+    best = np.full((counts.size, depth), -1, np.int64)
+    for rows, width, mine in _row_groups(ci, counts):
+        r, c = (ci, column) if mine is None else (np.searchsorted(rows, ci[mine]), column[mine])
+        column_bits = (width - 1).bit_length()
+        if packable and support_bits + column_bits <= _LOW_BITS:
+            packed = bits | (scores.support << column_bits) | (width - 1 - column)
+            dense = np.full((rows.size, width), _LAST)
+            dense[r, c] = -(packed if mine is None else packed[mine])
+            ordered = np.sort(dense, axis=-1)[:, :depth]
+            by_place = width - 1 - (-ordered & ((1 << column_bits) - 1))
+            by_place[ordered == _LAST] = width  # padding
+        else:
+            keys = [-scores.support.astype(np.float64), -tie_key]
+            if scores.tie is not None:
+                keys.insert(1, -_tie_key(scores.tie))
+            planes = []
+            for key in keys:
+                plane = np.full((rows.size, width), np.inf)
+                plane[r, c] = key if mine is None else key[mine]
+                planes.append(plane)
+            by_place = np.lexsort(planes, axis=-1)[:, :depth]  # padding (inf) sorts last
+        best[rows, : by_place.shape[1]] = np.where(
+            by_place < counts[rows, None], first[rows, None] + by_place, -1
+        )
+    return best
+
+
+def _row_groups(
+    ci: np.ndarray, counts: np.ndarray
+) -> Iterable[tuple[np.ndarray, int, np.ndarray | None]]:
+    """Rows of inputs sorted together: (inputs, row width, their candidates or None for all)."""
+    widest = int(counts.max())
+    if widest * counts.size <= 2 * ci.size:
+        yield np.arange(counts.size), widest, None
+        return
     width = 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)
-    place = np.empty(ci.size, np.int64)
-    row_of = np.empty(counts.size, np.int64)
     for w in np.unique(width).tolist():
-        rows = np.flatnonzero(width == w)
-        row_of[rows] = np.arange(rows.size)
-        mine = np.flatnonzero(width[ci] == w)
-        r, c = row_of[ci[mine]], column[mine]
-        dense = []
-        for key in keys:
-            d = np.full((rows.size, w), np.inf)
-            d[r, c] = key[mine]
-            dense.append(d)
-        by_place = np.lexsort(dense, axis=-1)  # padding (inf) sorts last
-        place_of = np.empty_like(by_place)
-        np.put_along_axis(place_of, by_place, np.arange(w)[None, :], axis=-1)
-        place[mine] = place_of[r, c]
-    return place
+        yield np.flatnonzero(width == w), w, np.flatnonzero(width[ci] == w)
 
 
 # --------------------------------------------------------------------------- results
@@ -621,20 +912,17 @@ def _results(
     rule: AbstainRule,
     description: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Rank each input's candidates, derive margin, entropy and abstention, build the dicts."""
+    """Rank each input's candidates, derive margin, entropy and abstention, build the dicts.
+
+    The per-input lists come from ``(inputs, top_k)`` matrices turned into lists whole
+    (``tolist``), trimmed only for the inputs with fewer than ``top_k`` candidates.
+    """
     ci, score = batch.cand_input, scores.score
     n_inputs, n_models = len(batch.inputs), len(batch.models)
     counts = np.bincount(ci, minlength=n_inputs)
-    first = np.cumsum(counts) - counts  # where each input's candidates begin
-    keys = [-scores.support.astype(np.float64), -_tie_key(score)]
-    if scores.tie is not None:
-        keys.insert(1, -_tie_key(scores.tie))
-    place = _places(ci, counts, keys)
-    order = np.empty_like(place)
-    order[first[ci] + place] = np.arange(ci.size)  # candidates by input, then by place
-    top = order[place[order] < top_k]
-    best = order[first]
-    second = np.where(counts > 1, score[order[np.minimum(first + 1, ci.size - 1)]], scores.unlisted)
+    places = _ranking(scores, ci, counts, max(top_k, 2))
+    best = places[:, 0]
+    second = np.where(counts > 1, score[places[:, 1]], scores.unlisted)
     margin = score[best] - second
     vote_share = scores.votes[best]
     entropy = _entropy(score, ci, counts, scores.unlisted, num_classes)
@@ -648,48 +936,63 @@ def _results(
         for code in range(8)
     ]
 
-    display = batch.display
-    top_labels = [display[n] for n in batch.cand_label[top].tolist()]
-    top_scores, top_support = score[top].tolist(), scores.support[top].tolist()
-    top_start = np.concatenate(([0], np.cumsum(np.minimum(counts, top_k)))).tolist()
+    top = places[:, :top_k]
+    labels = np.array(batch.display, dtype=object)[batch.cand_label[top]].tolist()
+    top_scores, support = score[top].tolist(), scores.support[top].tolist()
+    for i in np.flatnonzero(counts < top_k).tolist():
+        n = int(counts[i])
+        labels[i], top_scores[i], support[i] = labels[i][:n], top_scores[i][:n], support[i][:n]
 
-    provenance = _provenance(batch)
-    missing: list[list[str]] = [[] for _ in range(n_inputs)]
-    for s in np.flatnonzero(~batch.present.ravel()).tolist():
-        missing[s // n_models].append(batch.models[s % n_models])
-
-    return [
-        {
-            "input": input_id,
-            "winner": top_labels[a],
-            "top_k": {
-                "labels": top_labels[a:b],
-                "scores": top_scores[a:b],
-                "support": top_support[a:b],
-            },
-            "vote_share": share,
-            "margin": gap,
-            "entropy": h,
-            "abstained": code > 0,
-            "abstain_reasons": list(reasons[code]),
-            "missing_models": gone,
-            "provenance": provenance[i * n_models : (i + 1) * n_models],
-            "method": description,
-        }
-        for i, (input_id, a, b, share, gap, h, code, gone) in enumerate(
-            zip(
-                batch.inputs,
-                top_start[:-1],
-                top_start[1:],
-                vote_share.tolist(),
-                margin.tolist(),
-                entropy.tolist(),
-                below.tolist(),
-                missing,
-                strict=True,
+    columns = zip(
+        batch.inputs,
+        labels,
+        top_scores,
+        support,
+        vote_share.tolist(),
+        margin.tolist(),
+        entropy.tolist(),
+        below.tolist(),
+        strict=True,
+    )
+    if batch.provenance:
+        provenance = _provenance(batch)
+        results = [
+            {
+                "input": input_id,
+                "winner": top_labels[0],
+                "top_k": {"labels": top_labels, "scores": top_score, "support": top_support},
+                "vote_share": share,
+                "margin": gap,
+                "entropy": h,
+                "abstained": code > 0,
+                "abstain_reasons": [*reasons[code]],
+                "missing_models": [],
+                "provenance": provenance[a : a + n_models],
+                "method": description,
+            }
+            for (input_id, top_labels, top_score, top_support, share, gap, h, code), a in zip(
+                columns, range(0, n_inputs * n_models, n_models), strict=True
             )
-        )
-    ]
+        ]
+    else:
+        results = [
+            {
+                "input": input_id,
+                "winner": top_labels[0],
+                "top_k": {"labels": top_labels, "scores": top_score, "support": top_support},
+                "vote_share": share,
+                "margin": gap,
+                "entropy": h,
+                "abstained": code > 0,
+                "abstain_reasons": [*reasons[code]],
+                "missing_models": [],
+                "method": description,
+            }
+            for input_id, top_labels, top_score, top_support, share, gap, h, code in columns
+        ]
+    for s in np.flatnonzero(~batch.present.ravel()).tolist():
+        results[s // n_models]["missing_models"].append(batch.models[s % n_models])
+    return results
 
 
 def _provenance(batch: _Batch) -> list[dict[str, Any]]:

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
+from airflow_provider_oscar.compat import AirflowException, AirflowFailException
 from airflow_provider_oscar.errors import (
     OscarClientError,
     OscarDefinitionError,

@@ -58,7 +58,9 @@ class _OscarLink(BaseOperatorLink):
     ) -> None:
         """Store what the link needs; call it in ``execute`` before deferring."""
         value = {"endpoint": endpoint, "service": service, "job": job, "bucket": bucket, "key": key}
-        context["ti"].xcom_push(key=cls.persist_key(), value=value)
+        ti = context.get("ti")
+        if ti is not None:  # a bare context (e.g. calling execute by hand) has no links
+            ti.xcom_push(key=cls.persist_key(), value=value)
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         data = XCom.get_value(key=self.persist_key(), ti_key=ti_key)

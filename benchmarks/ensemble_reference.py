@@ -1,8 +1,11 @@
-"""A plain-Python twin of ``airflow_provider_oscar.ensemble.aggregate``: dicts, input by input.
+"""A plain-Python twin of ``airflow_provider_oscar.ensemble``: dicts, input by input.
 
 Same semantics and result shape, written the straightforward way, so that the property tests can
 check the vectorised code against it and the benchmark can measure the speed-up over it. It checks
-the predictions as the real one does, but trusts its other arguments.
+the predictions as the real one does, but trusts its other arguments. ``aggregate_reference``
+reads mappings, as ``aggregate`` does; ``aggregate_arrays_reference`` reads the same information as
+``aggregate_arrays``, held as plain lists (``array.tolist()``), and normalises each vocabulary
+entry once, as a reasonable pure-Python program would.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from typing import Any
 from airflow_provider_oscar.ensemble import AbstainRule, EnsembleError
 
 _TIE_BITS = 40
+
+# One model's answer for one input: label key -> (probability, 1-based rank), in list order.
+OwnList = dict[str, tuple[float, int]]
 
 
 def aggregate_reference(
@@ -30,46 +36,39 @@ def aggregate_reference(
     num_classes: int | None = None,
     min_models: int = 1,
     abstain: AbstainRule | None = None,
+    provenance: bool = True,
 ) -> list[dict[str, Any]]:
     """What ``aggregate`` returns for the same arguments, computed with dicts and loops."""
-    rule = abstain if abstain is not None else AbstainRule()
     if models is None:
         models = list(dict.fromkeys(m for row in predictions.values() for m in row))
-    weight = {m: float(weights[m]) for m in models} if weights is not None else None
-    description = {
-        "combiner": method,
-        "weights": weight,
-        "missing": missing,
-        "floor": floor if method == "geometric_mean" else None,
-        "rrf_k": rrf_k if method == "rrf" else None,
-        "num_classes": num_classes,
-        "top_k": top_k,
-        "min_models": min_models,
-        "abstain": asdict(rule),
-    }
-    display: dict[str, str] = {}  # normalised label -> first form seen in the batch
+    combiner = _Combiner(
+        method, models, weights, top_k, missing, floor, rrf_k, num_classes, min_models, abstain
+    )
+    display = combiner.display
     results = []
     for input_id, row in predictions.items():
-        lists: dict[str, dict[str, tuple[float, int]]] = {}  # model -> label -> (p, rank)
+        lists: dict[str, OwnList] = {}
         residual: dict[str, float] = {}
-        provenance = []
+        trail = []
         for model in models:
             status, labels, probs, message, source = _read(row.get(model))
-            entry = {
-                "model": model,
-                "status": status,
-                "labels": list(labels),
-                "probabilities": [float(p) for p in probs],
-                "residual": None,
-                "message": message,
-                "source": source,
-            }
-            provenance.append(entry)
+            if provenance:
+                trail.append(
+                    {
+                        "model": model,
+                        "status": status,
+                        "labels": list(labels),
+                        "probabilities": [float(p) for p in probs],
+                        "residual": None,
+                        "message": message,
+                        "source": source,
+                    }
+                )
             if status != "ok":
                 continue
             if len(labels) != len(probs) or not labels:
                 raise EnsembleError(f"input {input_id!r}, model {model!r}: bad lengths")
-            own: dict[str, tuple[float, int]] = {}
+            own: OwnList = {}
             total = 0.0
             for rank, (label, p) in enumerate(zip(labels, probs, strict=True), start=1):
                 p = float(p)
@@ -85,23 +84,157 @@ def aggregate_reference(
             if total > 1 + 1e-6:
                 raise EnsembleError(f"input {input_id!r}, model {model!r}: sum > 1")
             lists[model] = own
-            residual[model] = entry["residual"] = max(1.0 - total, 0.0)
-        if len(lists) < min_models:
+            residual[model] = max(1.0 - total, 0.0)
+            if provenance:
+                trail[-1]["residual"] = residual[model]
+        results.append(combiner.combine(input_id, lists, residual, trail if provenance else None))
+    return results
+
+
+def aggregate_arrays_reference(
+    inputs: Sequence[str],
+    models: Sequence[str],
+    vocabulary: Sequence[str],
+    labels: Sequence[Sequence[Sequence[int]]],
+    probabilities: Sequence[Sequence[Sequence[float]]],
+    *,
+    answered: Sequence[Sequence[bool]] | None = None,
+    method: str = "soft_vote",
+    weights: Mapping[str, float] | None = None,
+    top_k: int = 5,
+    missing: str = "zero",
+    floor: float = 1e-6,
+    rrf_k: float = 60.0,
+    num_classes: int | None = None,
+    min_models: int = 1,
+    abstain: AbstainRule | None = None,
+    provenance: bool = True,
+) -> list[dict[str, Any]]:
+    """What ``aggregate_arrays`` returns, from the same information as nested lists: ``labels``
+    and ``probabilities`` per input, per model, per list position; ``answered`` per input, per
+    model."""
+    combiner = _Combiner(
+        method, models, weights, top_k, missing, floor, rrf_k, num_classes, min_models, abstain
+    )
+    display = combiner.display
+    shown = [" ".join(word.split()) for word in vocabulary]
+    keys = [word.casefold() for word in shown]
+    if "" in keys:
+        raise EnsembleError("labels must be non-empty strings")
+    results = []
+    for i, input_id in enumerate(inputs):
+        lists: dict[str, OwnList] = {}
+        residual: dict[str, float] = {}
+        trail = []
+        for m, model in enumerate(models):
+            ok = answered is None or answered[i][m]
+            own: OwnList = {}
+            raw = []
+            if ok:
+                ids, probs = labels[i][m], probabilities[i][m]
+                total = 0.0
+                for rank, (j, p) in enumerate(zip(ids, probs, strict=True), start=1):
+                    if j == -1:
+                        if any(later != -1 for later in ids[rank:]):
+                            raise EnsembleError(f"input {input_id!r}, model {model!r}: gap")
+                        break
+                    if not 0 <= j < len(vocabulary):
+                        raise EnsembleError(f"input {input_id!r}, model {model!r}: bad label")
+                    if not 0 <= p <= 1 + 1e-6:
+                        raise EnsembleError(f"input {input_id!r}, model {model!r}: bad probability")
+                    total += p
+                    key = keys[j]
+                    if key in own:
+                        raise EnsembleError(f"input {input_id!r}, model {model!r}: listed twice")
+                    display.setdefault(key, shown[j])
+                    own[key] = (p, rank)
+                    if provenance:
+                        raw.append(vocabulary[j])
+                if not own:
+                    raise EnsembleError(f"input {input_id!r}, model {model!r}: no labels")
+                if total > 1 + 1e-6:
+                    raise EnsembleError(f"input {input_id!r}, model {model!r}: sum > 1")
+                lists[model] = own
+                residual[model] = max(1.0 - total, 0.0)
+            if provenance:
+                trail.append(
+                    {
+                        "model": model,
+                        "status": "ok" if ok else "missing",
+                        "labels": raw,
+                        "probabilities": [p for p, _ in own.values()],
+                        "residual": residual.get(model),
+                        "message": None,
+                        "source": None,
+                    }
+                )
+        results.append(combiner.combine(input_id, lists, residual, trail if provenance else None))
+    return results
+
+
+class _Combiner:
+    """The per-input consensus, shared by both readers."""
+
+    def __init__(
+        self,
+        method: str,
+        models: Sequence[str],
+        weights: Mapping[str, float] | None,
+        top_k: int,
+        missing: str,
+        floor: float,
+        rrf_k: float,
+        num_classes: int | None,
+        min_models: int,
+        abstain: AbstainRule | None,
+    ) -> None:
+        self.method, self.models, self.top_k, self.missing = method, models, top_k, missing
+        self.floor, self.rrf_k, self.num_classes, self.min_models = (
+            floor,
+            rrf_k,
+            num_classes,
+            min_models,
+        )
+        self.rule = abstain if abstain is not None else AbstainRule()
+        self.weight = {m: float(weights[m]) for m in models} if weights is not None else None
+        self.description = {
+            "combiner": method,
+            "weights": self.weight,
+            "missing": missing,
+            "floor": floor if method == "geometric_mean" else None,
+            "rrf_k": rrf_k if method == "rrf" else None,
+            "num_classes": num_classes,
+            "top_k": top_k,
+            "min_models": min_models,
+            "abstain": asdict(self.rule),
+        }
+        self.display: dict[str, str] = {}  # normalised label -> first form seen in the batch
+
+    def combine(
+        self,
+        input_id: str,
+        lists: dict[str, OwnList],
+        residual: dict[str, float],
+        provenance: list[dict[str, Any]] | None,
+    ) -> dict[str, Any]:
+        """The result for one input from the lists of the models that answered it."""
+        method, num_classes, rule, display = self.method, self.num_classes, self.rule, self.display
+        if len(lists) < self.min_models:
             raise EnsembleError(f"input {input_id!r}: too few models answered")
-        w = {m: weight[m] if weight is not None else 1.0 for m in lists}
+        w = {m: self.weight[m] if self.weight is not None else 1.0 for m in lists}
         total_weight = sum(w.values())
         fill = {
             m: residual[m] / (num_classes - len(own))
-            if missing == "residual" and num_classes is not None and num_classes > len(own)
+            if self.missing == "residual" and num_classes is not None and num_classes > len(own)
             else 0.0
             for m, own in lists.items()
         }
 
         def value(m: str, label: str) -> float:
-            return lists[m][label][0] if label in lists[m] else fill[m]  # noqa: B023
+            return lists[m][label][0] if label in lists[m] else fill[m]
 
         def soft(label: str) -> float:
-            return sum(w[m] * value(m, label) for m in lists) / total_weight  # noqa: B023
+            return sum(w[m] * value(m, label) for m in lists) / total_weight
 
         votes: dict[str, float] = {}
         for m, own in lists.items():
@@ -117,9 +250,9 @@ def aggregate_reference(
             unlisted = sum(w[m] * fill[m] for m in lists) / total_weight
         elif method == "geometric_mean":
             for c in candidates:
-                logs = sum(w[m] * math.log(max(value(m, c), floor)) for m in lists)
+                logs = sum(w[m] * math.log(max(value(m, c), self.floor)) for m in lists)
                 score[c] = math.exp(logs / total_weight)
-            logs = sum(w[m] * math.log(max(fill[m], floor)) for m in lists)
+            logs = sum(w[m] * math.log(max(fill[m], self.floor)) for m in lists)
             unlisted = math.exp(logs / total_weight)
         elif method == "max":
             score = {c: max(value(m, c) for m in lists) for c in candidates}
@@ -134,12 +267,15 @@ def aggregate_reference(
                 )
         else:
             for c in candidates:
-                score[c] = sum(w[m] / (rrf_k + own[c][1]) for m, own in lists.items() if c in own)
+                score[c] = sum(
+                    w[m] / (self.rrf_k + own[c][1]) for m, own in lists.items() if c in own
+                )
 
         ranking = sorted(
             candidates,
             key=lambda c: (-_tie_key(score[c]), -_tie_key(tie[c]), -support[c], c),
         )
+        top = ranking[: self.top_k]
         winner = ranking[0]
         second = score[ranking[1]] if len(ranking) > 1 else unlisted
         margin = score[winner] - second
@@ -155,26 +291,25 @@ def aggregate_reference(
             )
             if below
         ]
-        results.append(
-            {
-                "input": input_id,
-                "winner": display[winner],
-                "top_k": {
-                    "labels": [display[c] for c in ranking[:top_k]],
-                    "scores": [score[c] for c in ranking[:top_k]],
-                    "support": [support[c] for c in ranking[:top_k]],
-                },
-                "vote_share": share,
-                "margin": margin,
-                "entropy": entropy,
-                "abstained": bool(reasons),
-                "abstain_reasons": reasons,
-                "missing_models": [m for m in models if m not in lists],
-                "provenance": provenance,
-                "method": description,
-            }
-        )
-    return results
+        result = {
+            "input": input_id,
+            "winner": display[winner],
+            "top_k": {
+                "labels": [display[c] for c in top],
+                "scores": [score[c] for c in top],
+                "support": [support[c] for c in top],
+            },
+            "vote_share": share,
+            "margin": margin,
+            "entropy": entropy,
+            "abstained": bool(reasons),
+            "abstain_reasons": reasons,
+            "missing_models": [m for m in self.models if m not in lists],
+        }
+        if provenance is not None:
+            result["provenance"] = provenance
+        result["method"] = self.description
+        return result
 
 
 def _read(prediction: Any) -> tuple[str, list[Any], list[Any], str | None, Any]:

@@ -18,16 +18,10 @@ service can take minutes to answer its first call; the calls are retried.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any
-
 import pendulum
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-from airflow_provider_oscar.errors import OscarError
-from airflow_provider_oscar.hooks.oscar import OscarHook
+from airflow_provider_oscar.compat import AirflowFailException
 from airflow_provider_oscar.hooks.storage import OscarStorageHook, split_path
 from airflow_provider_oscar.operators.ensemble import OscarEnsembleOperator
 from airflow_provider_oscar.operators.invoke import OscarRunServiceOperator
@@ -75,38 +69,6 @@ def plan_calls() -> list[dict[str, str]]:
         for image in sorted(images)
         for conn_id in connections
         for service in dict.fromkeys(params["services"])
-    ]
-
-
-def cluster_name(conn_id: str) -> str:
-    """How results name the cluster behind ``conn_id`` (its ``cluster_id`` or endpoint)."""
-    try:
-        return OscarHook(conn_id).settings.name
-    except (AirflowNotFoundException, OscarError):
-        return conn_id  # a broken connection answered nothing, so no result uses another name
-
-
-@task(trigger_rule=TriggerRule.ALL_DONE)
-def record_failures(
-    calls: list[dict[str, str]], results: Sequence[dict[str, Any] | None]
-) -> list[dict[str, Any]]:
-    """An ``error`` answer for every call that left no result, so its model counts as missing."""
-    answered = {(r["cluster"], r["service"], r["input"]) for r in results if r}
-    names = {conn_id: cluster_name(conn_id) for conn_id in {c["oscar_conn_id"] for c in calls}}
-    return [
-        {
-            "service": call["service_name"],
-            "cluster": names[call["oscar_conn_id"]],
-            "input": call["input_id"],
-            "prediction": {
-                "status": "error",
-                "labels": [],
-                "probabilities": [],
-                "message": f"no answer through {call['oscar_conn_id']}: the call failed",
-            },
-        }
-        for call in calls
-        if (names[call["oscar_conn_id"]], call["service_name"], call["input_id"]) not in answered
     ]
 
 
@@ -160,13 +122,11 @@ with DAG(
         map_index_template=CALL_LABEL,
         trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS,
         max_active_tis_per_dagrun=PARALLEL_CALLS,
-        retries=2,
-        retry_delay=timedelta(minutes=1),
+        on_error="record",
     ).expand_kwargs(calls)
-    failures = record_failures(calls, classify.output)
     aggregate = OscarEnsembleOperator(
         task_id="aggregate",
-        results=[classify.output, failures],
+        results=classify.output,
         method="soft_vote",
         top_k=5,
         missing="zero",

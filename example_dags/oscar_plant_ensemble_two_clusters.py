@@ -8,8 +8,8 @@ connection a ``cluster_id`` extra (e.g. ``"alpha"``, ``"beta"``): models are the
 ``<cluster>/<service>`` (``<endpoint>/<service>`` without one).
 
 The clusters share nothing, neither the API nor the MinIO. When one becomes unreachable mid-run,
-its calls fail after their retries, ``record_failures`` turns every call left without a result
-into an ``error`` answer, and the aggregation (``all_done``, ``min_models=1``) still gives every
+its calls fail after the hook's retries and are recorded as ``error`` answers
+(``on_error="record"``), and the aggregation (``all_done``, ``min_models=1``) still gives every
 specimen a consensus from the other cluster, listing the lost cluster's models as missing. The
 report is the ``aggregate`` task's XCom: writing it to one cluster's bucket would make the run
 depend on that cluster again.
@@ -18,17 +18,13 @@ depend on that cluster again.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-from airflow_provider_oscar.errors import OscarError
-from airflow_provider_oscar.hooks.oscar import OscarHook
+from airflow_provider_oscar.compat import AirflowFailException
 from airflow_provider_oscar.operators.ensemble import OscarEnsembleOperator
 from airflow_provider_oscar.operators.invoke import OscarRunServiceOperator
 from airflow_provider_oscar.operators.service import OscarDeployServiceOperator
@@ -65,38 +61,6 @@ def plan_calls() -> list[dict[str, str]]:
         for specimen in params["specimens"]
         for conn_id in dict.fromkeys(params["connections"])
         for model in MODELS
-    ]
-
-
-def cluster_name(conn_id: str) -> str:
-    """How results name the cluster behind ``conn_id`` (its ``cluster_id`` or endpoint)."""
-    try:
-        return OscarHook(conn_id).settings.name
-    except (AirflowNotFoundException, OscarError):
-        return conn_id  # a broken connection answered nothing, so no result uses another name
-
-
-@task(trigger_rule=TriggerRule.ALL_DONE)
-def record_failures(
-    calls: list[dict[str, str]], results: Sequence[dict[str, Any] | None]
-) -> list[dict[str, Any]]:
-    """An ``error`` answer for every call that left no result, so its model counts as missing."""
-    answered = {(r["cluster"], r["service"], r["input"]) for r in results if r}
-    names = {conn_id: cluster_name(conn_id) for conn_id in {c["oscar_conn_id"] for c in calls}}
-    return [
-        {
-            "service": call["service_name"],
-            "cluster": names[call["oscar_conn_id"]],
-            "input": call["input_id"],
-            "prediction": {
-                "status": "error",
-                "labels": [],
-                "probabilities": [],
-                "message": f"no answer through {call['oscar_conn_id']}: the call failed",
-            },
-        }
-        for call in calls
-        if (names[call["oscar_conn_id"]], call["service_name"], call["input_id"]) not in answered
     ]
 
 
@@ -139,13 +103,13 @@ with DAG(
         # Run when every deployment has finished and at least one succeeded: a cluster that is
         # down from the start also leaves the others to answer.
         trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS,
-        retries=1,
-        retry_delay=timedelta(seconds=2),
+        # A call that still fails after the hook's retries becomes an ``error`` answer: the
+        # aggregation then counts that model as missing for the specimen.
+        on_error="record",
     ).expand_kwargs(calls)
-    failures = record_failures(calls, classify.output)
     aggregate = OscarEnsembleOperator(
         task_id="aggregate",
-        results=[classify.output, failures],
+        results=classify.output,
         method="soft_vote",
         top_k=3,
         min_models=1,

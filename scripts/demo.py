@@ -78,7 +78,10 @@ def _table(report: dict) -> str:
 def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="oscar-demo-airflow-"))
     _prepare_airflow(home)
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
     from airflow.utils import db
 
     from airflow_provider_oscar.hooks.storage import OscarStorageHook

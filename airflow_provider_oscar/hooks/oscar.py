@@ -8,7 +8,8 @@ form (``await hook.alist_jobs(svc)``) for triggers; the async form reads the con
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import cached_property, partial
 from pathlib import Path
@@ -209,6 +210,23 @@ class OscarHook(BaseHook):
             for secret in found:
                 await _amask_value(secret)
 
+    @asynccontextmanager
+    async def asession(
+        self, *, settings: ClusterSettings | None = None, max_connections: int = 100
+    ) -> AsyncIterator[OscarAsyncSession]:
+        """Many awaitable operations over one HTTP client (connections are reused).
+
+        ``async with hook.asession() as session: await session.arun_service(...)`` offers the
+        hook's ``a*`` operations; ``settings`` (e.g. read once with :attr:`settings` before an
+        event loop starts) skips the awaitable connection lookup.
+        """
+        settings = settings or await self.asettings()
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        async with httpx.AsyncClient(**client_options(settings), limits=limits) as client:
+            yield OscarAsyncSession(settings, client, self.log)
+
     def get_oscar_client(self) -> Client:
         """An oscar-python ``Client`` configured from the same connection."""
         from oscar_python.client import Client
@@ -335,6 +353,59 @@ class OscarHook(BaseHook):
         if isinstance(definition, Mapping):
             return load_fdl(dict(definition), cluster_id)
         return load_fdl(definition, cluster_id)
+
+
+class OscarAsyncSession:
+    """The hook's awaitable operations over one open :class:`httpx.AsyncClient`.
+
+    Made by :meth:`OscarHook.asession`; valid inside its ``async with`` block. Secrets met on the
+    way (service tokens, refreshed OIDC tokens) are masked in the task log.
+    """
+
+    def __init__(self, settings: ClusterSettings, client: httpx.AsyncClient, log: Any) -> None:
+        self.settings = settings
+        self._found: list[str] = []
+        self.api = OscarApi(settings, on_secret=self._found.append)
+        self._driver = AsyncDriver(client, RetryPolicy(settings, log))
+
+    async def acall(self, operation: Callable[[OscarApi], Step[T]]) -> T:
+        """Run an API operation over the session's client."""
+        try:
+            return await self._driver(operation(self.api))
+        finally:
+            while self._found:
+                await _amask_value(self._found.pop())
+
+    async def aget_status(self) -> dict[str, Any]:
+        return await self.acall(lambda api: api.status())
+
+    async def aget_config(self) -> dict[str, Any]:
+        return await self.acall(lambda api: api.config())
+
+    async def aget_service(self, name: str) -> Service | None:
+        return await self.acall(lambda api: api.get_service(name))
+
+    async def aget_deployment(self, name: str) -> dict[str, Any]:
+        return await self.acall(lambda api: api.deployment(name))
+
+    async def arun_service(
+        self, name: str, data: Input, *, timeout: float | None = None
+    ) -> RunResponse:
+        """``POST /run/{name}`` (see :meth:`OscarHook.run_service`)."""
+        return await self.acall(lambda api: api.run(name, data, timeout))
+
+    async def asubmit_job(self, name: str, data: Input, *, job_name: str | None = None) -> None:
+        """``POST /job/{name}`` (see :meth:`OscarHook.submit_job`)."""
+        await self.acall(lambda api: api.submit_job(name, data, job_name))
+
+    async def alist_jobs(self, name: str) -> dict[str, JobInfo]:
+        return await self.acall(lambda api: api.list_jobs(name))
+
+    async def aget_job_logs(self, name: str, job: str) -> str | None:
+        return await self.acall(lambda api: api.job_logs(name, job))
+
+    async def adelete_job(self, name: str, job: str) -> bool:
+        return await self.acall(lambda api: api.delete_job(name, job))
 
 
 def _mask_value(value: str | None) -> None:

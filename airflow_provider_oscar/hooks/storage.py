@@ -15,18 +15,17 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
-from minio import Minio
-from minio.credentials import Credentials
-from minio.error import S3Error
-from minio.signer import presign_v4
 
 from airflow_provider_oscar.errors import OscarApiError, OscarClientError
 from airflow_provider_oscar.hooks.api import ClusterSettings
 from airflow_provider_oscar.hooks.oscar import OscarHook, _mask_value
+
+if TYPE_CHECKING:  # the minio SDK is imported when first used (it takes ~0.5 s to import)
+    from minio import Minio
 
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound")
@@ -111,6 +110,8 @@ class OscarStorageHook(OscarHook):
         self.get_client().fput_object(bucket, key, str(local_path))
 
     def download_bytes(self, path: str) -> bytes:
+        from minio.error import S3Error
+
         bucket, key = split_path(path)
         try:
             response = self.get_client().get_object(bucket, key)
@@ -147,6 +148,8 @@ class OscarStorageHook(OscarHook):
 
     def stat(self, path: str) -> ObjectInfo | None:
         """The object's metadata, or ``None`` when it does not exist (no waiting)."""
+        from minio.error import S3Error
+
         bucket, key = split_path(path)
         try:
             info = self.get_client().stat_object(bucket, key)
@@ -245,6 +248,8 @@ class _Signer:
     """Presigns S3 requests locally (path-style), so async code can send them with httpx."""
 
     def __init__(self, provider: dict[str, Any]) -> None:
+        from minio.credentials import Credentials
+
         endpoint = str(provider["endpoint"])
         self.base = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         self.region = provider.get("region") or "us-east-1"
@@ -253,6 +258,8 @@ class _Signer:
         )
 
     def url(self, method: str, bucket: str, key: str, query: dict[str, str] | None = None) -> str:
+        from minio.signer import presign_v4
+
         path = f"/{bucket}/{quote(key, safe='/')}" if key else f"/{bucket}/"
         target = SplitResult(self.base.scheme, self.base.netloc, path, urlencode(query or {}), "")
         signed = presign_v4(
@@ -267,6 +274,8 @@ class _Signer:
 
 
 def _client(provider: dict[str, Any], settings: ClusterSettings) -> Minio:
+    from minio import Minio
+
     endpoint = str(provider["endpoint"])
     parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
     secure = parts.scheme == "https"

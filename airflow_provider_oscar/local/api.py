@@ -14,6 +14,8 @@ import binascii
 import json
 import secrets
 import time
+import weakref
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs
@@ -437,17 +439,35 @@ class _TooLarge(Exception):
         self.size, self.limit = size, limit
 
 
+_REQUEST_COUNTS: weakref.WeakKeyDictionary[LocalCluster, Counter[str]] = weakref.WeakKeyDictionary()
+
+
+def request_counts(cluster: LocalCluster) -> Counter[str]:
+    """Requests the cluster received, by ``"METHOD /path"`` (tests and benchmarks read it).
+
+    Requests with a ``page`` query parameter (later pages of a listing) count under
+    ``"METHOD /path?page"``, so ``"GET /system/logs/svc"`` counts whole listings.
+    """
+    counts = _REQUEST_COUNTS.get(cluster)
+    if counts is None:
+        counts = _REQUEST_COUNTS[cluster] = Counter()
+    return counts
+
+
 class FaultMiddleware:
     """Applies the fault plan (latency, error bursts, drops) before OSCAR's routes."""
 
     def __init__(self, app: ASGIApp, cluster: LocalCluster) -> None:
         self.app = app
         self.cluster = cluster
+        self.counts = request_counts(cluster)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith("/local/"):
             return await self.app(scope, receive, send)
         path: str = scope["path"]
+        paged = b"page=" in scope.get("query_string", b"")
+        self.counts[f"{scope['method']} {path}{'?page' if paged else ''}"] += 1
         if path != "/" and path.endswith("/"):
             return await _redirect(scope, send, path.rstrip("/"))
         faults = self.cluster.faults

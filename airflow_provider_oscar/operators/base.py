@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator
 
+from airflow_provider_oscar.compat import conf
 from airflow_provider_oscar.hooks.oscar import OscarHook
 
 

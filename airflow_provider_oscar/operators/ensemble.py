@@ -8,9 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_oscar.ensemble import AbstainRule, EnsembleError, accuracy, aggregate
+from airflow_provider_oscar.compat import AirflowFailException
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.hooks.storage import OscarStorageHook
@@ -44,7 +43,7 @@ class OscarEnsembleOperator(BaseOperator):
     :param report_object: also write the full JSON report to this ``bucket/key``.
     """
 
-    template_fields = ("results", "weights", "truth", "report_object")
+    template_fields = ("results", "weights", "truth", "report_object", "oscar_conn_id")
     ui_color = "#e8f5d0"
 
     def __init__(
@@ -81,6 +80,8 @@ class OscarEnsembleOperator(BaseOperator):
         self.oscar_conn_id = oscar_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_oscar.ensemble import AbstainRule, EnsembleError, aggregate  # numpy
+
         results = [r for r in _flatten(self.results) if r]
         if not results:
             raise AirflowFailException("no upstream result arrived: nothing to aggregate")
@@ -150,6 +151,8 @@ class OscarEnsembleOperator(BaseOperator):
             "incomplete": sum(bool(r["missing_models"]) for r in consensus),
         }
         if self.truth:
+            from airflow_provider_oscar.ensemble import accuracy
+
             report["truth"] = dict(self.truth)
             report["accuracy"] = accuracy(consensus, self.truth)
         return report

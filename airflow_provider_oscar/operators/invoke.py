@@ -18,8 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, NoReturn
 
 from airflow.sdk import Context
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_oscar.compat import AirflowException, AirflowFailException
 from airflow_provider_oscar.errors import OscarClientError, OscarResultError
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.fdl import job_prefix
@@ -126,6 +126,11 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
     :param output_path: save the output there (a file, or a folder for several files).
     :param output_object: save the output to ``bucket/key`` (``bucket/prefix`` for several).
     :param timeout: seconds to wait for the answer (default: the connection's ``run_timeout``).
+    :param on_error: ``"fail"`` the task, or ``"record"`` the failure as the result (a
+        prediction with status ``error``), so an ensemble downstream counts the model as
+        missing for this input instead of losing its answer altogether. The hook's retries of
+        transient failures apply first; the task's own ``retries`` do not apply to recorded
+        failures.
     """
 
     template_fields = (
@@ -136,6 +141,7 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
         "input_id",
         "output_path",
         "output_object",
+        "oscar_conn_id",
     )
     template_fields_renderers = {"input_data": "json"}
     operator_extra_links = (OscarServiceLink(),)
@@ -152,6 +158,7 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
         output_path: str | None = None,
         output_object: str | None = None,
         timeout: float | None = None,
+        on_error: Literal["fail", "record"] = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -166,8 +173,42 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
         self.output_path = output_path
         self.output_object = output_object
         self.timeout = timeout
+        if on_error not in ("fail", "record"):
+            raise ValueError(f"on_error must be 'fail' or 'record', not {on_error!r}")
+        self.on_error = on_error
 
     def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            return self._invoke(context)
+        except AirflowException as exc:
+            if self.on_error != "record":
+                raise
+            self.log.warning("recording the failure as this input's result: %s", exc)
+            return self._failure(str(exc))
+
+    def _failure(self, reason: str) -> dict[str, Any]:
+        """A result saying the call failed: an ensemble counts the model as missing there."""
+        try:
+            cluster = self.hook.settings.name
+        except Exception:
+            cluster = self.oscar_conn_id  # the connection itself is what failed
+        message = reason[:1000]
+        return {
+            "service": self.service_name,
+            "cluster": cluster,
+            "input": self._input_id(),
+            "saved": [],
+            "error": message,
+            "prediction": {
+                "status": "error",
+                "labels": [],
+                "probabilities": [],
+                "message": message,
+                "source": self.service_name,
+            },
+        }
+
+    def _invoke(self, context: Context) -> dict[str, Any]:
         with task_outcome():
             endpoint = self.hook.settings.endpoint
             OscarServiceLink.persist(context, endpoint=endpoint, service=self.service_name)
@@ -264,7 +305,14 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
 
-    template_fields = ("service_name", "input_path", "input_data", "input_object", "input_id")
+    template_fields = (
+        "service_name",
+        "input_path",
+        "input_data",
+        "input_object",
+        "input_id",
+        "oscar_conn_id",
+    )
     template_fields_renderers = {"input_data": "json"}
     operator_extra_links = (OscarJobLogsLink(), OscarOutputLink())
 

@@ -8,8 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
+from airflow_provider_oscar.compat import AirflowException, AirflowFailException
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.fdl import Service
 from airflow_provider_oscar.links import OscarServiceLink
@@ -35,7 +34,7 @@ class OscarDeployServiceOperator(OscarBaseOperator):
     :param deferrable: wait in the triggerer; ``None`` reads ``[operators] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = ("definition", "cluster_id")
+    template_fields: Sequence[str] = ("definition", "cluster_id", "oscar_conn_id")
     operator_extra_links = (OscarServiceLink(),)
 
     def __init__(
@@ -129,7 +128,7 @@ class OscarDeleteServiceOperator(OscarBaseOperator):
     :param missing_ok: a service that does not exist is not an error.
     """
 
-    template_fields: Sequence[str] = ("service_name",)
+    template_fields: Sequence[str] = ("service_name", "oscar_conn_id")
 
     def __init__(self, *, service_name: str, missing_ok: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -15,13 +15,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import (
+
+from airflow_provider_oscar.compat import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
 )
-
 from airflow_provider_oscar.errors import OscarError
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.hooks.oscar import OscarHook
@@ -122,7 +122,7 @@ class OscarJobSensor(OscarBaseSensor):
         ``False`` makes it an ordinary result whose ``status`` is ``Failed``.
     """
 
-    template_fields: Sequence[str] = ("service_name", "job_name")
+    template_fields: Sequence[str] = ("service_name", "job_name", "oscar_conn_id")
     operator_extra_links = (OscarJobLogsLink(),)
 
     def __init__(
@@ -203,7 +203,7 @@ class OscarServiceReadySensor(OscarBaseSensor):
     :param service_name: the service.
     """
 
-    template_fields: Sequence[str] = ("service_name",)
+    template_fields: Sequence[str] = ("service_name", "oscar_conn_id")
     operator_extra_links = (OscarServiceLink(),)
 
     def __init__(self, *, service_name: str, **kwargs: Any) -> None:

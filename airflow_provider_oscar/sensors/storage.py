@@ -28,7 +28,7 @@ class OscarOutputSensor(OscarBaseSensor):
     :param newer_than: epoch seconds; only objects written at or after it count.
     """
 
-    template_fields: Sequence[str] = ("path", "contains")
+    template_fields: Sequence[str] = ("path", "contains", "oscar_conn_id")
     operator_extra_links = (OscarOutputLink(),)
 
     def __init__(

@@ -17,6 +17,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_oscar.hooks.oscar import OscarHook
+from airflow_provider_oscar.triggers.coalesce import coalescer
 
 
 class _OscarTrigger(BaseTrigger):
@@ -83,37 +84,38 @@ class OscarJobTrigger(_OscarTrigger):
         }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = OscarHook(self.oscar_conn_id)
-        base = {"service": self.service_name, "job": self.job_name}
+        """Poll through the process's coalescer: one job listing per interval and service,
+        shared with every other trigger waiting on jobs of the same service and cluster."""
         try:
+            payload = await self._wait()
+        except Exception as exc:
+            payload = {
+                "service": self.service_name,
+                "job": self.job_name,
+                "status": "error",
+                "message": f"{type(exc).__name__}: {exc}",
+            }
+        yield TriggerEvent(payload)
+
+    async def _wait(self) -> dict[str, Any]:
+        base = {"service": self.service_name, "job": self.job_name}
+        settings = await OscarHook(self.oscar_conn_id).asettings()
+        async with coalescer().watch(settings, self.service_name, self.poll_interval) as feed:
             while True:
-                jobs = await hook.alist_jobs(self.service_name)
-                info = jobs.get(self.job_name)
+                info = (await feed.next(deadline=self.deadline)).get(self.job_name)
                 if info is None:
-                    yield TriggerEvent(
-                        {**base, "status": "error", "message": "the job disappeared"}
-                    )
-                    return
+                    return {**base, "status": "error", "message": "the job disappeared"}
                 if info.finished:
                     status = "success" if info.status == "Succeeded" else "failed"
-                    yield TriggerEvent({**base, "status": status, "info": info.to_dict()})
-                    return
+                    return {**base, "status": status, "info": info.to_dict()}
                 if self._expired():
-                    yield TriggerEvent(
-                        {
-                            **base,
-                            "status": "timeout",
-                            "info": info.to_dict(),
-                            "message": f"the job was still {info.status} at the deadline",
-                        }
-                    )
-                    return
+                    return {
+                        **base,
+                        "status": "timeout",
+                        "info": info.to_dict(),
+                        "message": f"the job was still {info.status} at the deadline",
+                    }
                 self.log.debug("job %s is %s", self.job_name, info.status)
-                await self._sleep()
-        except Exception as exc:
-            yield TriggerEvent(
-                {**base, "status": "error", "message": f"{type(exc).__name__}: {exc}"}
-            )
 
     async def on_kill(self) -> None:
         """Delete the remote job when the user kills the deferred task (Airflow 3.3+)."""

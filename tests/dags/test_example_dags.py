@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
+
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:  # Airflow 3.1
+    from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
 from airflow_provider_oscar.hooks.storage import OscarStorageHook
 

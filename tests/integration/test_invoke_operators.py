@@ -22,10 +22,10 @@ import httpx
 import pytest
 import structlog.testing
 from airflow.sdk import Context
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from airflow.sdk.module_loading import import_string
 from minio import Minio
 
+from airflow_provider_oscar.compat import AirflowException, AirflowFailException, TaskDeferred
 from airflow_provider_oscar.hooks.transport import client_options
 from airflow_provider_oscar.local.faults import ErrorBurst, FailingJobs, StuckJobs
 from airflow_provider_oscar.local.server import OscarLocal
@@ -711,3 +711,19 @@ def test_submitted_job_persists_its_logs_link_and_bucket_jobs_their_output_link(
     job_operator(plants, via="bucket", wait_for_completion=False)().execute(context)
     output = _persisted_link(context, OscarOutputLink)
     assert OscarOutputLink().page(output) == f"minio/{plants}/out/"
+
+
+def test_run_recording_errors_returns_the_model_error_as_the_result(
+    oscar: OscarLocal, plants: str, context: Context
+) -> None:
+    result = OscarRunServiceOperator(
+        task_id="classify", service_name=plants, input_data="garbage", on_error="record"
+    ).execute(context)
+    assert result["prediction"]["status"] == "error"
+    assert result["error"] == result["prediction"]["message"]
+    assert (result["service"], result["cluster"], result["saved"]) == (plants, oscar.endpoint, [])
+
+
+def test_run_recording_errors_still_fails_on_a_bad_argument() -> None:
+    with pytest.raises(ValueError, match="on_error must be"):
+        OscarRunServiceOperator(task_id="classify", service_name="x", on_error="ignore")  # type: ignore[arg-type]

@@ -12,16 +12,16 @@ from unittest.mock import MagicMock
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import (
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from minio import Minio
+
+from airflow_provider_oscar.compat import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
     TaskDeferred,
 )
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-from minio import Minio
-
 from airflow_provider_oscar.links import OscarJobLogsLink, OscarOutputLink
 from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.faults import FailingJobs, StuckJobs

@@ -10,9 +10,9 @@ from unittest.mock import MagicMock
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_oscar.compat import AirflowException, AirflowFailException, TaskDeferred
 from airflow_provider_oscar.links import OscarServiceLink
 from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.server import OscarLocal

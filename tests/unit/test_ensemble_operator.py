@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_oscar.compat import AirflowFailException
 from airflow_provider_oscar.operators.ensemble import OscarEnsembleOperator, model_names
 
 
