@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.hooks.transport import client_options
 from airflow_provider_oscar.local.faults import FailingJobs, StuckJobs
 from airflow_provider_oscar.local.server import OscarLocal
+from tests.helpers import wait_until
 
 CONN_ID = "oscar_jobs_test"
 SCRIPT = '#!/bin/sh\necho "processed $(cat "$INPUT_FILE_PATH")"\n'
@@ -38,22 +38,12 @@ def job_name(service: str, unique_name: Callable[[str], str]) -> str:
     return unique_name(service)
 
 
-def wait_for(probe: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s (last: {value!r})")
-        time.sleep(0.02)
-    return value
-
-
 def finished(hook: OscarHook, service: str, job: str) -> JobInfo:
     def probe() -> JobInfo | None:
         info = hook.list_jobs(service).get(job)
         return info if info and info.finished else None
 
-    return wait_for(probe)
+    return wait_until(probe)
 
 
 def intercept(hook: OscarHook, answer: Callable[[httpx.Request, httpx.Response], httpx.Response]):

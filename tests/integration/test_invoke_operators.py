@@ -35,6 +35,7 @@ from airflow_provider_oscar.operators.invoke import (
 )
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger
 from airflow_provider_oscar.triggers.storage import OscarOutputTrigger
+from tests.helpers import wait_until
 
 PLANTS = Path(__file__).resolve().parents[2] / "example_dags" / "services" / "plants"
 SEPAL_SCRIPT = (PLANTS / "scripts" / "plants-sepal.sh").read_text()  # writes a Python literal
@@ -141,16 +142,6 @@ def jobs_of(admin: httpx.Client, service: str) -> dict[str, Any]:
     response = admin.get(f"/system/logs/{service}")
     response.raise_for_status()
     return dict(response.json()["jobs"])
-
-
-def wait_for(probe: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s (last: {value!r})")
-        time.sleep(0.02)
-    return value
 
 
 def top_label(result: dict[str, Any]) -> str:
@@ -604,7 +595,7 @@ def test_submit_job_killed_while_waiting_deletes_the_running_job(
     op = job_operator(service)()
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(op.execute, context)
-        job = wait_for(
+        job = wait_until(
             lambda: next(
                 (n for n, j in jobs_of(admin, service).items() if j["status"] == "Running"), None
             )

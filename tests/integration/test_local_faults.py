@@ -11,18 +11,7 @@ import pytest
 
 from airflow_provider_oscar.local.faults import Drop, ErrorBurst, Latency, StuckJobs
 from airflow_provider_oscar.local.server import OscarLocal
-
-
-def wait_until(probe: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
-        time.sleep(interval)
+from tests.helpers import wait_until
 
 
 def submit(oscar: OscarLocal, service: dict[str, Any], job: str, token: str = "") -> int:

@@ -18,20 +18,9 @@ import pytest
 from oscar_python.client import Client
 
 from airflow_provider_oscar.local.server import OscarLocal
+from tests.helpers import wait_until
 
 SUPERVISOR_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - supervisor - INFO - ")
-
-
-def wait_until(probe: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -13,23 +13,12 @@ import pytest
 
 from airflow_provider_oscar.local.faults import FailingJobs, StuckJobs
 from airflow_provider_oscar.local.server import OscarLocal
+from tests.helpers import alive, wait_for_pid, wait_until
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 # The pid written is the script's child: it dies only if the whole process group is killed.
 SLEEPER = 'sleep 30 &\necho $! > "$PID_FILE.tmp"\nmv "$PID_FILE.tmp" "$PID_FILE"\nwait\n'
 GATED = 'while [ ! -e "$GATE" ]; do sleep 0.02; done\necho "passed gate"\n'
-
-
-def wait_until(probe: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 def submit(
@@ -320,7 +309,7 @@ def test_deleting_a_running_job_kills_its_script(
     submit(oscar, service, job)
     pid = wait_for_pid(tmp_path / "pid")
     assert admin.delete(f"/system/logs/{service['name']}/{job}").status_code == 204
-    wait_until(lambda: not _alive(pid))
+    wait_until(lambda: not alive(pid))
 
 
 def test_background_processes_of_a_finished_job_are_killed_like_a_pods(
@@ -332,7 +321,7 @@ def test_background_processes_of_a_finished_job_are_killed_like_a_pods(
     submit(oscar, service, job)
     wait_status(admin, service["name"], job, "Succeeded")
     pid = wait_for_pid(tmp_path / "pid")
-    wait_until(lambda: not _alive(pid), timeout=1.0)
+    wait_until(lambda: not alive(pid), timeout=1.0)
 
 
 @pytest.fixture
@@ -376,17 +365,4 @@ def test_deleting_a_service_kills_its_running_jobs(
     submit(oscar, service, f"{service['name']}-orphan")
     pid = wait_for_pid(tmp_path / "pid")
     assert admin.delete(f"/system/services/{service['name']}").status_code == 204
-    wait_until(lambda: not _alive(pid))
-
-
-def wait_for_pid(path: Path) -> int:
-    return int(wait_until(lambda: path.exists() and path.read_text().strip()))
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    wait_until(lambda: not alive(pid))

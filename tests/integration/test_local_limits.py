@@ -15,6 +15,7 @@ import pytest
 
 from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.server import OscarLocal
+from tests.helpers import alive, wait_for_pid, wait_until
 
 JOB_TIMEOUT = 1.5
 RUN_TIMEOUT = 1.0
@@ -24,18 +25,6 @@ SLEEPER = (
     'sleep 30 &\necho $! > "$PID_FILE.tmp"\nmv "$PID_FILE.tmp" "$PID_FILE"\nwait\n'
     'touch "$PID_FILE.survived"\n'
 )
-
-
-def wait_until(probe: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -100,19 +89,6 @@ def wait_status(admin: httpx.Client, service: str, job: str, status: str) -> dic
 
 def cpu_metrics(admin: httpx.Client) -> dict[str, float]:
     return admin.get("/system/status").json()["cluster"]["metrics"]["cpu"]
-
-
-def wait_for_pid(path: Path) -> int:
-    return int(wait_until(lambda: path.exists() and path.read_text().strip()))
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture

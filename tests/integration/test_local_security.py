@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,20 +15,9 @@ import pytest
 from minio import Minio
 
 from airflow_provider_oscar.local.server import OscarLocal
+from tests.helpers import wait_until
 
 ALICE = "alice-oidc-access-token"
-
-
-def wait_until(probe: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 def invoke(oscar: OscarLocal, route: str, name: str, auth: str | None, data: bytes = b"") -> Any:

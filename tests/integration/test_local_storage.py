@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from minio import Minio
 from oscar_python.client import Client
 
 from airflow_provider_oscar.local.server import OscarLocal
+from tests.helpers import stays, wait_until
 
 # Copies the input to the output folder under its own name, reporting the event variables.
 COPY = (
@@ -23,26 +23,6 @@ COPY = (
     'echo "$EVENT" > "$TMP_OUTPUT_DIR/event.json"\n'
     'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy-$(basename "$INPUT_FILE_PATH")"\n'
 )
-
-
-def wait_until(probe: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
-        time.sleep(interval)
-
-
-def stays(probe: Callable[[], Any], seconds: float) -> None:
-    """Assert ``probe`` holds for ``seconds`` (for things that must NOT happen)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert probe()
-        time.sleep(0.05)
 
 
 def jobs_of(admin: httpx.Client, service: str) -> dict[str, dict[str, str]]:

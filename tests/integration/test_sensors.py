@@ -12,7 +12,6 @@ from unittest.mock import MagicMock
 
 import httpx
 import pytest
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 from minio import Minio
 
 from airflow_provider_oscar.compat import (
@@ -30,6 +29,7 @@ from airflow_provider_oscar.sensors.oscar import OscarJobSensor, OscarServiceRea
 from airflow_provider_oscar.sensors.storage import OscarOutputSensor
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger, OscarServiceReadyTrigger
 from airflow_provider_oscar.triggers.storage import OscarOutputTrigger
+from tests.helpers import fail_deployment, resume
 
 GATED = 'echo "waiting for the gate"\nwhile [ ! -e "$GATE" ]; do sleep 0.02; done\necho passed\n'
 FAST = {"poke_interval": 0.05, "timeout": 30}
@@ -86,35 +86,6 @@ def create(admin: httpx.Client, name: str, script: str = "echo hi\n") -> dict[st
     response = admin.post("/system/services", json={"name": name, "image": "t", "script": script})
     assert response.status_code == 201, response.text
     return admin.get(f"/system/services/{name}").json()
-
-
-def fail_deployment(oscar: OscarLocal, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """Make the embedded OSCAR report ``name``'s deployment as failed."""
-    assert oscar.cluster is not None
-    real = oscar.cluster.deployment
-
-    def deployment(service: str, caller: Any) -> dict[str, object]:
-        status = real(service, caller)
-        if service == name:
-            status.update(state="failed", reason="CrashLoopBackOff")
-        return status
-
-    monkeypatch.setattr(oscar.cluster, "deployment", deployment)
-
-
-async def first_event(trigger: BaseTrigger) -> TriggerEvent:
-    events = trigger.run()
-    try:
-        return await events.__anext__()
-    finally:
-        await events.aclose()
-
-
-async def resume(op: Any, ctx: dict[str, Any], deferred: TaskDeferred) -> Any:
-    """Run the deferral's trigger to its event and resume the sensor with it."""
-    event = await first_event(deferred.trigger)
-    method = getattr(op, deferred.method_name)
-    return method(context=ctx, event=event.payload, **(deferred.kwargs or {}))
 
 
 def job_sensor(service: dict[str, Any], job: str, **kwargs: Any) -> OscarJobSensor:

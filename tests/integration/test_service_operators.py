@@ -10,7 +10,6 @@ from unittest.mock import MagicMock
 
 import httpx
 import pytest
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_oscar.compat import AirflowException, AirflowFailException, TaskDeferred
 from airflow_provider_oscar.links import OscarServiceLink
@@ -21,6 +20,7 @@ from airflow_provider_oscar.operators.service import (
     OscarDeployServiceOperator,
 )
 from airflow_provider_oscar.triggers.oscar import OscarServiceReadyTrigger
+from tests.helpers import fail_deployment, resume
 
 DEPLOY_DELAY = 1.0
 
@@ -72,38 +72,6 @@ def service(name: str, script: str = "echo hi\n") -> dict[str, Any]:
 
 def fdl(*names: str, cluster: str = "local") -> dict[str, Any]:
     return {"functions": {"oscar": [{cluster: service(n)} for n in names]}}
-
-
-def fail_deployment(oscar: OscarLocal, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """Make the embedded OSCAR report ``name``'s deployment as failed."""
-    assert oscar.cluster is not None
-    real = oscar.cluster.deployment
-
-    def deployment(service: str, caller: Any) -> dict[str, object]:
-        status = real(service, caller)
-        if service == name:
-            status.update(state="failed", reason="ImagePullBackOff")
-        return status
-
-    monkeypatch.setattr(oscar.cluster, "deployment", deployment)
-
-
-async def first_event(trigger: BaseTrigger) -> TriggerEvent:
-    events = trigger.run()
-    try:
-        return await events.__anext__()
-    finally:
-        await events.aclose()
-
-
-async def resume(op: Any, ctx: dict[str, Any], deferred: TaskDeferred) -> Any:
-    """Run the deferral's trigger to its event and resume the operator with it."""
-    event = await first_event(deferred.trigger)
-    method = getattr(op, deferred.method_name)
-    return method(context=ctx, event=event.payload, **(deferred.kwargs or {}))
-
-
-# deploying -------------------------------------------------------------------------------
 
 
 @pytest.mark.usefixtures("on_oscar")
@@ -229,7 +197,7 @@ def test_deploy_fails_on_a_failed_deployment_and_logs_its_deployment_logs(
     name = unique_name("bad")
     fail_deployment(on_slow_oscar, monkeypatch, name)
     op = OscarDeployServiceOperator(task_id="deploy", definition=service(name), deferrable=False)
-    with pytest.raises(AirflowFailException, match="ImagePullBackOff"):
+    with pytest.raises(AirflowFailException, match="CrashLoopBackOff"):
         op.execute(ctx)
     assert f"Created knative service {name}" in capsys.readouterr().out
 
@@ -308,7 +276,7 @@ async def test_deferred_deploy_fails_on_a_failed_deployment(
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
     fail_deployment(on_slow_oscar, monkeypatch, name)
-    with pytest.raises(AirflowFailException, match="ImagePullBackOff"):
+    with pytest.raises(AirflowFailException, match="CrashLoopBackOff"):
         await resume(op, ctx, deferred.value)
 
 

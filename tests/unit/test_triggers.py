@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from airflow.sdk.module_loading import import_string
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger
 from minio import Minio
 
 from airflow_provider_oscar.hooks.oscar import OscarHook
@@ -20,6 +20,7 @@ from airflow_provider_oscar.local.faults import FailingJobs, StuckJobs
 from airflow_provider_oscar.local.server import OscarLocal
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger, OscarServiceReadyTrigger
 from airflow_provider_oscar.triggers.storage import OscarOutputTrigger
+from tests.helpers import first_event
 
 TRIGGERS = [
     OscarJobTrigger(
@@ -51,14 +52,6 @@ def slow_oscar(oscar: OscarLocal) -> Iterator[OscarLocal]:
     """An OSCAR whose new services stay ``pending`` for a minute (sharing the session's S3)."""
     with OscarLocal(settings=Settings(deploy_delay=60), s3=oscar.s3) as server:
         yield server
-
-
-async def first_event(trigger: BaseTrigger) -> TriggerEvent:
-    events = trigger.run()
-    try:
-        return await events.__anext__()
-    finally:
-        await events.aclose()
 
 
 def submit(oscar: OscarLocal, service: dict[str, Any], job: str) -> None:

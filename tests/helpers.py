@@ -1,0 +1,77 @@
+"""Small helpers the test modules share: polling with a deadline, processes, deferrals."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_oscar.local.server import OscarLocal
+
+
+def wait_until(probe: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
+        time.sleep(interval)
+
+
+def stays(probe: Callable[[], Any], seconds: float) -> None:
+    """Assert ``probe`` holds for ``seconds`` (for things that must NOT happen)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert probe()
+        time.sleep(0.05)
+
+
+def wait_for_pid(path: Path) -> int:
+    """The pid a script wrote into ``path``, once it is there."""
+    return int(wait_until(lambda: path.exists() and path.read_text().strip()))
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def first_event(trigger: BaseTrigger) -> TriggerEvent:
+    """Run a trigger until its first event, then close it."""
+    events = trigger.run()
+    try:
+        return await events.__anext__()
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def resume(op: Any, ctx: dict[str, Any], deferred: Any) -> Any:
+    """Run a deferral's trigger to its event and resume the operator with it."""
+    event = await first_event(deferred.trigger)
+    method = getattr(op, deferred.method_name)
+    return method(context=ctx, event=event.payload, **(deferred.kwargs or {}))
+
+
+def fail_deployment(oscar: OscarLocal, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make the embedded OSCAR report ``name``'s deployment as failed."""
+    assert oscar.cluster is not None
+    real = oscar.cluster.deployment
+
+    def deployment(service: str, caller: Any) -> dict[str, object]:
+        status = real(service, caller)
+        if service == name:
+            status.update(state="failed", reason="CrashLoopBackOff")
+        return status
+
+    monkeypatch.setattr(oscar.cluster, "deployment", deployment)
