@@ -54,12 +54,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, compress, count, repeat
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from airflow_provider_oscar.errors import OscarError
 
@@ -145,9 +146,9 @@ def aggregate(
     _check_arguments(method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule)
     if not predictions:
         return []
-    batch = _collect(predictions, models, bool(provenance))
+    read = _read_mappings(predictions, models, bool(provenance))
     return _aggregate(
-        batch, method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule
+        read, method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule
     )
 
 
@@ -155,10 +156,10 @@ def aggregate_arrays(
     inputs: Sequence[str],
     models: Sequence[str],
     vocabulary: Sequence[str],
-    labels: Any,
-    probabilities: Any,
+    labels: npt.ArrayLike,
+    probabilities: npt.ArrayLike,
     *,
-    answered: Any = None,
+    answered: npt.ArrayLike | None = None,
     method: str = "soft_vote",
     weights: Mapping[str, float] | None = None,
     top_k: int = 5,
@@ -187,16 +188,16 @@ def aggregate_arrays(
     _check_arguments(method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule)
     if not len(inputs):
         return []
-    batch = _collect_arrays(
+    read = _read_arrays(
         inputs, models, vocabulary, labels, probabilities, answered, bool(provenance)
     )
     return _aggregate(
-        batch, method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule
+        read, method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule
     )
 
 
 def _aggregate(
-    batch: _Batch,
+    read: _Read,
     method: str,
     weights: Mapping[str, float] | None,
     top_k: int,
@@ -207,10 +208,13 @@ def _aggregate(
     min_models: int,
     rule: AbstainRule,
 ) -> list[dict[str, Any]]:
-    w = _model_weights(weights, batch.models)
-    _check_coverage(batch, w, min_models, num_classes)
-    scores = _score(batch, method, w, missing, floor, rrf_k, num_classes)
-    weight_of = dict(zip(batch.models, w.tolist(), strict=True))
+    """Aggregate the inputs a chunk at a time: the arrays of a chunk stay small, so that memory
+    freed by one chunk serves the next instead of fresh pages, and stay in the processor's cache.
+    Inputs are independent once the labels are numbered, so the chunks change nothing else."""
+    w = _model_weights(weights, read.models)
+    if min_models > len(read.models):
+        raise EnsembleError(f"min_models={min_models} exceeds the {len(read.models)} models")
+    weight_of = dict(zip(read.models, w.tolist(), strict=True))
     description = {
         "combiner": method,
         "weights": weight_of if weights is not None else None,
@@ -222,7 +226,15 @@ def _aggregate(
         "min_models": min_models,
         "abstain": asdict(rule),
     }
-    return _results(batch, scores, top_k, num_classes, rule, description)
+    shown = np.array(read.display, dtype=object)
+    results: list[dict[str, Any]] = []
+    step = max(1, _CHUNK_ENTRIES // max(1, math.ceil(read.entries_per_input)))
+    for lo in range(0, len(read.inputs), step):
+        part = _part(read, lo, min(lo + step, len(read.inputs)))
+        _check_coverage(part, w, min_models, num_classes)
+        scores = _score(part, method, w, missing, floor, rrf_k, num_classes)
+        results += _results(part, scores, top_k, num_classes, rule, description, shown)
+    return results
 
 
 def accuracy(results: Iterable[Mapping[str, Any]], truth: Mapping[str, str]) -> dict[str, Any]:
@@ -342,39 +354,82 @@ _NO_PREDICTION: dict[str, Any] = {"status": _ABSENT}  # the view of an absent pr
 _FIELDS = ("status", "labels", "probabilities", "message", "source")
 _SEQUENCES = {list, tuple}
 _NOT_FAILED = frozenset(("ok", "missing"))
+_CHUNK_ENTRIES = 1 << 14  # listed labels aggregated together: 128 KiB per array of them
 
 
 @dataclass(frozen=True)
-class _Batch:
-    """The predictions as flat arrays: slots are (input, model) pairs, entries listed labels.
+class _Chunk:
+    """The listed entries of a run of inputs, in slot then list order. Slots (input, model pairs,
+    input-major) count from the run's first input; the provenance fields are empty without it."""
 
-    The provenance fields (``status``, ``message``, ``source``, ``raw_labels``) are empty when the
-    results leave the provenance out.
-    """
+    answered: np.ndarray  # (answered slots,) ascending
+    lengths: np.ndarray  # (answered slots,) the length of each answered list
+    prob: np.ndarray  # (entries,)
+    label: np.ndarray  # (entries,) label id
+    status: list[str] = field(default_factory=list)  # per slot
+    message: dict[int, str] = field(default_factory=dict)  # slot -> message of a failed model
+    source: list[Any] = field(default_factory=list)  # per slot: the output it came from, if known
+    raw_labels: list[Any] = field(default_factory=list)  # per entry, as the model gave it
+
+
+class _Read:
+    """A batch as read and checked: inputs, models, the labels' display forms (by label id, in
+    the alphabetical order of their keys), and each run of inputs' entries on demand."""
 
     inputs: list[str]
     models: list[str]
-    display: list[str]  # per label id; ids follow the normalised labels' alphabetical order
-    present: np.ndarray  # (inputs, models) bool: the model answered the input
-    length: np.ndarray  # (inputs, models) int: k_m, 0 when missing
-    residual: np.ndarray  # (inputs, models) float: r_m, 0 when missing
-    start: np.ndarray  # (slots + 1,) entry offsets of each slot
-    slot: np.ndarray  # (entries,) slot of each entry
-    prob: np.ndarray  # (entries,)
-    rank: np.ndarray  # (entries,) 1-based position in the model's list
-    cand: np.ndarray  # (entries,) candidate of each entry; candidates are (input, label) pairs
-    cand_input: np.ndarray  # (candidates,) sorted by input, then label id
-    cand_label: np.ndarray  # (candidates,)
+    display: list[str]
     provenance: bool
-    status: list[str]  # per slot
-    message: dict[int, str]  # slot -> message, for failed predictions that gave one
-    source: list[Any]  # per slot: where the prediction came from (object key, file), if known
-    raw_labels: list[Any]  # per entry, as the models gave them
+    entries_per_input: float  # on average, or at most
+
+    def chunk(self, lo: int, hi: int) -> _Chunk:
+        raise NotImplementedError
 
 
-def _collect(
+class _Mappings(_Read):
+    """Predictions read from mappings, into flat arrays for the whole batch."""
+
+    def __init__(
+        self,
+        inputs: list[str],
+        models: list[str],
+        display: list[str],
+        answered: np.ndarray,
+        lengths: np.ndarray,
+        prob: np.ndarray,
+        label: np.ndarray,
+        provenance: dict[str, Any] | None,
+    ) -> None:
+        self.inputs, self.models, self.display = inputs, models, display
+        self.answered, self.lengths, self.prob, self.label = answered, lengths, prob, label
+        self.offset = np.concatenate(([0], np.cumsum(lengths)))
+        self.entries_per_input = label.size / max(len(inputs), 1)
+        self.provenance = provenance is not None
+        self.trail = provenance or {}
+
+    def chunk(self, lo: int, hi: int) -> _Chunk:
+        m = len(self.models)
+        a, b = np.searchsorted(self.answered, [lo * m, hi * m]).tolist()
+        e, f = int(self.offset[a]), int(self.offset[b])
+        chunk = _Chunk(
+            self.answered[a:b] - lo * m, self.lengths[a:b], self.prob[e:f], self.label[e:f]
+        )
+        if not self.provenance:
+            return chunk
+        trail = self.trail
+        message = {s - lo * m: text for s, text in trail["message"].items() if lo * m <= s < hi * m}
+        return replace(
+            chunk,
+            status=trail["status"][lo * m : hi * m],
+            message=message,
+            source=trail["source"][lo * m : hi * m],
+            raw_labels=trail["raw_labels"][e:f],
+        )
+
+
+def _read_mappings(
     predictions: Mapping[str, Mapping[str, Any]], models: Sequence[str] | None, provenance: bool
-) -> _Batch:
+) -> _Read:
     """One pass over the mappings into flat lists, then arrays; checks every prediction.
 
     Each step is one C-level pass (``map``, ``chain``, ``np.fromiter``) over all the predictions,
@@ -419,16 +474,16 @@ def _collect(
     display, ids = _label_ids(list(first_at))
     label_at = np.empty(n_entries, np.int64)
     label_at[np.fromiter(first_at.values(), np.int64, len(first_at))] = ids
-    extra: dict[str, Any] = {}
+    trail = None
     if provenance:
         status = list(map(name_of.__getitem__, raw_status))
-        extra = {
+        trail = {
             "status": status,
             "message": _messages(views, status),
             "source": list(map(dict.get, views, repeat("source"))),
             "raw_labels": list(chain.from_iterable(labels)),
         }
-    return _entries(inputs, names, display, answered, lengths, prob, label_at[first], where, extra)
+    return _Mappings(inputs, names, display, answered, lengths, prob, label_at[first], trail)
 
 
 def _slots(rows: list[Mapping[str, Any]], names: list[str]) -> list[Any]:
@@ -466,18 +521,79 @@ def _messages(views: list[dict[str, Any]], status: list[str]) -> dict[int, str]:
     return {s: str(views[s]["message"]) for s in failed if views[s].get("message") is not None}
 
 
-def _collect_arrays(
+class _Arrays(_Read):
+    """Predictions given as arrays: checked whole, flattened a run of inputs at a time."""
+
+    def __init__(
+        self,
+        inputs: list[str],
+        models: list[str],
+        words: list[str],
+        ids: np.ndarray,
+        probs: np.ndarray,
+        present: np.ndarray,
+        provenance: bool,
+    ) -> None:
+        self.inputs, self.models, self.words = inputs, models, words
+        self.ids, self.probs, self.present = ids, probs, present  # (slots, k), (slots, k), (slots,)
+        self.provenance = provenance
+        self.entries_per_input = ids.size / max(len(inputs), 1)
+        self.full = bool((ids[:, -1] >= 0)[present].all())  # every answered list has k labels
+        self.display, key_of = _label_ids(words)
+        if len(self.display) < len(words):  # forms of one label: show the first the batch lists
+            listed = np.flatnonzero((ids >= 0) & present[:, None])
+            word = ids.ravel()[listed]
+            seen = np.full(len(words), listed.size)
+            np.minimum.at(seen, word, np.arange(listed.size))
+            by_seen = np.argsort(seen, kind="stable")
+            self.display, key_by_seen = _label_ids([words[j] for j in by_seen.tolist()])
+            key_of = np.empty_like(key_by_seen)
+            key_of[by_seen] = key_by_seen
+        self.key_of = key_of
+
+    def chunk(self, lo: int, hi: int) -> _Chunk:
+        m = len(self.models)
+        ids, probs, present = (
+            self.ids[lo * m : hi * m],
+            self.probs[lo * m : hi * m],
+            self.present[lo * m : hi * m],
+        )
+        answered = np.flatnonzero(present)
+        if self.full:  # the answered rows are the entries
+            lengths = np.full(answered.size, ids.shape[1])
+            if answered.size < present.size:
+                ids, probs = ids[answered], probs[answered]
+            word, prob = ids.ravel(), probs.ravel()
+        else:
+            listed = ids >= 0
+            listed &= present[:, None]
+            lengths = listed.sum(axis=1)[answered]
+            entry = np.flatnonzero(listed)
+            word, prob = ids.ravel()[entry], probs.ravel()[entry]
+        chunk = _Chunk(answered, lengths, prob, self.key_of[word])
+        if not self.provenance:
+            return chunk
+        return replace(
+            chunk,
+            status=["ok" if ok else "missing" for ok in present.tolist()],
+            source=[None] * present.size,
+            raw_labels=np.array(self.words, dtype=object)[word].tolist(),
+        )
+
+
+def _read_arrays(
     inputs: Sequence[str],
     models: Sequence[str],
     vocabulary: Sequence[str],
-    labels: Any,
-    probabilities: Any,
-    answered: Any,
+    labels: npt.ArrayLike,
+    probabilities: npt.ArrayLike,
+    answered: npt.ArrayLike | None,
     provenance: bool,
-) -> _Batch:
-    """The arrays checked and flattened into entries; only the vocabulary is read in Python."""
-    inputs, names = list(inputs), list(models)
-    n_inputs, n_models, n_words = len(inputs), len(names), len(vocabulary)
+) -> _Read:
+    """The arrays checked whole (a few reductions over them); only the vocabulary is read in
+    Python."""
+    inputs, names, words = list(inputs), list(models), list(vocabulary)
+    n_inputs, n_models, n_words = len(inputs), len(names), len(words)
     if len(set(inputs)) != n_inputs:
         raise EnsembleError("inputs contains duplicate ids")
     if len(set(names)) != n_models:
@@ -506,80 +622,79 @@ def _collect_arrays(
     present = np.ones(shape, bool) if answered is None else np.asarray(answered)
     if present.dtype != bool or present.shape != shape:
         raise EnsembleError(f"answered must be a boolean array of shape {shape}")
-    ids = ids.reshape(n_inputs * n_models, -1)
-    answered_slots = np.flatnonzero(present)
-    outside = (ids < -1) | (ids >= n_words)
-    out = np.flatnonzero(outside.any(axis=1) & present.ravel())
-    if out.size:
-        s = int(out[0])
-        bad = int(ids[s][outside[s]][0])
-        raise EnsembleError(f"{where(s)}: label {bad} outside the vocabulary of {n_words} labels")
-    listed = ids >= 0
-    gap = np.flatnonzero((listed[:, 1:] & ~listed[:, :-1]).any(axis=1) & present.ravel())
-    if gap.size:
-        raise EnsembleError(f"{where(int(gap[0]))}: a label after -1; -1 only ends a list")
-    listed &= present.reshape(-1, 1)
-    lengths = listed.sum(axis=1)[answered_slots]
-    empty = np.flatnonzero(lengths == 0)
-    if empty.size:
-        raise EnsembleError(f"{where(int(answered_slots[empty[0]]))}: answered but no labels")
-    entry = np.flatnonzero(listed)
-    word = ids.ravel()[entry]
-    words = list(vocabulary)
-    display, key_of = _label_ids(words)
-    if len(display) < n_words:  # forms of one label: show the one the batch lists first
-        seen = np.full(n_words, entry.size)
-        np.minimum.at(seen, word, np.arange(entry.size))
-        by_seen = np.argsort(seen, kind="stable")
-        display, key_by_seen = _label_ids([words[j] for j in by_seen.tolist()])
-        key_of = np.empty_like(key_by_seen)
-        key_of[by_seen] = key_by_seen
-    extra: dict[str, Any] = {}
-    if provenance:
-        extra = {
-            "status": ["ok" if ok else "missing" for ok in present.ravel().tolist()],
-            "message": {},
-            "source": [None] * (n_inputs * n_models),
-            "raw_labels": np.array(words, dtype=object)[word].tolist(),
-        }
-    return _entries(
-        inputs,
-        names,
-        display,
-        answered_slots,
-        lengths,
-        probs.ravel()[entry],
-        key_of[word],
-        where,
-        extra,
-    )
-
-
-def _entries(
-    inputs: list[str],
-    names: list[str],
-    display: list[str],
-    answered: np.ndarray,
-    lengths: np.ndarray,
-    prob: np.ndarray,
-    label: np.ndarray,
-    where: Callable[[int], str],
-    provenance: dict[str, Any],
-) -> _Batch:
-    """The batch from its listed entries, in slot then list order: checks the probabilities and
-    that no list names a label twice, and finds the candidates."""
-    n_inputs, n_models = len(inputs), len(names)
     n_slots = n_inputs * n_models
+    ids, probs, present = ids.reshape(n_slots, -1), probs.reshape(n_slots, -1), present.ravel()
+    if ids.size and (ids.min() < -1 or ids.max() >= n_words):
+        outside = ((ids < -1) | (ids >= n_words)) & present[:, None]
+        if outside.any():
+            s = int(np.flatnonzero(outside.any(axis=1))[0])
+            bad = int(ids[s][outside[s]][0])
+            raise EnsembleError(
+                f"{where(s)}: label {bad} outside the vocabulary of {n_words} labels"
+            )
+    listed = (ids >= 0).view(np.int8)
+    if not listed.all():
+        if (np.diff(listed, axis=1) > 0).any():  # a label after a -1
+            gap = np.flatnonzero((np.diff(listed, axis=1) > 0).any(axis=1) & present)
+            if gap.size:
+                raise EnsembleError(f"{where(int(gap[0]))}: a label after -1; -1 only ends a list")
+        empty = np.flatnonzero(present & (listed[:, 0] == 0))
+        if empty.size:
+            raise EnsembleError(f"{where(int(empty[0]))}: answered but no labels")
+    return _Arrays(inputs, names, words, ids, probs, present, provenance)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A run of inputs as flat arrays: slots are (input, model) pairs, entries listed labels.
+
+    The provenance fields (``status``, ``message``, ``source``, ``raw_labels``) are empty when the
+    results leave the provenance out.
+    """
+
+    inputs: list[str]
+    models: list[str]
+    display: list[str]  # per label id; ids follow the normalised labels' alphabetical order
+    present: np.ndarray  # (inputs, models) bool: the model answered the input
+    length: np.ndarray  # (inputs, models) int: k_m, 0 when missing
+    residual: np.ndarray  # (inputs, models) float: r_m, 0 when missing
+    start: np.ndarray  # (slots + 1,) entry offsets of each slot
+    answered: np.ndarray  # (answered slots,)
+    slot: np.ndarray  # (entries,) slot of each entry
+    prob: np.ndarray  # (entries,)
+    cand: np.ndarray  # (entries,) candidate of each entry; candidates are (input, label) pairs
+    cand_input: np.ndarray  # (candidates,) sorted by input, then label id
+    cand_label: np.ndarray  # (candidates,)
+    provenance: bool
+    trail: _Chunk
+
+    @property
+    def rank(self) -> np.ndarray:
+        """(entries,) each entry's 1-based position in its model's list."""
+        return np.arange(self.slot.size) - self.start[self.slot] + 1
+
+
+def _part(read: _Read, lo: int, hi: int) -> _Part:
+    """Inputs ``lo`` to ``hi``: checks the probabilities and that no list names a label twice,
+    and finds the candidates."""
+    chunk = read.chunk(lo, hi)
+    inputs, names, display = read.inputs[lo:hi], read.models, read.display
+    n_inputs, n_models = len(inputs), len(names)
+
+    def where(s: int) -> str:
+        return f"input {inputs[s // n_models]!r}, model {names[s % n_models]!r}"
+
+    n_slots = n_inputs * n_models
+    answered, prob, label = chunk.answered, chunk.prob, chunk.label
     length = np.zeros(n_slots, np.int64)
-    length[answered] = lengths
+    length[answered] = chunk.lengths
     start = np.zeros(n_slots + 1, np.int64)
     np.cumsum(length, out=start[1:])
-    slot = np.repeat(answered, lengths)
+    slot = np.repeat(answered, chunk.lengths)
     total = np.bincount(slot, prob, n_slots)
     _check_probabilities(prob, slot, total, where)
 
-    n_labels = max(len(display), 1)
-    keys, cand, twice = _candidates(slot // n_models * n_labels + label, slot)
+    cand_input, cand_label, cand, twice = _candidates(label, slot, n_models, max(len(display), 1))
     if twice >= 0:
         s = int(slot[twice])
         raise EnsembleError(f"{where(s)}: label {display[int(label[twice])]!r} listed twice")
@@ -587,7 +702,7 @@ def _entries(
     present = np.zeros(n_slots, bool)
     present[answered] = True
     shape = (n_inputs, n_models)
-    return _Batch(
+    return _Part(
         inputs=inputs,
         models=names,
         display=display,
@@ -595,17 +710,14 @@ def _entries(
         length=length.reshape(shape),
         residual=np.where(present, np.maximum(1.0 - total, 0.0), 0.0).reshape(shape),
         start=start,
+        answered=answered,
         slot=slot,
         prob=prob,
-        rank=np.arange(slot.size) - start[slot] + 1,
         cand=cand,
-        cand_input=keys // n_labels,
-        cand_label=keys % n_labels,
-        provenance=bool(provenance),
-        status=provenance.get("status", []),
-        message=provenance.get("message", {}),
-        source=provenance.get("source", []),
-        raw_labels=provenance.get("raw_labels", []),
+        cand_input=cand_input,
+        cand_label=cand_label,
+        provenance=read.provenance,
+        trail=chunk,
     )
 
 
@@ -656,6 +768,9 @@ def _check_probabilities(
     prob: np.ndarray, slot: np.ndarray, total: np.ndarray, where: Callable[[int], str]
 ) -> None:
     """Each probability in [0, 1] and each list's sum at most 1, up to float32 rounding."""
+    in_range = prob.min(initial=0.0) >= 0 and prob.max(initial=0.0) <= 1 + _TOLERANCE  # no NaN
+    if in_range and total.max(initial=0.0) <= 1 + _TOLERANCE:
+        return
     bad = np.flatnonzero(~((prob >= 0) & (prob <= 1 + _TOLERANCE)))  # NaN is bad too
     if bad.size:
         e = int(bad[0])
@@ -690,59 +805,72 @@ def _label_ids(raw_labels: list[Any]) -> tuple[list[str], np.ndarray]:
             if not isinstance(raw, str) or not raw.strip():
                 raise EnsembleError(f"labels must be non-empty strings, got {raw!r}")
         shown = [" ".join(raw.split()) for raw in raw_labels]
-    keys = list(map(str.casefold, shown))
-    first_form = dict(
-        zip(reversed(keys), reversed(shown), strict=True)
-    )  # the earliest form written last
+    # Collapsed, no form holds a newline: case-fold them all in one string.
+    keys = "\n".join(shown).casefold().split("\n")
+    if len(set(keys)) == len(keys):  # one form per label, the usual case
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        ids = np.empty(len(keys), np.int64)
+        ids[order] = np.arange(len(keys))
+        return list(map(shown.__getitem__, order)), ids
+    first_form = dict(zip(reversed(keys), reversed(shown), strict=True))  # the first one wins
     ordered = sorted(first_form)
     number = dict(zip(ordered, range(len(ordered)), strict=True))
     ids = np.fromiter(map(number.__getitem__, keys), np.int64, len(keys))
     return list(map(first_form.__getitem__, ordered)), ids
 
 
-def _candidates(keys: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """The distinct keys, sorted, each entry's position among them, and the first entry that
-    repeats a key of its own slot (-1 when none does): ``np.unique(keys, return_inverse=True)``,
-    quicker on the nearly sorted keys given here."""
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    new = np.empty(ordered.size, bool)
+def _candidates(
+    label: np.ndarray, slot: np.ndarray, n_models: int, n_labels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The candidates, (input, label) pairs sorted by input then label: their inputs, their
+    labels, each entry's candidate, and the first entry that repeats a label of its own list (-1
+    when none does).
+
+    One stable sort of the entries by (input, label), so that repeats within a list are adjacent:
+    ``np.lexsort`` of 16-bit keys (radix sorts) when they fit, else a sort of 64-bit keys.
+    """
+    row = slot // n_models
+    if n_labels <= 1 << 16 and row.size and row[-1] < 1 << 16:
+        by_key = np.lexsort((label.astype(np.uint16), row.astype(np.uint16)))
+    else:
+        by_key = np.argsort(row * n_labels + label, kind="stable")
+    ordered = label[by_key]
+    new = np.empty(label.size, bool)
     new[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-    # The sort is stable and each slot's entries are contiguous: repeats within a slot are adjacent.
-    by_slot = slot[order]
+    new[1:] |= row[1:] != row[:-1]  # the k-th entry in key order has the k-th entry's input
+    by_slot = slot[by_key]
     twice = np.flatnonzero(~new[1:] & (by_slot[1:] == by_slot[:-1]))
-    inverse = np.empty_like(order)
-    inverse[order] = np.cumsum(new) - 1
-    return ordered[new], inverse, int(order[twice[0] + 1]) if twice.size else -1
+    cand = np.empty(label.size, np.int64)
+    cand[by_key] = np.cumsum(new) - 1
+    first_twice = int(by_key[twice[0] + 1]) if twice.size else -1
+    return row[new], ordered[new], cand, first_twice
 
 
-def _check_coverage(batch: _Batch, w: np.ndarray, min_models: int, num_classes: int | None) -> None:
+def _check_coverage(part: _Part, w: np.ndarray, min_models: int, num_classes: int | None) -> None:
     """Enough models (and weight) answered every input; ``num_classes`` covers its labels."""
-    n_models = len(batch.models)
-    if min_models > n_models:
-        raise EnsembleError(f"min_models={min_models} exceeds the {n_models} models")
-    answered = batch.present.sum(axis=1)
+    n_models = len(part.models)
+    answered = part.present.sum(axis=1)
     short = np.flatnonzero(answered < min_models)
     if short.size:
         i = int(short[0])
-        gone = [m for m, ok in zip(batch.models, batch.present[i], strict=True) if not ok]
+        gone = [m for m, ok in zip(part.models, part.present[i], strict=True) if not ok]
         raise EnsembleError(
-            f"input {batch.inputs[i]!r}: {answered[i]} of {n_models} models answered "
+            f"input {part.inputs[i]!r}: {answered[i]} of {n_models} models answered "
             f"(missing: {', '.join(gone)}); min_models={min_models}"
         )
-    weightless = np.flatnonzero((batch.present * w).sum(axis=1) <= 0)
+    weightless = np.flatnonzero((part.present * w).sum(axis=1) <= 0)
     if weightless.size:
         i = int(weightless[0])
-        raise EnsembleError(f"input {batch.inputs[i]!r}: every model that answered has weight 0")
+        raise EnsembleError(f"input {part.inputs[i]!r}: every model that answered has weight 0")
     if num_classes is not None:
-        labels = np.bincount(batch.cand_input, minlength=len(batch.inputs))
+        labels = np.bincount(part.cand_input, minlength=len(part.inputs))
         wide = np.flatnonzero(labels > num_classes)
         if wide.size:
             i = int(wide[0])
             raise EnsembleError(
                 f"num_classes={num_classes} is less than the {labels[i]} labels listed for "
-                f"input {batch.inputs[i]!r}"
+                f"input {part.inputs[i]!r}"
             )
 
 
@@ -759,7 +887,7 @@ class _Scores:
 
 
 def _score(
-    batch: _Batch,
+    part: _Part,
     method: str,
     w: np.ndarray,
     missing: str,
@@ -771,29 +899,34 @@ def _score(
 
     With unlisted labels at 0, the sums over models are sums over the listed entries: one
     ``np.bincount`` each, adding in entry order, so in model order per candidate, as a loop over
-    the models would. Otherwise (residual spreading, geometric mean, max) every model has a value
-    for every candidate: (model, candidate) matrices, model-major so that the reductions over
-    models run along whole rows.
+    the models would (with weights all 1 the products are the probabilities themselves).
+    Otherwise (residual spreading, geometric mean, max) every model has a value for every
+    candidate: (model, candidate) matrices, model-major so that the reductions over models run
+    along whole rows.
     """
-    present = batch.present.T  # (models, inputs)
+    present = part.present.T  # (models, inputs)
     weight = np.where(present, w[:, None], 0.0)
     total = weight.sum(axis=0)
-    ci, cand, n_cand = batch.cand_input, batch.cand, batch.cand_input.size
-    first = batch.rank == 1
-    w_entry = weight.T.ravel()[batch.slot]
-    votes = np.bincount(cand[first], w_entry[first], n_cand) / total[ci]
+    ci, cand, n_cand = part.cand_input, part.cand, part.cand_input.size
+    total_c = total[ci]
+    slot_weight = weight.T.ravel()
+    unit = bool((w == 1).all())
+    heads = part.start[part.answered]  # the first entry of each list
+    votes = np.bincount(cand[heads], slot_weight[part.answered], n_cand) / total_c
     support = np.bincount(cand, minlength=n_cand)
-    unlisted = np.zeros(len(batch.inputs))
+    unlisted = np.zeros(len(part.inputs))
     if missing == "zero" and method in _SUM_METHODS:
+        w_entry = None if unit else slot_weight[part.slot]
         if method == "borda":
-            points = batch.length.ravel()[batch.slot] - batch.rank + 1
-            return _Scores(
-                np.bincount(cand, w_entry * points, n_cand), None, votes, support, unlisted
-            )
-        if method == "rrf":
-            score = np.bincount(cand, w_entry / (rrf_k + batch.rank), n_cand)
+            points = (part.length.ravel()[part.slot] - part.rank + 1).astype(np.float64)
+            score = np.bincount(cand, points if w_entry is None else w_entry * points, n_cand)
             return _Scores(score, None, votes, support, unlisted)
-        soft = np.bincount(cand, w_entry * batch.prob, n_cand) / total[ci]
+        if method == "rrf":
+            share = 1.0 if w_entry is None else w_entry
+            score = np.bincount(cand, share / (rrf_k + part.rank), n_cand)
+            return _Scores(score, None, votes, support, unlisted)
+        mass = part.prob if w_entry is None else w_entry * part.prob
+        soft = np.bincount(cand, mass, n_cand) / total_c
         if method == "majority_vote":
             return _Scores(votes, soft, votes, support, unlisted)
         return _Scores(soft, None, votes, support, unlisted)
@@ -801,15 +934,15 @@ def _score(
     fill = np.zeros(present.shape)
     if missing == "residual":
         assert num_classes is not None
-        room = num_classes - batch.length.T
-        fill = np.where(present & (room > 0), batch.residual.T / np.maximum(room, 1), 0.0)
-    model = batch.slot % len(batch.models)
+        room = num_classes - part.length.T
+        fill = np.where(present & (room > 0), part.residual.T / np.maximum(room, 1), 0.0)
+    model = part.slot % len(part.models)
     cw = weight[:, ci]  # (models, candidates)
     value = fill[:, ci]
-    value[model, cand] = batch.prob
+    value[model, cand] = part.prob
 
     def mean(v: np.ndarray, v_unlisted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (v * cw).sum(axis=0) / total[ci], (v_unlisted * weight).sum(axis=0) / total
+        return (v * cw).sum(axis=0) / total_c, (v_unlisted * weight).sum(axis=0) / total
 
     tie = None
     if method in ("soft_vote", "weighted_mean"):
@@ -833,8 +966,22 @@ def _tie_key(x: np.ndarray) -> np.ndarray:
     return np.ldexp(np.round(np.ldexp(mantissa, _TIE_BITS)), exponent - _TIE_BITS)
 
 
-_LOW_BITS = 52 - _TIE_BITS  # mantissa bits a tie key leaves at zero
-_LAST = np.iinfo(np.int64).max
+_DROPPED = 53 - _TIE_BITS  # low bits of a float's 53-bit significand that its tie key drops
+
+
+def _tie_bits(x: np.ndarray) -> np.ndarray | None:
+    """The tie keys of ``x`` as integers that order as they do, or ``None`` unless every ``x`` is
+    0 or a normal positive float.
+
+    The bits of a non-negative float order as the number does; rounding them half to even at bit
+    ``_DROPPED`` rounds the significand as :func:`_tie_key` does (a carry into the exponent gives
+    the next power of two, as there).
+    """
+    bits = x.view(np.int64)
+    if x.size and (bits.min() < 0 or (bits - 1).view(np.uint64).min() < (1 << 52) - 1):
+        return None  # negative, -0.0 or subnormal
+    half = 1 << (_DROPPED - 1)
+    return (bits + (half - 1) + ((bits >> _DROPPED) & 1)) >> _DROPPED
 
 
 def _ranking(scores: _Scores, ci: np.ndarray, counts: np.ndarray, depth: int) -> np.ndarray:
@@ -842,44 +989,43 @@ def _ranking(scores: _Scores, ci: np.ndarray, counts: np.ndarray, depth: int) ->
     last of an input's candidates.
 
     The order is the tie key of the score, then (majority vote) of the tie-break score, then the
-    support, descending, then the label (candidates arrive in label order), as one stable sort of
-    the rows of dense ``(inputs, width)`` matrices. One matrix when the inputs have about as many
+    support, descending, then the label (candidates arrive in label order), as one sort of the
+    rows of dense ``(inputs, width)`` matrices. One matrix when the inputs have about as many
     candidates each, else one per power-of-two width, so that the padding at most doubles the
     memory whatever the spread.
 
     Usually the keys pack into one integer per candidate, unique within its input, so that a plain
-    ``np.sort`` does: the bits of a non-negative float order as the number does, and a tie key
-    leaves its last ``_LOW_BITS`` bits at zero, room for the support and the column. Otherwise
-    (majority vote, negative scores, too many models or candidates) ``np.lexsort`` takes the keys
-    one by one.
+    ``np.sort`` does: the integer tie key (:func:`_tie_bits`, 50 bits), the support and the
+    column. Otherwise (majority vote, subnormal scores, too many models or candidates)
+    ``np.lexsort`` takes the keys one by one.
     """
-    tie_key = _tie_key(scores.score) + 0.0  # no -0.0
-    bits = tie_key.view(np.int64)
-    packable = (
-        scores.tie is None and tie_key.min() >= 0 and not (bits & ((1 << _LOW_BITS) - 1)).any()
-    )
-    support_bits = int(scores.support.max()).bit_length()
+    tie_bits = _tie_bits(scores.score) if scores.tie is None else None
+    support_bits = int(scores.support.max(initial=0)).bit_length()
     first = np.cumsum(counts) - counts
     column = np.arange(ci.size) - first[ci]
     best = np.full((counts.size, depth), -1, np.int64)
     for rows, width, mine in _row_groups(ci, counts):
-        r, c = (ci, column) if mine is None else (np.searchsorted(rows, ci[mine]), column[mine])
+        r = ci if mine is None else np.searchsorted(rows, ci[mine])
+        c = column if mine is None else column[mine]
+        flat = r * width + c
         column_bits = (width - 1).bit_length()
-        if packable and support_bits + column_bits <= _LOW_BITS:
-            packed = bits | (scores.support << column_bits) | (width - 1 - column)
-            dense = np.full((rows.size, width), _LAST)
-            dense[r, c] = -(packed if mine is None else packed[mine])
+        if tie_bits is not None and support_bits + column_bits <= _DROPPED:
+            key = (tie_bits << (support_bits + column_bits)) | (scores.support << column_bits)
+            key |= width - 1 - column
+            # Keys are >= 1 (the support is), so padding at 0 sorts last and reads as column
+            # ``width - 1``, past the candidates of a row that has padding.
+            dense = np.zeros((rows.size, width), np.int64)
+            dense.ravel()[flat] = -(key if mine is None else key[mine])
             ordered = np.sort(dense, axis=-1)[:, :depth]
             by_place = width - 1 - (-ordered & ((1 << column_bits) - 1))
-            by_place[ordered == _LAST] = width  # padding
         else:
-            keys = [-scores.support.astype(np.float64), -tie_key]
+            keys = [-scores.support.astype(np.float64), -_tie_key(scores.score)]
             if scores.tie is not None:
                 keys.insert(1, -_tie_key(scores.tie))
             planes = []
             for key in keys:
                 plane = np.full((rows.size, width), np.inf)
-                plane[r, c] = key if mine is None else key[mine]
+                plane.ravel()[flat] = key if mine is None else key[mine]
                 planes.append(plane)
             by_place = np.lexsort(planes, axis=-1)[:, :depth]  # padding (inf) sorts last
         best[rows, : by_place.shape[1]] = np.where(
@@ -905,20 +1051,21 @@ def _row_groups(
 
 
 def _results(
-    batch: _Batch,
+    part: _Part,
     scores: _Scores,
     top_k: int,
     num_classes: int | None,
     rule: AbstainRule,
     description: dict[str, Any],
+    shown: np.ndarray,
 ) -> list[dict[str, Any]]:
     """Rank each input's candidates, derive margin, entropy and abstention, build the dicts.
 
     The per-input lists come from ``(inputs, top_k)`` matrices turned into lists whole
     (``tolist``), trimmed only for the inputs with fewer than ``top_k`` candidates.
     """
-    ci, score = batch.cand_input, scores.score
-    n_inputs, n_models = len(batch.inputs), len(batch.models)
+    ci, score = part.cand_input, scores.score
+    n_inputs, n_models = len(part.inputs), len(part.models)
     counts = np.bincount(ci, minlength=n_inputs)
     places = _ranking(scores, ci, counts, max(top_k, 2))
     best = places[:, 0]
@@ -937,14 +1084,14 @@ def _results(
     ]
 
     top = places[:, :top_k]
-    labels = np.array(batch.display, dtype=object)[batch.cand_label[top]].tolist()
+    labels = shown[part.cand_label[top]].tolist()
     top_scores, support = score[top].tolist(), scores.support[top].tolist()
     for i in np.flatnonzero(counts < top_k).tolist():
         n = int(counts[i])
         labels[i], top_scores[i], support[i] = labels[i][:n], top_scores[i][:n], support[i][:n]
 
     columns = zip(
-        batch.inputs,
+        part.inputs,
         labels,
         top_scores,
         support,
@@ -954,8 +1101,8 @@ def _results(
         below.tolist(),
         strict=True,
     )
-    if batch.provenance:
-        provenance = _provenance(batch)
+    if part.provenance:
+        provenance = _provenance(part)
         results = [
             {
                 "input": input_id,
@@ -990,19 +1137,19 @@ def _results(
             }
             for input_id, top_labels, top_score, top_support, share, gap, h, code in columns
         ]
-    for s in np.flatnonzero(~batch.present.ravel()).tolist():
-        results[s // n_models]["missing_models"].append(batch.models[s % n_models])
+    for s in np.flatnonzero(~part.present.ravel()).tolist():
+        results[s // n_models]["missing_models"].append(part.models[s % n_models])
     return results
 
 
-def _provenance(batch: _Batch) -> list[dict[str, Any]]:
+def _provenance(part: _Part) -> list[dict[str, Any]]:
     """Per slot (input-major): the model, its status, own list, residual, message and source."""
-    start, raw, probs = batch.start.tolist(), batch.raw_labels, batch.prob.tolist()
-    present = batch.present.ravel().tolist()
+    start, raw, probs = part.start.tolist(), part.trail.raw_labels, part.prob.tolist()
+    present = part.present.ravel().tolist()
     residual = [
-        r if ok else None for r, ok in zip(batch.residual.ravel().tolist(), present, strict=True)
+        r if ok else None for r, ok in zip(part.residual.ravel().tolist(), present, strict=True)
     ]
-    message = batch.message
+    message = part.trail.message
     return [
         {
             "model": m,
@@ -1015,12 +1162,12 @@ def _provenance(batch: _Batch) -> list[dict[str, Any]]:
         }
         for s, (m, status, a, b, r, source) in enumerate(
             zip(
-                batch.models * len(batch.inputs),
-                batch.status,
+                part.models * len(part.inputs),
+                part.trail.status,
                 start[:-1],
                 start[1:],
                 residual,
-                batch.source,
+                part.trail.source,
                 strict=True,
             )
         )
@@ -1038,9 +1185,13 @@ def _entropy(
     rest = (num_classes - counts) if num_classes is not None else np.zeros_like(counts)
     z = np.bincount(ci, score, counts.size) + rest * unlisted
     safe = np.where(z > 0, z, 1.0)
-
-    def plogp(p: np.ndarray) -> np.ndarray:
-        return np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-
-    h = -np.bincount(ci, plogp(score / safe[ci]), counts.size) - rest * plogp(unlisted / safe)
+    h = -np.bincount(ci, _plogp(score / safe[ci]), counts.size) - rest * _plogp(unlisted / safe)
     return np.where(z > 0, h, np.log(counts + rest))
+
+
+def _plogp(p: np.ndarray) -> np.ndarray:
+    """``p log p``, 0 where ``p`` is 0."""
+    plogp = np.zeros_like(p)
+    np.log(p, out=plogp, where=p > 0)
+    plogp *= p
+    return plogp

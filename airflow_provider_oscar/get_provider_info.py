@@ -46,6 +46,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     f"{_PACKAGE}.operators.service",
                     f"{_PACKAGE}.operators.invoke",
+                    f"{_PACKAGE}.operators.batch",
                 ],
             }
         ],
@@ -58,7 +59,11 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": integration,
-                "python-modules": [f"{_PACKAGE}.triggers.oscar", f"{_PACKAGE}.triggers.storage"],
+                "python-modules": [
+                    f"{_PACKAGE}.triggers.oscar",
+                    f"{_PACKAGE}.triggers.storage",
+                    f"{_PACKAGE}.triggers.events",
+                ],
             }
         ],
         "connection-types": [
@@ -75,4 +80,14 @@ def get_provider_info() -> dict[str, Any]:
             f"{_PACKAGE}.links.OscarJobLogsLink",
             f"{_PACKAGE}.links.OscarOutputLink",
         ],
+        # oscar://<cluster>/<bucket>/<key>: objects in a cluster's buckets as Assets.
+        "asset-uris": [
+            {
+                "schemes": ["oscar"],
+                "handler": f"{_PACKAGE}.assets.sanitize_uri",
+                "factory": f"{_PACKAGE}.assets.create_asset",
+            }
+        ],
+        # The "OSCAR" page of the UI (also an `airflow.plugins` entry point, see pyproject.toml).
+        "plugins": [{"name": "oscar", "plugin-class": f"{_PACKAGE}.plugins.oscar.OscarPlugin"}],
     }

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from benchmarks.figures import Figure, render, save
 
-MODULES = ["benchmarks.local_run", "benchmarks.ensemble"]
+MODULES = [
+    "benchmarks.local_run",
+    "benchmarks.ensemble",
+    "benchmarks.fanout",
+    "benchmarks.polling",
+    "benchmarks.imports",
+    "benchmarks.triggers_memory",
+]
 RESULTS = Path(__file__).with_name("results.json")
 
 

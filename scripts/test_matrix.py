@@ -7,9 +7,13 @@
 
 Each release gets ``.matrix/airflow-<version>`` (``uv venv`` with this interpreter, then
 ``uv pip install "apache-airflow==<version>" -e ".[local,test]"``; reused while pyproject.toml
-is unchanged). In each, the provider must be discovered by ``airflow providers
-list/hooks/links/triggers`` and the tests run. A table of the results closes the run; the exit
-status is non-zero when any release failed. Downloads from PyPI on the first run.
+is unchanged). Dependencies resolve as of the day after the release (``--exclude-newer``), as
+Airflow's constraints file of that release would pin them: an unconstrained install of an older
+Airflow picks up newer fastapi, cadwyn or svcs releases that break its in-process execution API.
+Only this provider's own dependencies whose minimum came out later (oscar-python) are exempt.
+In each venv, the provider must be discovered by ``airflow providers list/hooks/links/triggers``
+and the tests run. A table of the results closes the run; the exit status is non-zero when any
+release failed. Downloads from PyPI on the first run.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX = ROOT / ".matrix"
-VERSIONS = ["3.1.8", "3.2.2", "3.3.2"]
+# The latest patch of each supported minor release, and the day after its upload to PyPI.
+RELEASES = {"3.1.8": "2026-03-12", "3.2.2": "2026-05-30", "3.3.2": "2026-09-18"}
+VERSIONS = list(RELEASES)
+# Our dependencies whose required minimum is newer than some of those releases.
+NEWER_THAN_AIRFLOW = ["oscar-python"]
 FAST_TESTS = [
     "tests/unit",
     "tests/dags/test_example_dags.py",
@@ -61,8 +69,10 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.installed != "FAILED" and self.providers == "ok" and not (
-            self.failed or self.errors
+        return (
+            self.installed != "FAILED"
+            and self.providers == "ok"
+            and not (self.failed or self.errors)
         )
 
 
@@ -89,7 +99,14 @@ def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> int:
 
 def install(uv: str, version: str, venv: Path, log: Path) -> str:
     stamp = venv / ".matrix-stamp"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + version.encode()).hexdigest()
+    resolution = []
+    if version in RELEASES:
+        tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+        resolution = [f"--exclude-newer={RELEASES[version]}"] + [
+            f"--exclude-newer-package={name}={tomorrow}" for name in NEWER_THAN_AIRFLOW
+        ]
+    key = (ROOT / "pyproject.toml").read_bytes() + " ".join([version, *resolution[:1]]).encode()
+    digest = hashlib.sha256(key).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return "reused"
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": str(venv)}
@@ -101,6 +118,7 @@ def install(uv: str, version: str, venv: Path, log: Path) -> str:
             "install",
             "--python",
             str(venv / "bin" / "python"),
+            *resolution,
             f"apache-airflow=={version}",
             "-e",
             ".[local,test]",

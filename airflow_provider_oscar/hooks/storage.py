@@ -9,7 +9,9 @@ requests locally and send them with :class:`httpx.AsyncClient`, so they never bl
 from __future__ import annotations
 
 import io
+import json
 import xml.etree.ElementTree as ElementTree
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -242,6 +244,91 @@ class OscarStorageHook(OscarHook):
                 token = root.findtext(f"{_S3_NS}NextContinuationToken") or ""
                 if root.findtext(f"{_S3_NS}IsTruncated") != "true" or not token:
                     return found
+
+    async def aget_object(self, path: str) -> tuple[bytes, ObjectInfo] | None:
+        """An object's content and metadata, or ``None`` when it does not exist (no waiting)."""
+        bucket, key = split_path(path)
+        signer, settings = await self._asigner()
+        async with httpx.AsyncClient(verify=settings.verify_ssl, timeout=settings.timeout) as http:
+            response = await http.get(signer.url("GET", bucket, key))
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise OscarApiError(
+                f"S3 GET {bucket}/{key} answered {response.status_code}",
+                status_code=response.status_code,
+            )
+        modified = response.headers.get("last-modified")
+        info = ObjectInfo(
+            bucket,
+            key,
+            len(response.content),
+            response.headers.get("etag", "").strip('"'),
+            parsedate_to_datetime(modified) if modified else None,
+        )
+        return response.content, info
+
+    async def aput_bytes(
+        self,
+        path: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        """Write ``data`` to ``bucket/key`` without blocking the event loop; returns its ETag.
+
+        ``if_match`` (an ETag) writes only over that version of the object, ``if_none_match``
+        only when no object exists: a conditional write that lost the race returns ``None``.
+        Servers without conditional writes (older MinIO) ignore both and always write.
+        """
+        bucket, key = split_path(path)
+        headers = {"Content-Type": content_type}
+        if if_match is not None:
+            headers["If-Match"] = f'"{if_match}"'
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        signer, settings = await self._asigner()
+        async with httpx.AsyncClient(verify=settings.verify_ssl, timeout=settings.timeout) as http:
+            response = await http.put(signer.url("PUT", bucket, key), content=data, headers=headers)
+        if response.status_code in (409, 412) or (if_match and response.status_code == 404):
+            return None  # somebody else wrote (or deleted) the object first
+        if not response.is_success:
+            raise OscarApiError(
+                f"S3 PUT {bucket}/{key} answered {response.status_code}",
+                status_code=response.status_code,
+            )
+        return response.headers.get("etag", "").strip('"')
+
+    async def alisten(
+        self, path: str, *, event: str = "s3:ObjectCreated:*"
+    ) -> AsyncIterator[dict[str, Any]]:
+        """MinIO's bucket-notification stream under ``bucket/prefix``: one record per event.
+
+        MinIO's ``ListenBucketNotification`` extension holds one HTTP response open and writes a
+        JSON document per event. Other S3 servers have no such stream: when the answer does not
+        come from MinIO, this raises :class:`OscarApiError` at once (never re-sending in a loop).
+        The stream ends when the server closes it; callers reconnect.
+        """
+        bucket, prefix = split_path(path)
+        signer, settings = await self._asigner()
+        url = signer.url("GET", bucket, "", {"prefix": prefix, "suffix": "", "events": event})
+        timeout = httpx.Timeout(settings.timeout, read=None)
+        async with (
+            httpx.AsyncClient(verify=settings.verify_ssl, timeout=timeout) as http,
+            http.stream("GET", url) as response,
+        ):
+            server = response.headers.get("server", "")
+            if not response.is_success or not server.lower().startswith("minio"):
+                raise OscarApiError(
+                    f"{bucket}: no bucket-notification stream (S3 server {server or '?'} "
+                    f"answered {response.status_code})"
+                )
+            async for line in response.aiter_lines():
+                if line.strip():
+                    for record in json.loads(line).get("Records") or []:
+                        yield record
 
 
 class _Signer:

@@ -23,7 +23,8 @@ from tenacity import (
     retry_if_result,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from airflow_provider_oscar.errors import OscarApiError
@@ -48,8 +49,10 @@ class RetryPolicy:
     def __init__(self, settings: ClusterSettings, log: logging.Logger | Any) -> None:
         self.settings = settings
         self.log = log
-        self._backoff = wait_exponential_jitter(
-            multiplier=settings.backoff, max=30.0, jitter=settings.backoff
+        # backoff * 2**(attempt - 1), at most 30 s, plus up to ``backoff`` of jitter; spelt
+        # with strategies whose arguments every tenacity Airflow 3.1+ may bring has.
+        self._backoff = wait_exponential(multiplier=settings.backoff, max=30.0) + wait_random(
+            0, settings.backoff
         )
 
     def arguments(self, request: httpx.Request) -> dict[str, Any]:

@@ -148,6 +148,11 @@ def create_app(cluster: LocalCluster) -> FastAPI:
     async def health() -> Response:
         return text("Ok", 200)
 
+    @app.get("/ui")
+    async def dashboard() -> Response:
+        """Where OSCAR serves its dashboard; the embedded OSCAR says it has none."""
+        return Response(_DASHBOARD_STUB, 200, media_type="text/html; charset=utf-8")
+
     @app.get("/system/info")
     async def info(request: Request) -> Response:
         system_caller(request)
@@ -423,6 +428,18 @@ def create_app(cluster: LocalCluster) -> FastAPI:
         return text(f"request body too large: {exc.size} bytes (limit {exc.limit})", 413)
 
     return FaultMiddleware(app, cluster)  # type: ignore[return-value]
+
+
+_DASHBOARD_STUB = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>OSCAR dashboard (not emulated)</title></head>
+<body style="font: 15px system-ui, sans-serif; margin: 40px; max-width: 640px">
+<h1>OSCAR dashboard</h1>
+<p>This is the <b>embedded OSCAR</b> (oscar-local): it does not serve OSCAR's dashboard. On a real
+cluster this address opens the dashboard at the page below.</p>
+<p>Dashboard page: <code id="route">(none)</code></p>
+<script>document.getElementById("route").textContent = location.hash || "(none)";</script>
+</body></html>
+"""
 
 
 def _unsigned_jwt(subject: str, expires: float) -> str:

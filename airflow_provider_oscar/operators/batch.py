@@ -70,6 +70,7 @@ from airflow_provider_oscar.routing import (
     is_cluster_failure,
     strategy_named,
 )
+from airflow_provider_oscar.triggers.coalesce import coalescer
 
 if TYPE_CHECKING:
     import httpx
@@ -380,6 +381,7 @@ class _Batch:
         self.router: Router | None = None
         self._s3: httpx.AsyncClient | None = None
         self._tried: dict[int, set[str]] = {}  # clusters each input failed on
+        self._unreachable: set[_Cluster] = set()  # clusters that failed while sizing
 
     # the run ------------------------------------------------------------------------------
 
@@ -477,7 +479,7 @@ class _Batch:
             )
         router = Router(usable, strategy_named(op.routing), op.cooldown)
         for slot in usable:
-            if slot.failures:  # unreachable while sizing: start it cooled down
+            if slot.key in self._unreachable:  # start it cooled down
                 router.report_failure(slot)
         return router
 
@@ -491,7 +493,7 @@ class _Batch:
             if not is_cluster_failure(exc) or len(self.clusters) < 2:
                 raise
             self.log.warning("OSCAR cluster %s is unavailable: %s", cluster.name, exc)
-            slot.failures += 1
+            self._unreachable.add(cluster)
             return
         if service is None:
             if len(self.clusters) < 2:
@@ -504,14 +506,15 @@ class _Batch:
             slot.limit = 0
             return
         cluster.cpu, cluster.memory = service.cpu_cores, service.memory_bytes
+        scale = service.synchronous.max_scale if op.mode == "sync" else 0
         free = await self._free_slots(cluster)
         if free is None:
             if op.concurrency is None:
-                slot.limit = min(_DEFAULT_CONCURRENCY, op.max_concurrency)
+                slot.limit = min(_DEFAULT_CONCURRENCY, scale or op.max_concurrency)
             return
         slot.set_status_capacity(free)
-        if op.concurrency is None:
-            slot.limit = max(1, min(free, op.max_concurrency))
+        if op.concurrency is None:  # Knative runs one request per pod: no more than max_scale
+            slot.limit = max(1, min(free, scale or free, op.max_concurrency))
             self.log.info(
                 "OSCAR cluster %s fits %d parallel invocations of %s (%.2f CPU, %d MiB each)",
                 cluster.name,
@@ -641,6 +644,10 @@ class _Batch:
                 if op.delete_jobs:
                     await session.adelete_job(op.service_name, job)
                 return fields
+            except asyncio.CancelledError:  # the batch stopped: do not leave the job running
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(session.adelete_job(op.service_name, job))
+                raise
             finally:
                 self.op._jobs_in_flight.pop(job, None)
 
@@ -648,8 +655,6 @@ class _Batch:
         return {"cluster": cluster.name, "job": job, **fields}
 
     async def _wait_for_job(self, cluster: _Cluster, job: str) -> JobInfo:
-        from airflow_provider_oscar.triggers.coalesce import coalescer
-
         op = self.op
         deadline = time.time() + op.job_timeout
         missing = 0

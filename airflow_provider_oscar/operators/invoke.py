@@ -19,6 +19,7 @@ from typing import Any, Literal, NoReturn
 
 from airflow.sdk import Context
 
+from airflow_provider_oscar.assets import cluster_name, publish_objects
 from airflow_provider_oscar.compat import AirflowException, AirflowFailException
 from airflow_provider_oscar.errors import OscarClientError, OscarResultError
 from airflow_provider_oscar.failures import task_outcome
@@ -228,6 +229,14 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
                 "saved": self._save(output),
             }
             result.update(summary)
+            if self.output_object and self.outlets:  # oscar:// outlets learn what was written
+                prefix = self.output_object.rstrip("/")
+                publish_objects(
+                    context,
+                    [s for s in result["saved"] if s == prefix or s.startswith(f"{prefix}/")],
+                    cluster=cluster_name(self.hook.settings, self.oscar_conn_id),
+                    extra={"service": self.service_name, "input": result["input"]},
+                )
             return result
 
     def _summary(self, output: RunOutput, body: bytes) -> dict[str, Any]:

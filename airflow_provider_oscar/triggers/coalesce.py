@@ -33,6 +33,7 @@ from itertools import count
 from typing import Any
 
 from airflow_provider_oscar.hooks.api import ClusterSettings, JobInfo
+from airflow_provider_oscar.hooks.oscar import OscarHook
 
 log = logging.getLogger(__name__)
 Jobs = dict[str, JobInfo]
@@ -94,9 +95,7 @@ class Feed:
     def _add(self, token: int, interval: float) -> None:
         shorter = interval < self.interval
         self._intervals[token] = max(0.0, float(interval))
-        if self._task is None:
-            self._task = self._loop.create_task(self._poll(), name=f"oscar-jobs:{self.service}")
-        elif shorter:
+        if not self._ensure_poller() and shorter:
             self._wake.set()  # re-plan the pause with the shorter interval
 
     def _remove(self, token: int) -> None:
@@ -105,6 +104,13 @@ class Feed:
             self._owner._drop(self)
             self._wake.set()  # let the poller notice and close its client
 
+    def _ensure_poller(self) -> bool:
+        """Start the poller unless it runs; whether it was started now."""
+        if self._task is not None:
+            return False
+        self._task = self._loop.create_task(self._poll(), name=f"oscar-jobs:{self.service}")
+        return True
+
     async def next(self, *, deadline: float | None = None) -> Jobs:
         """The next listing (one that starts after this call); raises what the listing raised.
 
@@ -112,14 +118,17 @@ class Feed:
         is started at the deadline instead, so a waiter learns the state at its deadline.
         """
         round_ = self._upcoming
-        if deadline is not None and not round_.future.done():
+        self._ensure_poller()  # (again, should a failed session have stopped it)
+        waiter = asyncio.shield(round_.future)  # a waiter's cancellation spares the others
+        waiter.add_done_callback(_retrieve)
+        if deadline is not None and not waiter.done():
             remaining = deadline - time.time()
             if remaining > 0:
-                await asyncio.wait([asyncio.shield(round_.future)], timeout=remaining)
-            if not round_.future.done() and round_.started is None and round_ is self._upcoming:
+                await asyncio.wait([waiter], timeout=remaining)
+            if not waiter.done() and round_.started is None and round_ is self._upcoming:
                 self._urgent = True
                 self._wake.set()
-        return await asyncio.shield(round_.future)
+        return await waiter
 
     # poller -------------------------------------------------------------------------------
 
@@ -129,8 +138,6 @@ class Feed:
         return _Round(next(self._seq), future)
 
     async def _poll(self) -> None:
-        from airflow_provider_oscar.hooks.oscar import OscarHook
-
         try:
             async with OscarHook().asession(settings=self.settings, max_connections=2) as session:
                 while self._intervals:

@@ -3,7 +3,7 @@
 Triggers take JSON-plain arguments only and an absolute ``deadline`` (epoch seconds), so a
 trigger rebuilt from :meth:`serialize` after a triggerer restart keeps its original time limit.
 Each yields one event ``{"status": "success" | "failed" | "timeout" | "error", ...}`` and stops
-(the job trigger also ``"missing"``, for a job deleted or never created);
+(the job trigger also ``"missing"``, when the job's service no longer exists);
 unexpected errors become ``"error"`` events with the reason instead of a bare trigger failure.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_oscar.errors import OscarClientError
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.triggers.coalesce import coalescer
 
@@ -88,14 +89,27 @@ class OscarJobTrigger(_OscarTrigger):
         shared with every other trigger waiting on jobs of the same service and cluster."""
         try:
             payload = await self._wait()
+        except OscarClientError as exc:
+            if exc.status_code != 404:
+                payload = self._error(exc)
+            else:  # the service is gone, and its jobs with it: waiting again cannot help
+                payload = {
+                    "service": self.service_name,
+                    "job": self.job_name,
+                    "status": "missing",
+                    "message": f"service {self.service_name!r} no longer exists: {exc}",
+                }
         except Exception as exc:
-            payload = {
-                "service": self.service_name,
-                "job": self.job_name,
-                "status": "error",
-                "message": f"{type(exc).__name__}: {exc}",
-            }
+            payload = self._error(exc)
         yield TriggerEvent(payload)
+
+    def _error(self, exc: Exception) -> dict[str, Any]:
+        return {
+            "service": self.service_name,
+            "job": self.job_name,
+            "status": "error",
+            "message": f"{type(exc).__name__}: {exc}",
+        }
 
     async def _wait(self) -> dict[str, Any]:
         base = {"service": self.service_name, "job": self.job_name}

@@ -161,12 +161,12 @@ async def test_a_failed_listing_reaches_every_waiter_as_an_error_event(
 ) -> None:
     service = deploy("echo done\n")
     name = service["name"]
-    oscar.faults.add(ErrorBurst(route=f"/system/logs/{name}", status=500, count=1))
+    oscar.faults.add(ErrorBurst(route=f"/system/logs/{name}", status=500, count=-1))
     events = await asyncio.gather(
         *(first_event(job_trigger(name, f"{name}-{i}")) for i in range(3))
     )
     assert [e.payload["status"] for e in events] == ["error"] * 3
-    assert all("500" in e.payload["message"] for e in events)
+    assert all("500" in e.payload["message"] for e in events), [e.payload for e in events]
 
 
 @pytest.mark.usefixtures("connected")

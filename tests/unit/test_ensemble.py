@@ -6,21 +6,29 @@ import json
 import math
 import re
 import tracemalloc
+from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_oscar import ensemble
 from airflow_provider_oscar.ensemble import (
     METHODS,
     AbstainRule,
     EnsembleError,
     accuracy,
     aggregate,
+    aggregate_arrays,
 )
 from airflow_provider_oscar.results import Prediction
-from benchmarks.ensemble_reference import aggregate_reference, differences
+from benchmarks.ensemble_reference import (
+    aggregate_arrays_reference,
+    aggregate_reference,
+    differences,
+)
 
 
 def ok(labels: Any, probabilities: Any) -> dict[str, Any]:
@@ -370,6 +378,14 @@ def test_accepts_prediction_objects_and_keeps_their_source() -> None:
 # --------------------------------------------------------------------------- labels
 
 
+def test_accepts_any_mapping_and_label_strings_of_any_str_type() -> None:
+    class Name(str):
+        pass
+
+    row = {"a": MappingProxyType(ok([Name("Rosa  canina")], [0.6])), "b": ok(["Iris"], [0.5])}
+    assert one(row)["top_k"]["labels"] == ["Rosa canina", "Iris"]
+
+
 def test_labels_merge_after_normalising_whitespace_and_case() -> None:
     row = {"a": ok(["Rosa  canina", "Iris"], [0.6, 0.2]), "b": ok([" rosa CANINA "], [0.4])}
     result = one(row)
@@ -387,6 +403,110 @@ def test_a_label_keeps_the_first_form_seen_in_the_batch() -> None:
 def test_provenance_keeps_the_labels_as_each_model_gave_them() -> None:
     result = one({"a": ok([" rosa CANINA "], [0.4])})
     assert result["provenance"][0]["labels"] == [" rosa CANINA "]
+
+
+# --------------------------------------------------------------------------- provenance option
+
+
+def test_without_provenance_the_results_are_the_same_but_for_the_provenance() -> None:
+    row = {**LEAF, "c": {"status": "error", "message": "CUDA out of memory"}}
+    full = one(row, method="borda", top_k=2)
+    lean = one(row, method="borda", top_k=2, provenance=False)
+    assert "provenance" not in lean
+    assert lean == {k: v for k, v in full.items() if k != "provenance"}
+    assert lean["missing_models"] == ["c"]  # the failed model is still named
+
+
+def test_accuracy_without_provenance_reports_the_ensemble_but_no_models() -> None:
+    results = aggregate({"leaf": LEAF, "twig": {"a": ok(["Rosa"], [0.9])}}, provenance=False)
+    report = accuracy(results, {"leaf": "bellis", "twig": "Rosa"})
+    assert report["models"] == {}
+    assert (report["ensemble"], report["coverage"]) == (1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def leaf_arrays() -> tuple[Any, ...]:
+    """LEAF as arrays: vocabulary positions, -1 past b's two labels."""
+    vocabulary = ["Iris", "Bellis", "Rosa", "Tulipa"]
+    labels = [[[2, 1, 0], [1, 2, -1], [0, 1, 2]]]
+    probabilities = [[[0.5, 0.3, 0.1], [0.6, 0.2, 0.0], [0.4, 0.35, 0.05]]]
+    return ["leaf"], ["a", "b", "c"], vocabulary, labels, probabilities
+
+
+def test_arrays_give_the_results_of_the_mappings() -> None:
+    [result] = aggregate_arrays(*leaf_arrays())
+    assert result == one()
+    assert_ranking(result, [("Bellis", 1.25 / 3), ("Rosa", 0.75 / 3), ("Iris", 0.5 / 3)])
+
+
+def test_arrays_mark_the_models_that_did_not_answer_as_missing() -> None:
+    answered = np.array([[True, True, False]])
+    [result] = aggregate_arrays(*leaf_arrays(), answered=answered, provenance=False)
+    assert_ranking(result, [("Bellis", 0.45), ("Rosa", 0.35), ("Iris", 0.05)])
+    assert result["missing_models"] == ["c"]
+    [full] = aggregate_arrays(*leaf_arrays(), answered=answered)
+    assert full["provenance"][2] == {
+        "model": "c",
+        "status": "missing",
+        "labels": [],
+        "probabilities": [],
+        "residual": None,
+        "message": None,
+        "source": None,
+    }
+
+
+def test_arrays_show_the_form_of_a_label_the_batch_lists_first() -> None:
+    # "rosa" and "Rosa " are one label; the batch lists "rosa" first although the vocabulary
+    # has "Rosa " first
+    vocabulary = ["Rosa ", "rosa", "Iris"]
+    labels = [[[1, 2]], [[0, 2]]]
+    results = aggregate_arrays(["x", "y"], ["a"], vocabulary, labels, [[[0.6, 0.2]], [[0.7, 0.1]]])
+    assert [r["winner"] for r in results] == ["rosa", "rosa"]
+
+
+def test_an_empty_batch_of_arrays_gives_no_results() -> None:
+    assert (
+        aggregate_arrays([], ["a"], ["Rosa"], np.zeros((0, 1, 5), int), np.zeros((0, 1, 5))) == []
+    )
+
+
+BAD_ARRAYS = [
+    ({"inputs": ["leaf", "leaf"]}, "inputs contains duplicate ids"),
+    ({"models": [], "labels": np.zeros((1, 0, 3), int)}, "no models to aggregate"),
+    ({"models": ["a", "a", "c"]}, "models contains duplicate names"),
+    ({"labels": [[[2, 1, 0]]]}, "labels must have shape (inputs, models, k) = (1, 3, k >= 1)"),
+    ({"labels": np.zeros((1, 3, 3))}, "labels must be integer positions in the vocabulary"),
+    ({"probabilities": [[[0.5, 0.3]] * 3]}, "probabilities have shape (1, 3, 2), labels (1, 3, 3)"),
+    ({"probabilities": [[["x"] * 3] * 3]}, "probabilities must be numbers"),
+    ({"answered": [[1, 1, 1]]}, "answered must be a boolean array of shape (1, 3)"),
+    ({"labels": [[[2, 1, 0], [1, 2, -1], [0, 4, 2]]]}, "input 'leaf', model 'c': label 4 outside"),
+    ({"labels": [[[2, 1, 0], [1, -1, 2], [0, 1, 2]]]}, "input 'leaf', model 'b': a label after -1"),
+    ({"labels": [[[2, 1, 0], [-1, -1, -1], [0, 1, 2]]]}, "model 'b': answered but no labels"),
+    ({"labels": [[[2, 1, 2], [1, 2, -1], [0, 1, 2]]]}, "model 'a': label 'Rosa' listed twice"),
+    ({"vocabulary": ["Iris", "Bellis", "Rosa", " "]}, "labels must be non-empty strings, got ' '"),
+    (
+        {"probabilities": [[[0.5, 0.3, 0.1], [0.6, 0.2, 0.0], [0.4, 0.35, 0.5]]]},
+        "input 'leaf', model 'c': probabilities sum to 1.25 > 1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_ARRAYS, ids=[m for _, m in BAD_ARRAYS])
+def test_rejects_bad_arrays_naming_what_is_wrong(change: dict[str, Any], message: str) -> None:
+    names = ("inputs", "models", "vocabulary", "labels", "probabilities")
+    arguments = {**dict(zip(names, leaf_arrays(), strict=True)), **change}
+    with pytest.raises(EnsembleError, match=re.escape(message)):
+        aggregate_arrays(**arguments)
+
+
+def test_labels_of_models_that_did_not_answer_are_not_checked() -> None:
+    labels = [[[2, 1, 0], [1, 2, -1], [99, -1, 7]]]
+    answered = [[True, True, False]]
+    [result] = aggregate_arrays(*leaf_arrays()[:3], labels, leaf_arrays()[4], answered=answered)
+    assert result["missing_models"] == ["c"]
 
 
 # --------------------------------------------------------------------------- accuracy
@@ -461,6 +581,8 @@ BAD_PREDICTIONS = [
     (ok(["A"], ["high"]), "probabilities must be numbers"),
     (ok([7], [0.5]), "labels must be non-empty strings, got 7"),
     (ok(["  "], [0.5]), "labels must be non-empty strings, got '  '"),
+    (ok([["A"]], [0.5]), "labels must be strings"),
+    ({**ok(["A"], [0.5]), "status": ["ok"]}, "statuses must be strings"),
 ]
 
 
@@ -519,6 +641,83 @@ def test_memory_grows_with_the_listed_labels_not_with_the_vocabulary() -> None:
     assert peak < 50 * 2**20
 
 
+def test_chunks_of_inputs_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # inputs are aggregated a few listed labels at a time; here 7 labels, about 2 inputs
+    rows = {f"in{i}": {**LEAF, "c": {"status": "error", "message": f"m{i}"}} for i in range(5)}
+    rows["in3"] = {"a": ok(["Tulipa", "rosa"], [0.6, 0.3]), "b": LEAF["b"]}
+    whole = aggregate(
+        rows, models=["a", "b", "c"], method="geometric_mean", missing="residual", num_classes=20
+    )
+    monkeypatch.setattr(ensemble, "_CHUNK_ENTRIES", 7)
+    chunked = aggregate(
+        rows, models=["a", "b", "c"], method="geometric_mean", missing="residual", num_classes=20
+    )
+    assert chunked == whole
+    assert (
+        differences(
+            chunked,
+            aggregate_reference(
+                rows,
+                models=["a", "b", "c"],
+                method="geometric_mean",
+                missing="residual",
+                num_classes=20,
+            ),
+        )
+        == []
+    )
+
+
+def test_a_bad_prediction_in_a_later_chunk_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ensemble, "_CHUNK_ENTRIES", 3)
+    rows = {f"in{i}": {"a": ok(["Rosa"], [0.5])} for i in range(10)}
+    rows["in8"] = {"a": ok(["Rosa", "rosa"], [0.5, 0.1])}
+    with pytest.raises(EnsembleError, match="input 'in8', model 'a': label 'Rosa' listed twice"):
+        aggregate(rows)
+
+
+def reference_check(predictions: dict[str, Any], **kwargs: Any) -> None:
+    got = aggregate(predictions, **kwargs)
+    assert differences(got, aggregate_reference(predictions, **kwargs)) == []
+
+
+def test_inputs_with_very_different_numbers_of_labels_rank_as_the_reference() -> None:
+    # one input lists 300 labels, the others one each: their rankings are sorted in groups
+    wide = {f"m{m}": ok([f"S{m * 60 + j}" for j in range(60)], [0.01] * 60) for m in range(5)}
+    rows = {"wide": wide, **{f"n{i}": {"m0": ok([f"S{i}"], [0.5])} for i in range(20)}}
+    reference_check(rows, top_k=7)
+
+
+def test_many_models_rank_as_the_reference() -> None:
+    # 40 models: the support no longer fits beside the column in one integer key
+    rows = {
+        f"in{i}": {
+            f"m{m}": ok([f"S{(i + m * 7 + j) % 300}" for j in range(5)], [0.1] * 5)
+            for m in range(40)
+        }
+        for i in range(3)
+    }
+    reference_check(rows, top_k=10)
+
+
+def test_more_than_65536_labels_rank_as_the_reference() -> None:
+    words = [f"S{n:06d}" for n in range(70_000)]
+    labels = np.array([[[69_999, 5, 66_000]], [[66_000, 69_999, 1]]])
+    probabilities = np.array([[[0.5, 0.3, 0.1]], [[0.4, 0.4, 0.2]]])
+    got = aggregate_arrays(["x", "y"], ["a"], words, labels, probabilities)
+    expected = aggregate_arrays_reference(
+        ["x", "y"], ["a"], words, labels.tolist(), probabilities.tolist()
+    )
+    assert differences(got, expected) == []
+    assert got[1]["top_k"]["labels"] == ["S066000", "S069999", "S000001"]
+
+
+def test_scores_too_small_for_normal_floats_rank_as_the_reference() -> None:
+    # subnormal soft-vote scores: ranked by their rounded values, not their bits
+    row = {"a": ok(["A", "B", "C"], [3e-310, 2e-310, 3e-310]), "b": ok(["B"], [1e-310])}
+    reference_check({"leaf": row})
+
+
 # --------------------------------------------------------------------------- reference
 
 
@@ -552,16 +751,11 @@ def batches(draw: st.DrawFn) -> tuple[dict[str, dict[str, Any]], list[str]]:
     return predictions, models
 
 
-@pytest.mark.parametrize("method", METHODS)
-@settings(max_examples=80, deadline=None)
-@given(data=st.data())
-def test_vectorised_results_equal_the_plain_python_reference(
-    method: str, data: st.DataObject
-) -> None:
-    predictions, models = data.draw(batches())
+def options(data: st.DataObject, method: str, models: list[str]) -> dict[str, Any]:
+    """Arguments for ``method``: top-k, thresholds, and weights, missing-label option, class
+    count, floor or RRF offset as the method allows."""
     kwargs: dict[str, Any] = {
         "method": method,
-        "models": models,
         "top_k": data.draw(st.integers(1, 6)),
         "abstain": AbstainRule(min_margin=0.0371, min_vote_share=0.4123, min_top_score=0.1234),
     }
@@ -575,5 +769,83 @@ def test_vectorised_results_equal_the_plain_python_reference(
         kwargs["floor"] = data.draw(st.sampled_from([1e-6, 0.01]))
     if method == "rrf":
         kwargs["rrf_k"] = data.draw(st.sampled_from([0, 1, 60]))
+    return kwargs
+
+
+def without_provenance(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "provenance"} for r in results]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_vectorised_results_equal_the_plain_python_reference(
+    method: str, data: st.DataObject
+) -> None:
+    predictions, models = data.draw(batches())
+    kwargs = {"models": models, **options(data, method, models)}
     got = aggregate(predictions, **kwargs)
     assert differences(got, aggregate_reference(predictions, **kwargs)) == []
+    lean = aggregate(predictions, provenance=False, **kwargs)
+    assert lean == without_provenance(got)
+    assert differences(lean, aggregate_reference(predictions, provenance=False, **kwargs)) == []
+
+
+class Arrays:
+    """A batch of mappings as ``aggregate_arrays`` takes it, and the mapping it stands for."""
+
+    def __init__(self, predictions: dict[str, dict[str, Any]], models: list[str]) -> None:
+        answers = {
+            (i, m): p
+            for i, row in enumerate(predictions.values())
+            for m, p in enumerate(row.get(name) for name in models)
+            if p is not None and str(p.get("status") or "ok").strip().casefold() == "ok"
+        }
+        words = {label: None for p in answers.values() for label in p["labels"]}
+        self.vocabulary = ["Unused  word", *words]  # an entry no model lists
+        k = max((len(p["labels"]) for p in answers.values()), default=1)
+        self.inputs, self.models = list(predictions), models
+        self.labels = np.full((len(self.inputs), len(models), k), -1)
+        self.probabilities = np.full(self.labels.shape, 0.5)  # ignored past the lists
+        self.answered = np.zeros(self.labels.shape[:2], bool)
+        for (i, m), p in answers.items():
+            n = len(p["labels"])
+            self.labels[i, m, :n] = [self.vocabulary.index(label) for label in p["labels"]]
+            self.probabilities[i, m, :n] = p["probabilities"]
+            self.answered[i, m] = True
+        self.mapping = {
+            input_id: {name: answers.get((i, m)) for m, name in enumerate(models)}
+            for i, input_id in enumerate(self.inputs)
+        }
+
+    def aggregate(self, **kwargs: Any) -> list[dict[str, Any]]:
+        return aggregate_arrays(*self.args(), answered=self.answered, **kwargs)
+
+    def reference(self, **kwargs: Any) -> list[dict[str, Any]]:
+        labels, probabilities = self.labels.tolist(), self.probabilities.tolist()
+        return aggregate_arrays_reference(
+            self.inputs,
+            self.models,
+            self.vocabulary,
+            labels,
+            probabilities,
+            answered=self.answered.tolist(),
+            **kwargs,
+        )
+
+    def args(self) -> tuple[Any, ...]:
+        return self.inputs, self.models, self.vocabulary, self.labels, self.probabilities
+
+
+@pytest.mark.parametrize("method", METHODS)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_arrays_give_what_the_equivalent_mappings_give(method: str, data: st.DataObject) -> None:
+    predictions, models = data.draw(batches())
+    kwargs = options(data, method, models)
+    batch = Arrays(predictions, models)
+    got = batch.aggregate(**kwargs)
+    assert got == aggregate(batch.mapping, models=models, **kwargs)
+    assert differences(got, batch.reference(**kwargs)) == []
+    lean = batch.aggregate(provenance=False, **kwargs)
+    assert differences(lean, batch.reference(provenance=False, **kwargs)) == []

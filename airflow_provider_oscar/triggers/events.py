@@ -1,0 +1,434 @@
+"""``OscarBucketEventTrigger``: an event per new object in a bucket, for ``AssetWatcher``.
+
+OSCAR itself is event-driven (an upload into a service's input folder starts a job); this trigger
+brings the same events to Airflow: an ``Asset`` watched by it gets an asset event for every new
+object under ``bucket/prefix``, and DAGs scheduled on the asset run for them. Each event's payload
+(the asset event's ``extra["payload"]``) says which object it was::
+
+    {"id": "<bucket>/<key>@<etag>@<last_modified>", "bucket": ..., "key": ..., "path": "b/k",
+     "etag": ..., "size": ..., "last_modified": "<ISO 8601>", "event_time": "<ISO 8601>",
+     "watcher": <name>, "oscar_conn_id": ...}
+
+**What counts as new.** The source of truth is the bucket listing (S3 ``ListObjectsV2``, every
+page, so objects arriving in any key order are seen); an object is identified by key, ETag and
+``LastModified``, so an overwrite or a re-upload under the same key is a new object too. Objects
+already there when a watcher first runs are its baseline, not events (``include_existing`` turns
+them into events): a watcher reports changes, never states, so it cannot schedule DAGs endlessly.
+On MinIO the notification stream (``ListenBucketNotification``) wakes the trigger as soon as an
+upload lands; it only shortens the wait, the listing still decides, so a dropped notification
+loses nothing. Other S3 servers (and moto, which never delivers notifications) are polled every
+``poll_interval`` seconds; the stream is not even tried twice.
+
+**Where the cursor lives, and why there.** Trigger arguments are fixed when the ``AssetWatcher``
+is defined (and Airflow de-duplicates watchers by them), so a trigger cannot record progress in its
+own arguments. The cursor is a small JSON object in the bucket itself,
+``<bucket>/.oscar-events/<digest of path and name>.json`` (or ``cursor_path``):
+
+* the triggerer reaches it with the same credentials and the same awaitable, locally signed S3
+  requests as the listing (no blocking call, no extra service, no Airflow database access);
+* it works on every supported Airflow (3.1+). Airflow 3.3's per-asset state store would do on 3.3
+  only, keyed by asset rather than by watched prefix, and needs the triggerer's supervisor channel;
+  an Airflow Variable has no awaitable write in the Task SDK;
+* it lives and dies with the data it describes: a bucket restored elsewhere, or a fresh Airflow
+  database, keeps its place instead of re-reporting everything;
+* writes are conditional (``If-Match`` the ETag read, ``If-None-Match: *`` for the first), so two
+  triggerers running the same watcher at once (a redistribution, a high-availability pair) cannot
+  both report an object: the loser of a write reloads the cursor and reports nothing.
+
+The cursor holds the newest ``LastModified`` seen and the objects reported within ``lookback``
+seconds of it. Objects older than that horizon count as reported, so the cursor stays small
+(the objects of the last ``lookback`` seconds, not the bucket's history); ``lookback`` must exceed
+the longest delay between an object's ``LastModified`` stamp and its appearance in a listing
+(a multipart upload is stamped when it starts).
+
+**Exactly once, and the window that remains.** For every batch of new objects the cursor is
+written *before* their events are yielded, and an event is yielded only after its write
+succeeded. Hence an object is never reported twice: not by a triggerer restarted from the same
+arguments (it starts from the cursor), not by a second instance (conditional write), not after a
+write whose answer was lost (the cursor is read back: the trigger's own write is recognised by a
+token and its events are then yielded). What remains is at-most-once in one window: events handed
+to the triggerer in the last moments before its process ends (it persists yielded events on its
+next loop, about once a second) are lost with it, and their objects are not reported again. The
+payload's ``id`` (bucket, key, ETag, ``LastModified``) lets consumers de-duplicate if they choose
+to replay, and a periodic sweep such as ``oscar_plant_daily`` catches any object left unprocessed.
+Failures to list or to write are logged and retried (with back-off); they never become events,
+which would schedule DAG runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from airflow_provider_oscar.errors import OscarApiError
+from airflow_provider_oscar.hooks.storage import ObjectInfo, OscarStorageHook, split_path
+
+CURSOR_FOLDER = ".oscar-events"
+CURSOR_VERSION = 1
+MAX_BACKOFF = 300.0
+
+
+def cursor_path_for(path: str, name: str) -> str:
+    """Where the cursor of the watcher ``name`` on ``bucket/prefix`` lives by default."""
+    bucket, prefix = split_path(path)
+    digest = hashlib.sha256(f"{bucket}/{prefix}\n{name}".encode()).hexdigest()[:32]
+    return f"{bucket}/{CURSOR_FOLDER}/{digest}.json"
+
+
+def _stamp(moment: datetime | None) -> str:
+    return moment.astimezone(timezone.utc).isoformat() if moment else ""
+
+
+def _moment(text: str) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass
+class Cursor:
+    """What a watcher has reported: the newest ``LastModified`` seen and the recent objects.
+
+    ``reported`` maps key → ``[etag, last_modified]`` (ISO 8601; ``""`` when unknown) for the
+    objects modified at or after :meth:`horizon`; older objects count as reported.
+    """
+
+    path: str
+    name: str
+    lookback: float
+    latest: datetime | None = None
+    reported: dict[str, list[str]] = field(default_factory=dict)
+    generation: int = 0
+    events: int = 0
+    writer: str = ""
+
+    def horizon(self) -> datetime | None:
+        return self.latest - timedelta(seconds=self.lookback) if self.latest else None
+
+    def is_new(self, obj: ObjectInfo) -> bool:
+        """Whether ``obj`` (this key, ETag and modification time) has not been reported."""
+        seen = self.reported.get(obj.key)
+        if seen is not None and seen == [obj.etag, _stamp(obj.last_modified)]:
+            return False
+        horizon = self.horizon()
+        return not (
+            seen is None
+            and horizon is not None
+            and obj.last_modified is not None
+            and obj.last_modified < horizon
+        )
+
+    def advanced(self, listed: Iterable[ObjectInfo], reported: Sequence[ObjectInfo]) -> Cursor:
+        """The cursor once ``reported`` are reported, given everything ``listed`` this time."""
+        stamps = [o.last_modified for o in listed if o.last_modified is not None]
+        latest = max([*stamps, *([self.latest] if self.latest else [])], default=None)
+        entries = dict(self.reported)
+        entries.update({o.key: [o.etag, _stamp(o.last_modified)] for o in reported})
+        result = Cursor(
+            self.path,
+            self.name,
+            self.lookback,
+            latest,
+            generation=self.generation + 1,
+            events=self.events + len(reported),
+        )
+        horizon = result.horizon()
+        result.reported = {
+            key: entry
+            for key, entry in sorted(entries.items())
+            if horizon is None or not entry[1] or datetime.fromisoformat(entry[1]) >= horizon
+        }
+        return result
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "version": CURSOR_VERSION,
+                "path": self.path,
+                "name": self.name,
+                "lookback": self.lookback,
+                "latest": _stamp(self.latest),
+                "generation": self.generation,
+                "events": self.events,
+                "writer": self.writer,
+                "updated": _stamp(datetime.now(timezone.utc)),
+                "reported": self.reported,
+            },
+            indent=1,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, *, path: str, name: str, lookback: float) -> Cursor:
+        """Read a stored cursor (raises ``ValueError`` on anything it cannot trust)."""
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("version") != CURSOR_VERSION:
+            raise ValueError(f"not a version {CURSOR_VERSION} cursor")
+        reported = doc.get("reported")
+        if not isinstance(reported, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
+            for v in reported.values()
+        ):
+            raise ValueError("its 'reported' entries are not key: [etag, last_modified]")
+        return cls(
+            path,
+            name,
+            lookback,
+            _moment(str(doc.get("latest") or "")),
+            {str(k): list(v) for k, v in reported.items()},
+            int(doc.get("generation") or 0),
+            int(doc.get("events") or 0),
+            str(doc.get("writer") or ""),
+        )
+
+
+class OscarBucketEventTrigger(BaseEventTrigger):
+    """Fire once per new object under ``bucket/prefix`` (for an ``AssetWatcher``).
+
+    See the module documentation for what counts as new, where progress is kept and the
+    delivery guarantee.
+
+    :param path: ``bucket/prefix`` to watch (``bucket`` alone watches the whole bucket).
+    :param name: names this watcher's cursor: watchers of one path with different names each
+        get every event.
+    :param include: report only keys matching one of these ``fnmatch`` patterns (matched against
+        the whole key; ``*`` also matches ``/``).
+    :param exclude: never report keys matching one of these (e.g. results written next to their
+        inputs). Keys under ``.oscar-events/`` (cursors) are never reported.
+    :param oscar_conn_id: the OSCAR connection whose MinIO holds the bucket.
+    :param poll_interval: seconds between listings (at most; MinIO notifications wake it sooner).
+    :param lookback: seconds before the newest object within which objects are tracked one by
+        one; older arrivals count as reported (see the module documentation).
+    :param cursor_path: ``bucket/key`` of the cursor (default under ``<bucket>/.oscar-events/``);
+        the connection's credentials must be able to write there.
+    :param include_existing: on a watcher's very first run, report the objects already there
+        instead of taking them as its baseline.
+    :param listen: use MinIO's notification stream, when the server is MinIO, to wake up early.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        name: str = "default",
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        oscar_conn_id: str = OscarStorageHook.default_conn_name,
+        poll_interval: float = 30.0,
+        lookback: float = 3600.0,
+        cursor_path: str | None = None,
+        include_existing: bool = False,
+        listen: bool = True,
+    ) -> None:
+        super().__init__()
+        split_path(path)  # refuses a path without a bucket
+        if cursor_path is not None:
+            split_path(cursor_path)
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, not {poll_interval}")
+        if lookback < 0:
+            raise ValueError(f"lookback must not be negative, not {lookback}")
+        self.path = path
+        self.name = name
+        self.include = list(include) if include else None
+        self.exclude = list(exclude) if exclude else None
+        self.oscar_conn_id = oscar_conn_id
+        self.poll_interval = float(poll_interval)
+        self.lookback = float(lookback)
+        self.cursor_path = cursor_path
+        self.include_existing = include_existing
+        self.listen = listen
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}", {
+            "path": self.path,
+            "name": self.name,
+            "include": self.include,
+            "exclude": self.exclude,
+            "oscar_conn_id": self.oscar_conn_id,
+            "poll_interval": self.poll_interval,
+            "lookback": self.lookback,
+            "cursor_path": self.cursor_path,
+            "include_existing": self.include_existing,
+            "listen": self.listen,
+        }
+
+    @property
+    def cursor(self) -> str:
+        """``bucket/key`` of this watcher's cursor."""
+        return self.cursor_path or cursor_path_for(self.path, self.name)
+
+    def selects(self, key: str) -> bool:
+        """Whether an object with this key is one this watcher reports."""
+        if key.startswith(f"{CURSOR_FOLDER}/") or f"/{CURSOR_FOLDER}/" in key:
+            return False
+        if self.include and not any(fnmatch.fnmatchcase(key, p) for p in self.include):
+            return False
+        return not (self.exclude and any(fnmatch.fnmatchcase(key, p) for p in self.exclude))
+
+    # the run ------------------------------------------------------------------------------
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = OscarStorageHook(self.oscar_conn_id)
+        wake = asyncio.Event()
+        listener = asyncio.create_task(self._listen(hook, wake)) if self.listen else None
+        state: tuple[Cursor, str | None] | None = None
+        failures = 0
+        try:
+            while True:
+                wake.clear()
+                try:
+                    if state is None:
+                        state = await self._load(hook)
+                    state, batch = await self._poll(hook, *state)
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    state = None  # read the cursor again: it may have moved meanwhile
+                    self.log.warning(
+                        "watching %s failed (%d in a row): %s: %s",
+                        self.path,
+                        failures,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    batch = []
+                for obj in batch:
+                    yield TriggerEvent(self._payload(obj))
+                await self._pause(wake, failures)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _pause(self, wake: asyncio.Event, failures: int) -> None:
+        """Wait for the next listing: the poll interval, a notification, or a back-off."""
+        if failures:
+            await asyncio.sleep(min(self.poll_interval * 2 ** min(failures, 10), MAX_BACKOFF))
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=self.poll_interval)
+        await asyncio.sleep(min(1.0, self.poll_interval) / 4)  # let a burst of uploads settle
+
+    async def _load(self, hook: OscarStorageHook) -> tuple[Cursor, str | None]:
+        """The stored cursor and its ETag; a fresh cursor (and ``None``) when there is none."""
+        fresh = Cursor(self.path, self.name, self.lookback)
+        found = await hook.aget_object(self.cursor)
+        if found is None:
+            return fresh, None
+        data, info = found
+        try:
+            return Cursor.from_json(
+                data, path=self.path, name=self.name, lookback=self.lookback
+            ), info.etag
+        except (ValueError, TypeError) as exc:
+            self.log.error(
+                "the cursor %s is unreadable (%s); starting again from the objects there now",
+                self.cursor,
+                exc,
+            )
+            return fresh, info.etag  # a new baseline, even with include_existing
+
+    async def _poll(
+        self, hook: OscarStorageHook, cursor: Cursor, etag: str | None
+    ) -> tuple[tuple[Cursor, str | None] | None, list[ObjectInfo]]:
+        """List once; commit the new objects to the cursor; return the state and what to yield."""
+        listed = [o for o in await hook.alist_objects(self.path) if self.selects(o.key)]
+        first_run = cursor.generation == 0  # nothing stored yet (or nothing readable)
+        new: list[ObjectInfo] = []
+        if first_run and not (self.include_existing and etag is None):
+            following = cursor.advanced(listed, listed)  # what is there now is the baseline
+            following.events = cursor.events
+        else:
+            new = sorted(
+                (o for o in listed if cursor.is_new(o)),
+                key=lambda o: (_stamp(o.last_modified), o.key),
+            )
+            if not new and not first_run:
+                return (cursor, etag), []
+            following = cursor.advanced(listed, new)
+        following.writer = uuid.uuid4().hex
+        try:
+            stored = await self._commit(hook, following, etag)
+        except OscarApiError as exc:
+            if not (first_run and not listed and exc.status_code == 404):
+                raise
+            # No bucket yet, so nothing to take as the baseline and nowhere to write one:
+            # every object that appears from now on is new.
+            self.log.info("%s does not exist yet; every object put there will be new", self.path)
+            return (following, None), []
+        if stored is None:
+            self.log.info("the cursor %s moved meanwhile (another triggerer?)", self.cursor)
+            return None, []
+        if first_run:
+            self.log.info(
+                "watching %s from %s: %d objects there %s",
+                self.path,
+                self.cursor,
+                len(listed),
+                "are reported" if self.include_existing else "form the baseline",
+            )
+        return (following, stored), new
+
+    async def _commit(self, hook: OscarStorageHook, cursor: Cursor, etag: str | None) -> str | None:
+        """Write the cursor over version ``etag``: its new ETag, or ``None`` if it had moved."""
+        try:
+            return await hook.aput_bytes(
+                self.cursor,
+                cursor.to_json(),
+                "application/json",
+                if_match=etag,
+                if_none_match=etag is None,
+            )
+        except (httpx.TransportError, OscarApiError):
+            # The write may have happened with its answer lost: ours if it bears our token.
+            found = await hook.aget_object(self.cursor)
+            if found is not None and _writer(found[0]) == cursor.writer:
+                return found[1].etag
+            raise
+
+    def _payload(self, obj: ObjectInfo) -> dict[str, Any]:
+        modified = _stamp(obj.last_modified)
+        return {
+            "id": f"{obj.bucket}/{obj.key}@{obj.etag}@{modified}",
+            "bucket": obj.bucket,
+            "key": obj.key,
+            "path": f"{obj.bucket}/{obj.key}",
+            "etag": obj.etag,
+            "size": obj.size,
+            "last_modified": modified,
+            "event_time": _stamp(datetime.now(timezone.utc)),
+            "watcher": self.name,
+            "oscar_conn_id": self.oscar_conn_id,
+        }
+
+    async def _listen(self, hook: OscarStorageHook, wake: asyncio.Event) -> None:
+        """Set ``wake`` on every MinIO notification; give up for good where there are none."""
+        while True:
+            try:
+                async for _record in hook.alisten(self.path):
+                    wake.set()
+            except OscarApiError as exc:
+                self.log.info("%s; polling every %g s", exc, self.poll_interval)
+                return
+            except (httpx.HTTPError, ValueError) as exc:
+                self.log.info("the notification stream broke (%s); reconnecting", exc)
+            await asyncio.sleep(max(self.poll_interval, 1.0))  # ended or broke: reconnect
+
+
+def _writer(data: bytes) -> str | None:
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(json.loads(data).get("writer") or "")
+    return None

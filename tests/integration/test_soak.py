@@ -1,0 +1,158 @@
+"""Soak: 200 inputs fanned out through a cluster that fails one request in ten.
+
+The batch operator classifies 200 inputs against the embedded OSCAR while a seeded random fault
+plan answers about 10 % of the requests on the service's invocation route (and, for jobs, on its
+job list and job logs) with a transient failure: 502, 503, 500, 429 (``Retry-After: 1``) or a
+connection dropped mid-answer. Every input carries an id and a nonce; the service echoes its
+input back, so each result can be matched to the input it claims to answer.
+
+The user-visible promise: all 200 results come back, each exactly once, each from its own input,
+even though some invocations ran twice on the cluster (a dropped answer of a run that happened
+is retried: the provider cannot know it ran). The figures are printed with the test's output.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, Literal, cast
+from unittest.mock import MagicMock
+
+import pytest
+from airflow.sdk import Context
+
+from airflow_provider_oscar.local.api import request_counts
+from airflow_provider_oscar.local.faults import FaultPlan
+from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.operators.batch import OscarBatchInvokeOperator
+
+INPUTS = 200
+FAULT_RATE = 0.10
+SEED = 20260611
+ECHO = 'cat "$INPUT_FILE_PATH"\n'  # console output: the input document itself
+TRANSIENT: list[int | Literal["drop"]] = [502, 503, 500, 429, "drop"]
+
+
+class RandomFaults(FaultPlan):
+    """Fails a seeded random ``rate`` of the requests under ``routes`` with a transient fault.
+
+    Everything else (explicitly added faults, stuck or failing jobs) works as in
+    :class:`FaultPlan`. ``injected`` counts the faults by kind, ``seen`` the requests drawn for.
+    """
+
+    def __init__(self, routes: tuple[str, ...], rate: float, seed: int) -> None:
+        super().__init__()
+        self.routes = routes
+        self.rate = rate
+        self._random = random.Random(seed)
+        self._draw_lock = threading.Lock()
+        self._pending: dict[str, int | Literal["drop"]] = {}
+        self.injected: Counter[str] = Counter()
+        self.seen = 0
+
+    def _draw(self, path: str) -> int | Literal["drop"] | None:
+        """One draw per request: the middleware asks ``drops`` first, then ``error_status``."""
+        with self._draw_lock:
+            if not path.startswith(self.routes):
+                return None
+            self.seen += 1
+            if self._random.random() >= self.rate:
+                return None
+            fault = self._random.choice(TRANSIENT)
+            self.injected[str(fault)] += 1
+            return fault
+
+    def drops(self, path: str) -> bool:
+        fault = self._draw(path)
+        if fault == "drop":
+            return True
+        if fault is not None:  # an error status: keep it for error_status() of this request
+            with self._draw_lock:
+                self._pending[path] = fault
+        return super().drops(path)
+
+    def error_status(self, path: str) -> int | None:
+        with self._draw_lock:
+            fault = self._pending.pop(path, None)
+        return fault if isinstance(fault, int) else super().error_status(path)
+
+
+def task_context() -> Context:
+    ti = SimpleNamespace(
+        dag_id="soak",
+        run_id=f"manual__{uuid.uuid4()}",
+        task_id="classify_all",
+        map_index=-1,
+        try_number=1,
+        xcom_push=MagicMock(),
+    )
+    return cast(Context, {"ti": ti})
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_two_hundred_inputs_through_ten_percent_transient_faults_come_back_once_each(
+    mode: Literal["sync", "async"],
+    oscar: OscarLocal,
+    deploy: Callable[..., dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    service = str(deploy(ECHO, log_level="CRITICAL")["name"])
+    conn = json.loads(oscar.connection_json())
+    conn["extra"].update({"retries": 3, "backoff": 0.02})
+    monkeypatch.setenv("AIRFLOW_CONN_OSCAR_DEFAULT", json.dumps(conn))
+    routes = (
+        (f"/run/{service}",) if mode == "sync" else (f"/job/{service}", f"/system/logs/{service}")
+    )
+    chaos = RandomFaults(routes, FAULT_RATE, SEED)
+    monkeypatch.setattr(oscar.cluster, "faults", chaos)
+    inputs = [{"id": f"input-{i:03d}", "nonce": uuid.uuid4().hex} for i in range(INPUTS)]
+    before = Counter(request_counts(oscar.cluster))
+
+    started = time.monotonic()
+    result = OscarBatchInvokeOperator(
+        task_id="classify_all",
+        service_name=service,
+        inputs=inputs,
+        input_ids=[item["id"] for item in inputs],
+        mode=mode,
+        decode="text",
+        concurrency=16,
+        input_retries=4,
+        input_retry_delay=0.05,
+        poll_interval=0.1,
+        progress_interval=0,
+    ).execute(task_context())
+    seconds = time.monotonic() - started
+
+    records = result["results"]
+    assert (result["total"], result["succeeded"], result["failed"]) == (INPUTS, INPUTS, 0)
+    assert len(records) == INPUTS
+    assert sorted(r["index"] for r in records) == list(range(INPUTS))  # none lost, none twice
+    assert Counter(r["input"] for r in records) == Counter(i["id"] for i in inputs)
+    for record in records:
+        assert record["status"] == "ok"
+        answered = json.loads(record["text"])
+        assert answered == inputs[record["index"]], f"{record['input']} got another's answer"
+        assert answered["id"] == record["input"]
+    assert sum(chaos.injected.values()) >= FAULT_RATE * INPUTS / 2, chaos.injected
+
+    seen = Counter(request_counts(oscar.cluster))
+    seen.subtract(before)
+    route = f"POST /{'run' if mode == 'sync' else 'job'}/{service}"
+    retried = sum(1 for r in records if r.get("attempts", 1) > 1)
+    with capsys.disabled():
+        print(
+            f"\nsoak ({mode}): {INPUTS} inputs, {len(records)} results, "
+            f"{len({r['index'] for r in records})} distinct, 0 mixed; "
+            f"{sum(chaos.injected.values())} faults injected in {chaos.seen} requests "
+            f"({dict(sorted(chaos.injected.items()))}); {seen[route]} {route.split()[0]}s of "
+            f"{route.split()[1].rsplit('/', 1)[0]}; {retried} inputs needed a second attempt; "
+            f"{seconds:.1f} s ({INPUTS / seconds:.0f} inputs/s, concurrency 16)"
+        )
