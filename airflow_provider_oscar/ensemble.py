@@ -47,12 +47,15 @@ rules, after ``reference/ensembles.md``:
 The work is one pass over the input mappings into flat arrays (none for :func:`aggregate_arrays`),
 then array operations over the listed entries and their candidates, where the candidates are the
 labels listed for each input: the memory grows with the number of listed labels, never with inputs
-times vocabulary. Only the results are Python objects, built from whole columns at once.
+times vocabulary. The array work goes a chunk of inputs at a time (about 16,000 listed labels), so
+that its arrays stay small and their memory is reused. Only the results are Python objects, built
+from whole columns at once.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, compress, count, repeat
@@ -406,6 +409,7 @@ class _Mappings(_Read):
         self.entries_per_input = label.size / max(len(inputs), 1)
         self.provenance = provenance is not None
         self.trail = provenance or {}
+        self.failed = sorted(self.trail.get("message", ()))  # the slots with a message
 
     def chunk(self, lo: int, hi: int) -> _Chunk:
         m = len(self.models)
@@ -417,7 +421,8 @@ class _Mappings(_Read):
         if not self.provenance:
             return chunk
         trail = self.trail
-        message = {s - lo * m: text for s, text in trail["message"].items() if lo * m <= s < hi * m}
+        here = self.failed[bisect_left(self.failed, lo * m) : bisect_left(self.failed, hi * m)]
+        message = {s - lo * m: trail["message"][s] for s in here}
         return replace(
             chunk,
             status=trail["status"][lo * m : hi * m],
@@ -634,8 +639,9 @@ def _read_arrays(
             )
     listed = (ids >= 0).view(np.int8)
     if not listed.all():
-        if (np.diff(listed, axis=1) > 0).any():  # a label after a -1
-            gap = np.flatnonzero((np.diff(listed, axis=1) > 0).any(axis=1) & present)
+        resumed = np.diff(listed, axis=1) > 0  # a label after a -1
+        if resumed.any():
+            gap = np.flatnonzero(resumed.any(axis=1) & present)
             if gap.size:
                 raise EnsembleError(f"{where(int(gap[0]))}: a label after -1; -1 only ends a list")
         empty = np.flatnonzero(present & (listed[:, 0] == 0))
@@ -646,11 +652,8 @@ def _read_arrays(
 
 @dataclass(frozen=True)
 class _Part:
-    """A run of inputs as flat arrays: slots are (input, model) pairs, entries listed labels.
-
-    The provenance fields (``status``, ``message``, ``source``, ``raw_labels``) are empty when the
-    results leave the provenance out.
-    """
+    """A run of inputs as flat arrays: slots are (input, model) pairs, entries listed labels;
+    ``trail`` is the chunk it was built from, with the provenance fields when they are wanted."""
 
     inputs: list[str]
     models: list[str]

@@ -167,7 +167,6 @@ def _phases(arrays: dict[str, Any]) -> dict[str, float]:
     over the chunks of inputs that ``aggregate_arrays`` works through."""
     phases = ("read_and_check", "entries_and_candidates", "score", "rank_and_build_results")
     best = dict.fromkeys(phases, math.inf)
-    names = ("inputs", "models", "vocabulary", "labels", "probabilities", "answered")
     rule = ensemble.AbstainRule()
     for _ in range(3):
         gc.collect()
@@ -175,7 +174,15 @@ def _phases(arrays: dict[str, Any]) -> dict[str, float]:
         spent = dict.fromkeys(phases, 0.0)
         try:
             t0 = time.process_time()
-            read = ensemble._read_arrays(*(arrays[k] for k in names), False)
+            read = ensemble._read_arrays(
+                arrays["inputs"],
+                arrays["models"],
+                arrays["vocabulary"],
+                arrays["labels"],
+                arrays["probabilities"],
+                arrays["answered"],
+                False,
+            )
             w = ensemble._model_weights(None, read.models)
             shown = np.array(read.display, dtype=object)
             step = ensemble._CHUNK_ENTRIES // math.ceil(read.entries_per_input)

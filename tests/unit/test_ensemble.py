@@ -503,9 +503,12 @@ def test_rejects_bad_arrays_naming_what_is_wrong(change: dict[str, Any], message
 
 
 def test_labels_of_models_that_did_not_answer_are_not_checked() -> None:
+    inputs, models, vocabulary, _, probabilities = leaf_arrays()
     labels = [[[2, 1, 0], [1, 2, -1], [99, -1, 7]]]
     answered = [[True, True, False]]
-    [result] = aggregate_arrays(*leaf_arrays()[:3], labels, leaf_arrays()[4], answered=answered)
+    [result] = aggregate_arrays(
+        inputs, models, vocabulary, labels, probabilities, answered=answered
+    )
     assert result["missing_models"] == ["c"]
 
 
@@ -645,27 +648,12 @@ def test_chunks_of_inputs_change_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     # inputs are aggregated a few listed labels at a time; here 7 labels, about 2 inputs
     rows = {f"in{i}": {**LEAF, "c": {"status": "error", "message": f"m{i}"}} for i in range(5)}
     rows["in3"] = {"a": ok(["Tulipa", "rosa"], [0.6, 0.3]), "b": LEAF["b"]}
-    whole = aggregate(
-        rows, models=["a", "b", "c"], method="geometric_mean", missing="residual", num_classes=20
-    )
+    kwargs: dict[str, Any] = {"method": "geometric_mean", "missing": "residual", "num_classes": 20}
+    whole = aggregate(rows, models=["a", "b", "c"], **kwargs)
     monkeypatch.setattr(ensemble, "_CHUNK_ENTRIES", 7)
-    chunked = aggregate(
-        rows, models=["a", "b", "c"], method="geometric_mean", missing="residual", num_classes=20
-    )
+    chunked = aggregate(rows, models=["a", "b", "c"], **kwargs)
     assert chunked == whole
-    assert (
-        differences(
-            chunked,
-            aggregate_reference(
-                rows,
-                models=["a", "b", "c"],
-                method="geometric_mean",
-                missing="residual",
-                num_classes=20,
-            ),
-        )
-        == []
-    )
+    assert differences(chunked, aggregate_reference(rows, models=["a", "b", "c"], **kwargs)) == []
 
 
 def test_a_bad_prediction_in_a_later_chunk_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -847,5 +835,11 @@ def test_arrays_give_what_the_equivalent_mappings_give(method: str, data: st.Dat
     got = batch.aggregate(**kwargs)
     assert got == aggregate(batch.mapping, models=models, **kwargs)
     assert differences(got, batch.reference(**kwargs)) == []
+    chunk_entries, ensemble._CHUNK_ENTRIES = ensemble._CHUNK_ENTRIES, 3  # about an input a chunk
+    try:
+        assert batch.aggregate(**kwargs) == got
+        assert aggregate(batch.mapping, models=models, **kwargs) == got
+    finally:
+        ensemble._CHUNK_ENTRIES = chunk_entries
     lean = batch.aggregate(provenance=False, **kwargs)
     assert differences(lean, batch.reference(provenance=False, **kwargs)) == []
