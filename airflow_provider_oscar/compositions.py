@@ -45,9 +45,16 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from airflow_provider_oscar.ensemble import METHODS, MISSING
+from airflow_provider_oscar.errors import OscarDefinitionError
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -84,12 +91,19 @@ class Issue:
         )
 
 
-class CompositionError(ValueError):
-    """A composition that cannot be turned into a DAG; ``issues`` lists every problem found."""
+class CompositionError(OscarDefinitionError):
+    """A composition that cannot be turned into a DAG; ``issues`` lists every problem found.
+
+    An :class:`~airflow_provider_oscar.errors.OscarDefinitionError` (so a ``ValueError``).
+    """
 
     def __init__(self, issues: list[Issue]) -> None:
         self.issues = issues
         super().__init__("\n".join(map(str, issues)))
+
+    def __reduce__(self) -> tuple[type[CompositionError], tuple[list[Issue]]]:
+        """Pickle by the issues, so a copy has the same ``issues`` and message."""
+        return type(self), (self.issues,)
 
 
 # the model ------------------------------------------------------------------------------------
@@ -148,16 +162,26 @@ class AbstainSpec(_Spec):
 class AggregateSpec(_Spec):
     """How the answers for one input combine (see :mod:`airflow_provider_oscar.ensemble`)."""
 
-    method: Literal[METHODS] = "soft_vote"  # type: ignore[valid-type]
+    method: str = "soft_vote"
     top_k: int = Field(default=5, ge=1)
     weights: dict[str, float] | None = None
     min_models: int = Field(default=1, ge=1)
     abstain: AbstainSpec | None = None
-    missing: Literal[MISSING] = "zero"  # type: ignore[valid-type]
+    missing: str = "zero"
     num_classes: int | None = Field(default=None, ge=1)
     truth: Any = None
     report: str | None = None
     asset: str | None = None
+
+    @field_validator("method", "missing")
+    @classmethod
+    def _choice(cls, value: str, info: ValidationInfo) -> str:
+        from airflow_provider_oscar.ensemble import METHODS, MISSING  # numpy: not at parse time
+
+        choices = METHODS if info.field_name == "method" else MISSING
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
 
     @field_validator("truth")
     @classmethod
@@ -253,10 +277,23 @@ def _parse(text: str, file: str) -> tuple[Any, dict[DataPath, int]]:
         raise CompositionError([Issue(file, line, None, f"not valid YAML: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise CompositionError([Issue(file, None, None, f"not valid YAML: {exc}")]) from None
+    except RecursionError:
+        raise CompositionError([Issue(file, None, None, "nested too deeply to be read")]) from None
     if root is None:
         raise CompositionError([Issue(file, 1, None, "the file is empty")])
     constructor = yaml.SafeLoader("")
     marks: dict[DataPath, int] = {}
+
+    def construct(node: yaml.Node, path: DataPath) -> Any:
+        try:
+            return constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            # unknown tags, impossible dates (2026-13-45), malformed !!binary ...
+            problem = getattr(exc, "problem", None) or str(exc)
+            line = node.start_mark.line + 1
+            raise CompositionError(
+                [Issue(file, line, _field(path), f"not valid YAML: {problem}")]
+            ) from None
 
     def walk(node: yaml.Node, path: DataPath, active: frozenset[int]) -> Any:
         marks.setdefault(path, node.start_mark.line + 1)
@@ -269,7 +306,7 @@ def _parse(text: str, file: str) -> tuple[Any, dict[DataPath, int]]:
             constructor.flatten_mapping(node)  # merge keys (<<)
             mapping: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = constructor.construct_object(key_node, deep=True)
+                key = construct(key_node, path)
                 line = key_node.start_mark.line + 1
                 if not isinstance(key, str | int | float | bool) or key is None:
                     raise CompositionError(
@@ -283,9 +320,12 @@ def _parse(text: str, file: str) -> tuple[Any, dict[DataPath, int]]:
             return mapping
         if isinstance(node, yaml.SequenceNode):
             return [walk(item, (*path, i), inner) for i, item in enumerate(node.value)]
-        return constructor.construct_object(node, deep=True)
+        return construct(node, path)
 
-    return walk(root, (), frozenset()), marks
+    try:
+        return walk(root, (), frozenset()), marks
+    except RecursionError:
+        raise CompositionError([Issue(file, None, None, "nested too deeply to be read")]) from None
 
 
 def _field(path: DataPath) -> str:
@@ -353,7 +393,7 @@ def load_composition(path: str | Path) -> Composition:
     name = path.name
     try:
         text = path.read_text()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise CompositionError([Issue(name, None, None, f"cannot be read: {exc}")]) from None
     data, marks = _parse(text, name)
     if not isinstance(data, dict):
@@ -455,7 +495,6 @@ def _check(c: Composition) -> list[tuple[DataPath, str]]:
 
 
 def _fdl_names(path: Path) -> list[str] | str:
-    from airflow_provider_oscar.errors import OscarDefinitionError
     from airflow_provider_oscar.fdl import load_fdl
 
     if not path.is_file():

@@ -29,6 +29,7 @@ import pendulum
 from airflow.sdk import DAG, Asset, AssetWatcher, Param, get_current_context, task
 
 from airflow_provider_oscar.assets import create_asset, publish_objects
+from airflow_provider_oscar.compat import AirflowFailException
 from airflow_provider_oscar.hooks.storage import OscarStorageHook
 from airflow_provider_oscar.operators.ensemble import OscarEnsembleOperator
 from airflow_provider_oscar.operators.invoke import OscarRunServiceOperator
@@ -85,6 +86,8 @@ def uploaded_specimens(
     events = list((triggering_asset_events or {}).get(INBOX, []))
     paths = uploads_of(events)
     log.info("%d asset events name %d new specimens: %s", len(events), len(paths), paths)
+    if not paths:
+        raise AirflowFailException("no triggering upload and no 'objects' param: nothing to do")
     return paths
 
 
@@ -118,7 +121,7 @@ def write_consensus(report: dict[str, Any]) -> list[str]:
             path, json.dumps(document, indent=2).encode(), content_type="application/json"
         )
         written.append(path)
-    publish_objects(get_current_context(), written, cluster=CLUSTER, extra={"dag": "upload"})
+    publish_objects(get_current_context(), written, cluster=CLUSTER)
     log.info("wrote %s", written)
     return written
 

@@ -54,8 +54,12 @@ class ObjectInfo:
 
 
 def split_path(path: str) -> tuple[str, str]:
-    """``"bucket/some/key"`` → ``("bucket", "some/key")``; refuses paths without a bucket."""
-    bucket, _, key = path.strip("/").partition("/")
+    """``"bucket/some/key"`` → ``("bucket", "some/key")``; refuses paths without a bucket.
+
+    A trailing ``/`` stays on the key, so ``"bucket/in/"`` lists the folder ``in/`` and not
+    ``incoming/`` too.
+    """
+    bucket, _, key = path.lstrip("/").partition("/")
     if not bucket:
         raise OscarApiError(f"storage path {path!r} names no bucket ('bucket/key')")
     return bucket, key

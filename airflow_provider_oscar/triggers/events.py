@@ -33,7 +33,9 @@ own arguments. The cursor is a small JSON object in the bucket itself,
   database, keeps its place instead of re-reporting everything;
 * writes are conditional (``If-Match`` the ETag read, ``If-None-Match: *`` for the first), so two
   triggerers running the same watcher at once (a redistribution, a high-availability pair) cannot
-  both report an object: the loser of a write reloads the cursor and reports nothing.
+  both report an object: the loser of a write reloads the cursor and reports nothing (servers
+  without conditional writes, such as older MinIO releases, ignore the condition: there the
+  last writer wins).
 
 The cursor holds the newest ``LastModified`` seen and the objects reported within ``lookback``
 seconds of it. Objects older than that horizon count as reported, so the cursor stays small
@@ -46,13 +48,16 @@ written *before* their events are yielded, and an event is yielded only after it
 succeeded. Hence an object is never reported twice: not by a triggerer restarted from the same
 arguments (it starts from the cursor), not by a second instance (conditional write), not after a
 write whose answer was lost (the cursor is read back: the trigger's own write is recognised by a
-token and its events are then yielded). What remains is at-most-once in one window: events handed
-to the triggerer in the last moments before its process ends (it persists yielded events on its
-next loop, about once a second) are lost with it, and their objects are not reported again. The
-payload's ``id`` (bucket, key, ETag, ``LastModified``) lets consumers de-duplicate if they choose
-to replay, and a periodic sweep such as ``oscar_plant_daily`` catches any object left unprocessed.
-Failures to list or to write are logged and retried (with back-off); they never become events,
-which would schedule DAG runs.
+token and its events are then yielded). What remains is at-most-once in one window: a triggerer
+process that ends after a cursor write but before it has stored that batch's events in Airflow's
+database (it stores yielded events about once a second) loses those events, and their objects
+are not reported again. Writing the cursor after the events instead would only trade that window
+for duplicates, since a trigger learns nothing of its events being stored; Airflow 3.3's
+shared-stream "ack mode" does tell, at the price of a 3.3-only code path, and would turn the
+window into at-least-once. The payload's ``id`` (bucket, key, ETag, ``LastModified``) lets
+consumers de-duplicate replays, and a periodic sweep such as ``oscar_plant_daily`` catches any
+object left unprocessed. Failures to list or to write are logged and retried with back-off;
+they never become events, which would schedule DAG runs.
 """
 
 from __future__ import annotations
@@ -269,6 +274,9 @@ class OscarBucketEventTrigger(BaseEventTrigger):
 
     def selects(self, key: str) -> bool:
         """Whether an object with this key is one this watcher reports."""
+        _, prefix = split_path(self.path)
+        if self.path.endswith("/") and prefix and not key.startswith(f"{prefix}/"):
+            return False  # "in/" watches the folder, not also "inbox/..." beside it
         if key.startswith(f"{CURSOR_FOLDER}/") or f"/{CURSOR_FOLDER}/" in key:
             return False
         if self.include and not any(fnmatch.fnmatchcase(key, p) for p in self.include):

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from airflow.sdk import Asset, AssetWatcher
 from airflow.sdk.module_loading import import_string
 from minio import Minio
@@ -157,6 +158,8 @@ def test_cursor_files_and_excluded_keys_are_never_selected() -> None:
     assert not trigger.selects(".oscar-events/abc.json")
     only = OscarBucketEventTrigger(path="inbox", include=["*.png", "*.jpg"])
     assert only.selects("x/photo.jpg") and not only.selects("x/notes.txt")
+    folder = OscarBucketEventTrigger(path="inbox/in/")
+    assert folder.selects("in/a.json") and not folder.selects("incoming/a.json")
 
 
 def test_an_unreadable_cursor_is_refused_rather_than_trusted() -> None:
@@ -361,3 +364,69 @@ async def test_servers_without_a_notification_stream_are_told_apart_at_once(buck
     with pytest.raises(OscarApiError, match="no bucket-notification stream"):
         await records.__anext__()
     assert time.monotonic() - started < 5
+
+
+# MinIO's notification stream (a stand-in server: moto has none) -----------------------------
+
+
+RECORDS = [
+    {"eventName": "s3:ObjectCreated:Put", "s3": {"object": {"key": "in%2Fa.json"}}},
+    {"eventName": "s3:ObjectCreated:Put", "s3": {"object": {"key": "in%2Fb.json"}}},
+]
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def minio_stream(
+    oscar: OscarLocal, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[list[str]]:
+    """A server answering like MinIO's ListenBucketNotification: two events, a keep-alive.
+
+    ``oscar_default``'s storage points at it; the request lines it received are yielded.
+    """
+    requests: list[str] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        requests.append(head.split("\r\n", 1)[0])
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nServer: MinIO\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for line in [json.dumps({"Records": [r]}) + "\n" for r in RECORDS] + [" \n"]:
+            data = line.encode()
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    connection = json.loads(oscar.connection_json())
+    connection["extra"]["minio_endpoint"] = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AIRFLOW_CONN_OSCAR_DEFAULT", json.dumps(connection))
+    yield requests
+    server.close()
+    await server.wait_closed()
+
+
+async def test_the_minio_notification_stream_yields_each_record(minio_stream: list[str]) -> None:
+    records = [r async for r in OscarStorageHook().alisten("inbox/in/")]
+    assert records == RECORDS
+    (request,) = minio_stream
+    assert request.startswith("GET /inbox/?")
+    assert "prefix=in&" in request and "events=s3%3AObjectCreated%3A%2A" in request
+
+
+async def test_a_minio_notification_wakes_the_trigger_before_its_poll_interval(
+    minio_stream: list[str],
+) -> None:
+    trigger = OscarBucketEventTrigger(path="inbox/in/", poll_interval=3600)
+    wake = asyncio.Event()
+    listening = asyncio.create_task(trigger._listen(OscarStorageHook(), wake))
+    try:
+        await asyncio.wait_for(wake.wait(), timeout=10)
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+    assert minio_stream

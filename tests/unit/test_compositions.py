@@ -148,7 +148,7 @@ def test_an_unknown_aggregation_method_names_its_line_field_and_the_choices(
 ) -> None:
     (problem,) = problems(tmp_path, edited("method: soft_vote", "method: softvote"))
     assert problem.startswith("composition.yaml line 12, field aggregate.method: ")
-    assert "'soft_vote'" in problem and "(got 'softvote')" in problem
+    assert "must be one of soft_vote, weighted_mean" in problem and "(got 'softvote')" in problem
 
 
 def test_an_unknown_field_is_reported_with_the_fields_that_exist(tmp_path: Path) -> None:
