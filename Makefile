@@ -5,7 +5,7 @@ UV := .tools/bin/uv
 UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup demo test lint bench oscar-local clean test-matrix wheel compose-config
+.PHONY: setup demo test lint bench oscar-local clean test-matrix wheel compose-config ui browser
 
 $(UV):
 	python3 -m venv .tools
@@ -25,8 +25,24 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint browser
 	$(VENV)/bin/pytest
+
+# Debian's chromium for the browser tests (tests/ui); never Playwright's own browser download.
+# Without it (not root, no apt) those tests skip, or fail in CI (CI=true).
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium for the browser tests ..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver >/dev/null) || echo "warning: could not install chromium"; \
+	  else echo "note: $(CHROMIUM) is missing; install chromium to run the browser tests"; fi; \
+	fi
+
+# Airflow standalone with the embedded OSCAR and the example DAGs, until Ctrl-C.
+ui: setup
+	$(PY) scripts/ui.py $(UI_ARGS)
 
 bench: setup
 	$(PY) -m benchmarks.run

@@ -288,13 +288,16 @@ def load_fdl(source: str | Path | dict[str, Any], cluster_id: str | None = None)
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise OscarDefinitionError(f"FDL is not valid YAML{where}: {exc}") from None
+        except RecursionError:
+            raise OscarDefinitionError("FDL is nested too deeply to be read") from None
     if not isinstance(document, dict):
         raise OscarDefinitionError("FDL must be a mapping with a 'functions' key")
-    entries = (document.get("functions") or {}).get("oscar")
+    functions = document.get("functions")
+    entries = functions.get("oscar") if isinstance(functions, dict) else None
     if not isinstance(entries, list) or not entries:
         raise OscarDefinitionError("FDL has no 'functions.oscar' list of services")
-    shared_storage = document.get("storage_providers") or {}
-    shared_clusters = document.get("clusters") or {}
+    shared_storage = _mapping(document.get("storage_providers"), "storage_providers")
+    shared_clusters = _mapping(document.get("clusters"), "clusters")
     services = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or len(entry) != 1:
@@ -309,10 +312,13 @@ def load_fdl(source: str | Path | dict[str, Any], cluster_id: str | None = None)
         merged = dict(definition)
         merged["cluster_id"] = str(cluster)
         merged["script"] = _script_text(merged.get("script"), base_dir, index)
+        where = f"functions.oscar[{index}].{cluster}"
         if shared_storage:
-            merged["storage_providers"] = _merge(shared_storage, merged.get("storage_providers"))
+            own = _mapping(merged.get("storage_providers"), f"{where}.storage_providers")
+            merged["storage_providers"] = _merge(shared_storage, own)
         if shared_clusters:
-            merged["clusters"] = _merge(shared_clusters, merged.get("clusters"))
+            own = _mapping(merged.get("clusters"), f"{where}.clusters")
+            merged["clusters"] = _merge(shared_clusters, own)
         services.append(parse_service(merged))
     if not services:
         raise OscarDefinitionError(f"FDL has no service for cluster {cluster_id!r}")
@@ -325,9 +331,9 @@ def _read_source(source: str | Path) -> tuple[str, Path]:
         "\n" not in str(source) and len(str(source)) < 4096
     )
     if looks_like_path and path.suffix.lower() in (".yaml", ".yml", ".json"):
-        if not path.is_file():
-            raise OscarDefinitionError(f"FDL file {str(path)!r} does not exist")
-        return path.read_text(), path.resolve().parent
+        if not _is_file(path):
+            raise OscarDefinitionError(f"FDL file {_shown(str(path))} does not exist")
+        return _read_text(path, "FDL file"), path.resolve().parent
     return str(source), Path.cwd()
 
 
@@ -337,16 +343,45 @@ def _script_text(script: Any, base_dir: Path, index: int) -> str:
     if "\n" in script:
         return script
     path = base_dir / script
-    if not path.is_file():
+    if not _is_file(path):
         raise OscarDefinitionError(
-            f"functions.oscar[{index}]: script file {script!r} not found next to the FDL"
+            f"functions.oscar[{index}]: script file {_shown(script)} not found next to the FDL"
         )
-    return path.read_text()
+    return _read_text(path, f"functions.oscar[{index}]: script file")
 
 
-def _merge(shared: dict[str, Any], own: Any) -> dict[str, Any]:
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; names the OS cannot even look up (too long, NUL) are not."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OscarDefinitionError(f"{what} {_shown(str(path))} cannot be read: {exc}") from None
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """``repr(text)``, shortened to about ``limit`` characters for messages."""
+    return repr(text if len(text) <= limit else f"{text[:limit]}...")
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """A mapping field of the FDL (absent or empty: ``{}``); anything else is an error."""
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise OscarDefinitionError(f"{where} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _merge(shared: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in shared.items()}
-    for key, value in (own or {}).items():
+    for key, value in own.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:

@@ -124,6 +124,14 @@ class AirflowStandalone:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in a terminal reaches us; we forward it
             )
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self.stop(timeout=10)
+            raise
+        return self
+
+    def _wait_until_up(self) -> None:
         deadline = time.monotonic() + self._start_timeout
         while True:
             self.check_running()
@@ -133,15 +141,15 @@ class AirflowStandalone:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                self.stop()
-                raise StandaloneError(f"Airflow did not answer within {self._start_timeout:.0f} s")
+                raise StandaloneError(
+                    f"Airflow did not answer within {self._start_timeout:.0f} s" + self.log_tail()
+                )
             time.sleep(0.5)
         while not (self.home / PASSWORDS).exists():
             self.check_running()
             if time.monotonic() > deadline:
                 raise StandaloneError(f"no {PASSWORDS} in {self.home}")
             time.sleep(0.2)
-        return self
 
     def stop(self, timeout: float = 45.0) -> int | None:
         """SIGINT, then SIGTERM and SIGKILL to the process group; returns the exit code."""
@@ -269,6 +277,22 @@ class AirflowStandalone:
                 time.sleep(2)
 
 
+def oscar_connection(oscar: Any, description: str) -> dict[str, Any]:
+    """The connection of an embedded OSCAR, as ``add_connection`` stores it.
+
+    The port is stored too (it is also in the endpoint): Airflow 3.3.0 to 3.3.2 refuse the
+    connection list's *Test* button for connections without a port (apache/airflow#73298).
+    """
+    connection: dict[str, Any] = json.loads(oscar.connection_json())
+    connection["port"] = oscar.port
+    connection["description"] = description
+    return connection
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make ui", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080, help="for the UI (default 8080)")
@@ -284,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from airflow_provider_oscar.local.server import OscarLocal
 
+    # Ctrl-C and SIGTERM stop everything cleanly, even when started in the background (which
+    # leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     home = args.home or Path(tempfile.mkdtemp(prefix="oscar-ui-airflow-"))
     started = time.monotonic()
     airflow = AirflowStandalone(home, port=args.port)
@@ -292,9 +320,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"embedded OSCAR at {oscar.endpoint} (user {oscar.user})", flush=True)
             print(f"starting airflow standalone (log: {airflow.log_path}) ...", flush=True)
             with airflow:
-                connection = json.loads(oscar.connection_json())
-                connection["description"] = "The embedded OSCAR started by `make ui`"
-                airflow.add_connection("oscar_default", connection)
+                airflow.add_connection(
+                    "oscar_default",
+                    oscar_connection(oscar, "The embedded OSCAR started by `make ui`"),
+                )
                 if args.trigger:
                     airflow.wait_for_dag(args.trigger)
                     run_id = airflow.trigger(args.trigger)
@@ -315,8 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                         time.sleep(1)
                 except KeyboardInterrupt:
                     print("\nstopping airflow and the embedded OSCAR ...", flush=True)
-    except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
-        airflow.stop(timeout=0)
+    except KeyboardInterrupt:  # Ctrl-C while starting, or a second one while stopping
+        print("\nstopping ...", flush=True)
+        airflow.stop(timeout=5)
     except StandaloneError as exc:
         print(exc, file=sys.stderr)
         return 1

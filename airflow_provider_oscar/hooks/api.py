@@ -308,12 +308,21 @@ class OscarApi:
         self, route: str, name: str, body: bytes, headers: dict[str, str], timeout: float
     ) -> Step[httpx.Response]:
         response: httpx.Response | None = None
-        for attempt in range(2):
-            token = yield from self.service_token(name, refresh=attempt > 0)
+        settings = self.settings
+        # OSCAR gives a job no owner when a service token starts it, and shows OIDC users only
+        # the jobs they own: an OIDC connection submits jobs with its own token, or it could
+        # never find them again.
+        own_token = route == "job" and bool(settings.oidc_token or settings.refresh_token)
+        for attempt in range(1 if own_token else 2):
+            if own_token:
+                authorization = yield from self.system_auth()
+            else:
+                token = yield from self.service_token(name, refresh=attempt > 0)
+                authorization = {"Authorization": f"Bearer {token}"}
             response = yield self.request(
                 "POST",
                 f"/{route}/{name}",
-                headers={**headers, "Authorization": f"Bearer {token}"},
+                headers={**headers, **authorization},
                 content=body,
                 retry="invoke",
                 timeout=timeout,

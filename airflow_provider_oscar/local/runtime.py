@@ -108,6 +108,7 @@ class Runtime:
         in_dir, out_dir = workdir / "input", workdir / "output"
         for folder in (in_dir, out_dir, workdir / "tmp"):
             folder.mkdir(parents=True)
+        real = workdir.resolve()  # a script may swap its directory for a link: never follow it
         try:
             log("INFO", "Supervisor started")
             event = classify(call.event)
@@ -121,7 +122,9 @@ class Runtime:
             console, timed_out = await _run_script(script, workdir, env, call.timeout)
             if timed_out:
                 log("ERROR", f"Script killed: it exceeded the time limit of {call.timeout:g} s")
-            outputs = output_files(out_dir)
+            outputs = output_files(out_dir) if _unmoved(workdir, real) else {}
+            if not _unmoved(workdir, real):
+                log("ERROR", "The script replaced its job directory: no outputs are collected")
             if call.job_name and not timed_out:
                 await self._upload(service, outputs, log)
             body = sync_body(outputs, console)
@@ -138,7 +141,10 @@ class Runtime:
             log("ERROR", str(exc))
             return Outcome(log=log.text(), body=log.text().encode(), failed=True)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            if workdir.is_symlink():
+                workdir.unlink()  # the link only, not what it points to
+            elif _unmoved(workdir, real):
+                shutil.rmtree(workdir, ignore_errors=True)
 
     async def _stage_input(self, event: _Event, in_dir: Path, log: _Log) -> Path:
         if event.object_key is None or event.object_bucket is None:
@@ -285,6 +291,11 @@ async def _run_script(
         if proc.returncode is None:
             await proc.wait()
     return b"".join(chunks).decode("utf-8", errors="replace"), timed_out
+
+
+def _unmoved(workdir: Path, real: Path) -> bool:
+    """Whether the job directory is still the directory it was created as (not a link)."""
+    return not workdir.is_symlink() and workdir.resolve() == real
 
 
 def output_files(out_dir: Path) -> dict[str, Path]:

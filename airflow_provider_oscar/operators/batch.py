@@ -525,7 +525,10 @@ class _Batch:
             )
 
     async def _free_slots(self, cluster: _Cluster) -> int | None:
+        """Invocations of the service that fit on the cluster now (``None``: unknown)."""
         assert cluster.session is not None
+        if cluster.cpu <= 0 and cluster.memory <= 0:  # its service was never read
+            return None
         try:
             status = await cluster.session.aget_status()
         except OscarError as exc:

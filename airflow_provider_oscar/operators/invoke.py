@@ -426,7 +426,15 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
 
     def _wait_for_job(self, job: str, deadline: float) -> JobInfo:
         while True:
-            info = self.hook.list_jobs(self.service_name).get(job)
+            try:
+                jobs = self.hook.list_jobs(self.service_name)
+            except OscarClientError as exc:
+                if exc.status_code != 404:
+                    raise
+                raise AirflowFailException(
+                    f"OSCAR job {job}: service {self.service_name!r} no longer exists: {exc}"
+                ) from exc
+            info = jobs.get(job)
             if info is None:
                 raise AirflowException(f"OSCAR job {job} disappeared before it finished")
             if info.finished:

@@ -172,9 +172,7 @@ def _page(request: Request, template: str, status_code: int = 200, **context: An
     base = str(request.scope.get("root_path") or URL_PREFIX).rstrip("/")
     airflow_base = base[: -len(URL_PREFIX)] if base.endswith(URL_PREFIX) else ""
     html = (
-        templates()
-        .get_template(template)
-        .render(base=base, airflow_base=airflow_base, request_path=request.url.path, **context)
+        templates().get_template(template).render(base=base, airflow_base=airflow_base, **context)
     )
     return HTMLResponse(html, status_code=status_code, headers=_SECURITY_HEADERS)
 
@@ -186,9 +184,15 @@ def _json(data: Any) -> JSONResponse:
 # data --------------------------------------------------------------------------------------
 
 
+def _readable_connections(user: Any) -> list[clusters.ConnectionRef]:
+    return [ref for ref in clusters.oscar_connections() if can_read_connection(user, ref.conn_id)]
+
+
+# Auth-manager calls may query the metadata DB (FAB): they run in the thread pool, as the rest.
+
+
 async def _clusters(user: Any, *, with_services: bool = True) -> list[dict[str, Any]]:
-    refs = await run_in_threadpool(clusters.oscar_connections)
-    refs = [ref for ref in refs if can_read_connection(user, ref.conn_id)]
+    refs = await run_in_threadpool(_readable_connections, user)
     return list(
         await asyncio.gather(
             *(
@@ -206,7 +210,7 @@ async def _ensemble_runs(user: Any) -> list[dict[str, Any]]:
 
 
 async def _run(user: Any, dag_id: str, run_id: str, show: str) -> dict[str, Any]:
-    if not can_read_results(user, dag_id):
+    if not await run_in_threadpool(can_read_results, user, dag_id):
         raise HTTPException(403, f"You may not read the runs of {dag_id!r}")
     run = await run_in_threadpool(results.run_reports, dag_id, run_id)
     if run is None:
@@ -218,7 +222,7 @@ async def _run(user: Any, dag_id: str, run_id: str, show: str) -> dict[str, Any]
 
 
 async def _logs(user: Any, conn_id: str, service: str, job: str) -> str:
-    if not can_read_connection(user, conn_id):
+    if not await run_in_threadpool(can_read_connection, user, conn_id):
         raise HTTPException(403, f"You may not read the connection {conn_id!r}")
     refs = await run_in_threadpool(clusters.oscar_connections)
     if conn_id not in {ref.conn_id for ref in refs}:
@@ -244,8 +248,10 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _refused(request: Request, exc: StarletteHTTPException) -> Response:
+        root = str(request.scope.get("root_path") or "")
+        path = request.url.path.removeprefix(root) if root else request.url.path
         wants_html = "text/html" in request.headers.get("accept", "")
-        if wants_html and not request.url.path.startswith(f"{URL_PREFIX}/api"):
+        if wants_html and not path.startswith("/api/"):
             return _page(
                 request,
                 "error.html",

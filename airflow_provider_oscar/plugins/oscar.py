@@ -17,8 +17,8 @@ URL_PREFIX = "/oscar"  # airflow_provider_oscar.plugins.app.URL_PREFIX, without 
 
 _ICON = (
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" '
-    'stroke="#0072B2" stroke-width="2.2" stroke-linecap="round">'
-    '<circle cx="12" cy="12" r="8.5"/><circle cx="12" cy="12" r="3.2" fill="#0072B2"/>'
+    'stroke="#3B9DE0" stroke-width="2.2" stroke-linecap="round">'
+    '<circle cx="12" cy="12" r="8.5"/><circle cx="12" cy="12" r="3.2" fill="#3B9DE0"/>'
     '<path d="M12 1.5v3M12 19.5v3M1.5 12h3M19.5 12h3"/></svg>'
 )
 ICON = "data:image/svg+xml;base64," + base64.b64encode(_ICON.encode()).decode()

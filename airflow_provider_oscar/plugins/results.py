@@ -17,8 +17,9 @@ from typing import Any
 
 #: Operator class names whose ``return_value`` is an ensemble report.
 ENSEMBLE_OPERATORS = ("OscarEnsembleOperator",)
-#: Runs listed per DAG.
+#: Runs listed per DAG, and how many of the installation's newest runs are searched.
 RECENT_RUNS = 8
+RUN_WINDOW = 1000
 #: Labels get these colours in order (Okabe-Ito: distinguishable with colour-vision deficiency);
 #: every coloured mark also carries its label as text.
 PALETTE = (
@@ -38,55 +39,57 @@ SHOW = ("all", "disagreements", "abstained", "wrong")
 
 
 def list_ensemble_runs(
-    is_allowed: Callable[[str], bool] | None = None, *, runs_per_dag: int = RECENT_RUNS
+    is_allowed: Callable[[str], bool] | None = None,
+    *,
+    runs_per_dag: int = RECENT_RUNS,
+    window: int = RUN_WINDOW,
 ) -> list[dict[str, Any]]:
-    """Every DAG that ran an ensemble task, newest first, with its recent runs' summaries.
+    """DAGs that ran an ensemble task, latest first, with their recent runs' summaries.
 
-    ``is_allowed(dag_id) -> bool`` filters the DAGs (the caller's permissions).
+    Only the newest ``window`` DAG runs of the installation are searched (by primary key, so
+    the query stays cheap on a large metadata DB). ``is_allowed(dag_id)`` filters the DAGs.
     """
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
-    dags: list[dict[str, Any]] = []
     with create_session() as session:
-        latest = session.execute(
-            select(TaskInstance.dag_id, func.max(DagRun.id))
+        recent = (
+            select(DagRun.id, DagRun.dag_id, DagRun.run_id)
+            .order_by(DagRun.id.desc())
+            .limit(window)
+            .subquery()
+        )
+        rows = session.execute(
+            select(recent.c.id, recent.c.dag_id)
             .join(
-                DagRun,
-                (DagRun.dag_id == TaskInstance.dag_id) & (DagRun.run_id == TaskInstance.run_id),
+                TaskInstance,
+                (TaskInstance.dag_id == recent.c.dag_id) & (TaskInstance.run_id == recent.c.run_id),
             )
             .where(TaskInstance.operator.in_(ENSEMBLE_OPERATORS))
-            .group_by(TaskInstance.dag_id)
+            .distinct()
         ).all()
-        ordered = sorted(latest, key=lambda row: row[1], reverse=True)
-        for dag_id, _ in ordered:
+        run_ids_of: dict[str, list[int]] = {}
+        for run_pk, dag_id in sorted(rows, reverse=True):
+            run_ids_of.setdefault(dag_id, []).append(run_pk)
+        dags: list[dict[str, Any]] = []
+        for dag_id, pks in run_ids_of.items():  # newest run first, so newest DAG first
             if is_allowed is not None and not is_allowed(dag_id):
                 continue
             runs = session.scalars(
-                select(DagRun)
-                .where(
-                    DagRun.dag_id == dag_id,
-                    DagRun.run_id.in_(
-                        select(TaskInstance.run_id).where(
-                            TaskInstance.dag_id == dag_id,
-                            TaskInstance.operator.in_(ENSEMBLE_OPERATORS),
-                        )
-                    ),
-                )
-                .order_by(DagRun.id.desc())
-                .limit(runs_per_dag)
+                select(DagRun).where(DagRun.id.in_(pks[:runs_per_dag])).order_by(DagRun.id.desc())
             ).all()
             run_rows = [_run_row(run) for run in runs]
             reports = _reports(session, dag_id, [r["run_id"] for r in run_rows])
             for row in run_rows:
                 row["tasks"] = [
-                    {**task, "summary": run_summary(task["report"])}
+                    {
+                        **{k: v for k, v in task.items() if k != "report"},
+                        "summary": run_summary(task["report"]),
+                    }
                     for task in reports.get(row["run_id"], [])
                 ]
-                for task in row["tasks"]:
-                    task.pop("report")
             dags.append({"dag_id": dag_id, "runs": run_rows})
     return dags
 

@@ -44,6 +44,7 @@ from airflow.triggers.base import BaseTrigger
 from airflow_provider_oscar.compat import AirflowException, AirflowFailException, TaskDeferred
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.local.api import request_counts
+from airflow_provider_oscar.local.cluster import LocalCluster
 from airflow_provider_oscar.local.faults import (
     Drop,
     ErrorBurst,
@@ -59,6 +60,7 @@ from airflow_provider_oscar.operators.invoke import (
     OscarRunServiceOperator,
     OscarSubmitJobOperator,
 )
+from tests.helpers import first_event, wait_until
 
 Mode = Literal["run", "waiting", "deferrable"]
 WAITS: tuple[Mode, ...] = ("waiting", "deferrable")
@@ -146,31 +148,34 @@ class World:
         self.monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
         return str(conn["host"])
 
+    @property
+    def cluster(self) -> LocalCluster:
+        assert self.oscar.cluster is not None, "the embedded OSCAR is not running"
+        return self.oscar.cluster
+
     def requests(self, route: str) -> int:
         """How many ``"METHOD /path"`` requests reached the server since the action started
         (``{service}`` in ``route`` stands for the scenario's service)."""
         route = route.replace("{service}", self.service)
-        return request_counts(self.oscar.cluster)[route] - self.before[route]
+        return request_counts(self.cluster)[route] - self.before[route]
 
     def log_reads(self) -> int:
         """Requests for the logs of the service's jobs since the action started."""
         prefix = f"GET /system/logs/{self.service}/"
-        counts = request_counts(self.oscar.cluster)
+        counts = request_counts(self.cluster)
         return sum(n - self.before[r] for r, n in counts.items() if r.startswith(prefix))
 
     def jobs(self) -> dict[str, Any]:
         response = self.admin.get(f"/system/logs/{self.service}")
         return dict(response.json()["jobs"]) if response.status_code == 200 else {}
 
-    async def running_job(self) -> str:
+    def running_job(self) -> str:
         """The name of the service's job once it runs (its script waits at the gate)."""
-        deadline = time.monotonic() + 10
-        while True:
-            running = [n for n, j in self.jobs().items() if j["status"] == "Running"]
-            if running:
-                return running[0]
-            assert time.monotonic() < deadline, f"no job of {self.service} started running"
-            await asyncio.sleep(0.02)
+        return str(
+            wait_until(
+                lambda: next((n for n, j in self.jobs().items() if j["status"] == "Running"), None)
+            )
+        )
 
     async def execute(
         self,
@@ -182,7 +187,8 @@ class World:
         if self.mode != "deferrable":
             if meanwhile is None:
                 return make().execute(self.context)
-            task = asyncio.ensure_future(asyncio.to_thread(make().execute, self.context))
+            # the task holds its worker (a thread) while ``meanwhile`` acts on the cluster
+            task = asyncio.get_running_loop().run_in_executor(None, make().execute, self.context)
             try:
                 await meanwhile(self)
             finally:
@@ -196,7 +202,7 @@ class World:
                 if meanwhile is not None:
                     await meanwhile(self)
                     meanwhile = None
-                event = await first_event(rebuilt(deferred.trigger))
+                event = await event_payload(rebuilt(deferred.trigger))
                 resume = getattr(make(), deferred.method_name)
                 step = partial(resume, self.context, event=event, **(deferred.kwargs or {}))
 
@@ -207,13 +213,12 @@ def rebuilt(trigger: BaseTrigger) -> BaseTrigger:
     return cast(BaseTrigger, import_string(classpath)(**json.loads(json.dumps(kwargs))))
 
 
-async def first_event(trigger: BaseTrigger) -> dict[str, Any]:
-    """The payload of the trigger's event, as the metadata DB hands it back to the task."""
-    events = trigger.run()
+async def event_payload(trigger: BaseTrigger) -> dict[str, Any]:
+    """The payload of the trigger's first event as the metadata DB hands it back to the task
+    (JSON), after the trigger's ``cleanup()`` ran as the triggerer runs it."""
     try:
-        event = await events.__anext__()
+        event = await first_event(trigger)
     finally:
-        await events.aclose()
         await trigger.cleanup()
     return cast(dict[str, Any], json.loads(json.dumps(event.payload)))
 
@@ -281,21 +286,27 @@ def submit(meanwhile: Callable[[World], Awaitable[None]] | None = None, **kwargs
 
 
 async def _delete_the_service(w: World) -> None:
-    await w.running_job()
+    w.running_job()
     assert w.admin.delete(f"/system/services/{w.service}").status_code == 204
 
 
 async def _drop_listings_then_open(w: World) -> None:
-    await w.running_job()
+    w.running_job()
     w.oscar.faults.add(Drop(route=f"/system/logs/{w.service}", count=2))
     w.gate.touch()
 
 
 async def _busy_listings_then_open(w: World) -> None:
-    await w.running_job()
+    w.running_job()
     w.oscar.faults.add(ErrorBurst(route=f"/system/logs/{w.service}", status=503, count=2))
     w.oscar.faults.add(ErrorBurst(route=f"/system/logs/{w.service}", status=504, count=1))
     w.gate.touch()
+
+
+async def _lose_the_cluster(w: World) -> None:
+    """From now on the connection leads nowhere (the triggerer reads it when it starts)."""
+    w.running_job()
+    w.connect(host=f"http://127.0.0.1:{closed_port()}", retries=1)
 
 
 async def _restart_the_triggerer(w: World) -> Any:
@@ -312,7 +323,7 @@ async def _restart_the_triggerer(w: World) -> Any:
     )
     with pytest.raises(TaskDeferred) as deferred:
         make().execute(w.context)
-    job = await w.running_job()
+    job = w.running_job()
     first = rebuilt(deferred.value.trigger)
     listings = w.requests("GET /system/logs/{service}")
     events = first.run()
@@ -323,13 +334,13 @@ async def _restart_the_triggerer(w: World) -> Any:
     waiting.cancel()  # the triggerer shuts down: its trigger tasks are cancelled ...
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    await events.aclose()
+    await events.aclose()  # type: ignore[attr-defined]
     await first.cleanup()  # ... and cleanup() runs, which must leave the remote job alone
     w.notes["after cleanup"] = w.jobs().get(job, {}).get("status")
     second = rebuilt(deferred.value.trigger)  # a new triggerer picks the trigger up
     w.notes["same kwargs"] = second.serialize() == first.serialize()
     w.gate.touch()
-    event = await first_event(second)
+    event = await event_payload(second)
     return make().execute_complete(w.context, event=event)
 
 
@@ -393,7 +404,7 @@ def failed_before_its_pod(w: World) -> None:
     """The Job fails before any pod exists (e.g. unschedulable past its deadline), so OSCAR
     answers 500 with an empty body for its logs, as a job with no pod gets."""
     w.oscar.faults.add(StuckJobs(service=w.service, count=-1))
-    cluster = w.oscar.cluster
+    cluster = w.cluster
     original = cluster.submit
 
     def submit_then_fail(service: str, event: bytes, owner: str | None, name: str | None) -> Any:
@@ -560,6 +571,15 @@ MATRIX: list[Scenario] = [
         then=lambda w: w.seconds < 3,
     ),
     Scenario(
+        "cluster-lost-while-deferred",
+        "the cluster stops answering while the triggerer waits for the job",
+        nothing,
+        submit(meanwhile=_lose_the_cluster),
+        fails_for_retry("waiting for OSCAR job", "ConnectError"),
+        modes=("deferrable",),
+        script=GATED,
+    ),
+    Scenario(
         "cluster-unreachable-recorded",
         "nothing listens at the endpoint; the call records failures (on_error='record')",
         unreachable,
@@ -646,7 +666,7 @@ MATRIX: list[Scenario] = [
         "someone deletes the service while its job runs",
         nothing,
         submit(meanwhile=_delete_the_service),
-        fails_fast("service '{service}'", "404"),
+        fails_fast("service '{service}' no longer exists", "404"),
         modes=WAITS,
         script=GATED,
     ),
@@ -720,7 +740,7 @@ MATRIX: list[Scenario] = [
     ),
     Scenario(
         "not-base64",
-        "the body looks like base64 but is cut short (not a valid payload)",
+        "the base64 payload is cut short (27 characters): taken for console text",
         nothing,
         run(),
         fails_fast("no {...} document found", "eyJzdGF0dXMiOiAiT0siLCAibGF"),
@@ -777,7 +797,7 @@ async def test_fault_scenario_has_the_user_visible_outcome_of_its_row(
     world = World(oscar, admin, monkeypatch, mode, service, gate, task_context(service))
     world.connect()
     scenario.inject(world)
-    world.before = Counter(request_counts(oscar.cluster))
+    world.before = Counter(request_counts(world.cluster))
 
     started = time.monotonic()
     result: Any = None
@@ -809,7 +829,7 @@ async def test_fault_scenario_has_the_user_visible_outcome_of_its_row(
     for text in scenario.logs:
         assert text in task_log, f"{text!r} is not in the task log"
     if scenario.then is not None:
-        seen = {r: n - world.before[r] for r, n in request_counts(oscar.cluster).items()}
+        seen = {r: n - world.before[r] for r, n in request_counts(world.cluster).items()}
         seen = {r: n for r, n in seen.items() if n and service in r}
         assert scenario.then(world), f"{scenario.id}: the cluster saw something else: {seen}"
 

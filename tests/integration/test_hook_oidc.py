@@ -171,6 +171,20 @@ def test_oidc_user_runs_its_own_service_with_the_service_token(
         admin.delete(f"/system/services/{name}")
 
 
+def test_oidc_user_sees_the_job_it_submitted_in_its_job_list(
+    connect: Callable[..., OscarHook], user: Identity, admin: httpx.Client, unique_name: Any
+) -> None:
+    # OSCAR lists to an OIDC user only the jobs it owns; a service token starts ownerless jobs.
+    hook = connect(oidc_token=user.access_token)
+    name = unique_name("oidc")
+    try:
+        hook.apply_service({"name": name, "image": "local/test", "script": SCRIPT})
+        hook.submit_job(name, "from oidc", job_name=f"{name}-mine")
+        assert f"{name}-mine" in hook.list_jobs(name)
+    finally:
+        admin.delete(f"/system/services/{name}")
+
+
 def test_oscar_python_client_uses_the_oidc_token(
     connect: Callable[..., OscarHook], user: Identity, deploy: Callable[..., dict[str, Any]]
 ) -> None:

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal, cast
 from unittest.mock import MagicMock
@@ -35,7 +36,8 @@ from airflow_provider_oscar.operators.batch import OscarBatchInvokeOperator
 INPUTS = 200
 FAULT_RATE = 0.10
 SEED = 20260611
-ECHO = 'cat "$INPUT_FILE_PATH"\n'  # console output: the input document itself
+# Counts its runs, then answers with its input document (console output).
+ECHO = 'echo run >> "$RUNS_FILE"\ncat "$INPUT_FILE_PATH"\n'
 TRANSIENT: list[int | Literal["drop"]] = [502, 503, 500, 429, "drop"]
 
 
@@ -102,18 +104,24 @@ def test_two_hundred_inputs_through_ten_percent_transient_faults_come_back_once_
     deploy: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
-    service = str(deploy(ECHO, log_level="CRITICAL")["name"])
+    runs = tmp_path / "runs"
+    runs.touch()
+    environment = {"variables": {"RUNS_FILE": str(runs)}}
+    service = str(deploy(ECHO, log_level="CRITICAL", environment=environment)["name"])
     conn = json.loads(oscar.connection_json())
     conn["extra"].update({"retries": 3, "backoff": 0.02})
     monkeypatch.setenv("AIRFLOW_CONN_OSCAR_DEFAULT", json.dumps(conn))
+    cluster = oscar.cluster
+    assert cluster is not None
     routes = (
         (f"/run/{service}",) if mode == "sync" else (f"/job/{service}", f"/system/logs/{service}")
     )
     chaos = RandomFaults(routes, FAULT_RATE, SEED)
-    monkeypatch.setattr(oscar.cluster, "faults", chaos)
+    monkeypatch.setattr(cluster, "faults", chaos)
     inputs = [{"id": f"input-{i:03d}", "nonce": uuid.uuid4().hex} for i in range(INPUTS)]
-    before = Counter(request_counts(oscar.cluster))
+    before = Counter(request_counts(cluster))
 
     started = time.monotonic()
     result = OscarBatchInvokeOperator(
@@ -143,16 +151,19 @@ def test_two_hundred_inputs_through_ten_percent_transient_faults_come_back_once_
         assert answered["id"] == record["input"]
     assert sum(chaos.injected.values()) >= FAULT_RATE * INPUTS / 2, chaos.injected
 
-    seen = Counter(request_counts(oscar.cluster))
+    seen = Counter(request_counts(cluster))
     seen.subtract(before)
     route = f"POST /{'run' if mode == 'sync' else 'job'}/{service}"
     retried = sum(1 for r in records if r.get("attempts", 1) > 1)
+    executions = len(runs.read_text().splitlines())
+    assert executions >= INPUTS
     with capsys.disabled():
         print(
             f"\nsoak ({mode}): {INPUTS} inputs, {len(records)} results, "
             f"{len({r['index'] for r in records})} distinct, 0 mixed; "
             f"{sum(chaos.injected.values())} faults injected in {chaos.seen} requests "
             f"({dict(sorted(chaos.injected.items()))}); {seen[route]} {route.split()[0]}s of "
-            f"{route.split()[1].rsplit('/', 1)[0]}; {retried} inputs needed a second attempt; "
+            f"{route.split()[1].rsplit('/', 1)[0]}; {executions} script runs; "
+            f"{retried} inputs needed a second attempt; "
             f"{seconds:.1f} s ({INPUTS / seconds:.0f} inputs/s, concurrency 16)"
         )

@@ -14,15 +14,17 @@ import base64
 import io
 import json
 import math
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_oscar.compositions import Composition, CompositionError, load_composition
 from airflow_provider_oscar.errors import (
     OscarDefinitionError,
     OscarError,
@@ -45,11 +47,16 @@ from airflow_provider_oscar.results import (
     parse_document,
 )
 
-PLANTS_FDL = (
-    Path(__file__).resolve().parents[2] / "example_dags" / "services" / "plants" / "plants.yaml"
-).read_text()
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+PLANTS_FDL = (EXAMPLES / "services" / "plants" / "plants.yaml").read_text()
+PLANT_COMPOSITION = (EXAMPLES / "compositions" / "plant_ensemble.yaml").read_text()
 MESSAGE_LIMIT = 4000  # an error message a person can read in a task log
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# OSCAR_FUZZ_EXAMPLES=5000 for a deeper search than the suite's.
+FUZZ = settings(
+    max_examples=int(os.environ.get("OSCAR_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def assert_clear(error: OscarError) -> None:
@@ -126,8 +133,8 @@ texts = st.one_of(
     documents.map(json.dumps),
     documents.map(repr),
     st.tuples(st.text(max_size=40), documents.map(json.dumps)).map("\n".join),
-    st.integers(1, 3000).map(lambda depth: "{'a': " * depth + "1" + "}" * depth),
-    st.integers(1, 3000).map(lambda depth: '{"a": [' * depth),
+    st.integers(1, 1000).map(lambda depth: "{'a': " * depth + "1" + "}" * depth),
+    st.integers(1, 1000).map(lambda depth: '{"a": [' * depth),
 )
 bodies = st.one_of(
     texts,
@@ -137,7 +144,9 @@ bodies = st.one_of(
     st.binary().map(base64.b64encode),
     st.binary().map(lambda data: base64.b64encode(b"PK\x03\x04" + data)),
     st.dictionaries(
-        st.text(min_size=1, max_size=8), texts.map(str.encode) | st.binary(), max_size=3
+        st.from_regex(r"[a-z][a-z._-]{0,7}", fullmatch=True),
+        texts.map(str.encode) | st.binary(),
+        max_size=3,
     )
     .map(_zip)
     .flatmap(lambda archive: _mutations_bytes(archive)),
@@ -236,7 +245,7 @@ def test_rebuilding_a_prediction_from_any_xcom_value_raises_only_result_errors(d
 
 # FDL and service definitions -------------------------------------------------------------
 
-SERVICE_FIELDS = list(Service.model_fields) + ["Variables", "Script", "NAME", "environment"]
+SERVICE_FIELDS = [*Service.model_fields, "Variables", "Script", "NAME", "environment"]
 service_definitions = st.dictionaries(
     st.sampled_from(SERVICE_FIELDS) | st.text(max_size=8),
     values
@@ -280,8 +289,8 @@ fdl_texts = st.one_of(
     st.text(),
     _mutations(PLANTS_FDL),
     fdl_documents.map(lambda document: yaml.safe_dump(document, allow_unicode=True)),
-    st.integers(1, 3000).map(lambda depth: "[" * depth),
-    st.integers(1, 3000).map(lambda depth: "a: {" * depth),
+    st.integers(1, 1000).map(lambda depth: "[" * depth),
+    st.integers(1, 1000).map(lambda depth: "a: {" * depth),
     st.just("&a [*a, *a]"),
     st.just("a: !!python/object/apply:os.system ['true']"),
     st.text(max_size=300).map(lambda name: f"{name}.yaml"),
@@ -298,6 +307,17 @@ def _in_an_empty_directory(
 
 @FUZZ
 @given(text=fdl_texts, cluster=st.none() | st.sampled_from(["oscar-local", "other"]))
+# What fuzzing found (each raised something else before the fix):
+@example(text="functions: [1, 2]", cluster=None)  # AttributeError
+@example(text='functions: {oscar: [{c: {script: "a\\n"}}]}\nclusters: [1]', cluster=None)
+@example(
+    text='functions: {oscar: [{c: {script: "a\\n", storage_providers: 5}}]}\n'
+    "storage_providers: {minio: {}}",
+    cluster=None,
+)  # AttributeError
+@example(text="functions: {oscar: [{c: {script: " + "x" * 300 + "}}]}", cluster=None)  # OSError
+@example(text="x" * 300 + ".yaml", cluster=None)  # OSError: file name too long
+@example(text="[" * 1000, cluster=None)  # RecursionError
 def test_fdl_text_loads_or_raises_a_definition_error_with_a_message(
     text: str, cluster: str | None
 ) -> None:
@@ -346,3 +366,55 @@ def test_cpu_and_memory_quantities_parse_or_raise_definition_errors(quantity: st
             assert_clear(error)
         else:
             assert math.isfinite(value) and value >= 0
+
+
+# compositions ----------------------------------------------------------------------------
+
+COMPOSITION_FIELDS = [*Composition.model_fields, "connection", "fdl", "glob", "method"]
+composition_texts = st.one_of(
+    st.text(),
+    _mutations(PLANT_COMPOSITION),
+    st.dictionaries(
+        st.sampled_from(COMPOSITION_FIELDS) | st.text(max_size=8), values, max_size=6
+    ).map(lambda document: yaml.safe_dump(document, allow_unicode=True)),
+    st.sampled_from(["dag_id", "start_date", "schedule", "services", "x"]).flatmap(
+        lambda field: st.sampled_from(
+            [
+                "!foo x",
+                '!!binary "###"',
+                "!!timestamp 2026-13-45",
+                "&a [*a]",
+                "!!set {a, b}",
+                "!!python/name:os.system ''",
+                "[" * 1000,
+                "{a: 1, a: 2}",
+            ]
+        ).map(lambda value: f"{field}: {value}\n")
+    ),
+)
+
+
+@FUZZ
+@given(text=composition_texts | st.binary().map(lambda data: data.decode("latin-1")))
+# What fuzzing found (each raised something else before the fix):
+@example(text="dag_id: !foo x\n")  # yaml ConstructorError
+@example(text="start_date: !!timestamp 2026-13-45\n")  # ValueError
+@example(text="services: " + "[" * 1000 + "\n")  # RecursionError
+def test_composition_file_loads_or_raises_a_composition_error_with_a_message(text: str) -> None:
+    path = Path("composition.yaml")
+    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+    try:
+        composition = load_composition(path)
+    except CompositionError as error:
+        assert isinstance(error, OscarDefinitionError)
+        assert error.issues
+        assert_clear(error)
+        return
+    assert isinstance(composition, Composition)
+
+
+def test_a_composition_file_that_is_not_utf8_is_a_composition_error() -> None:
+    path = Path("composition.yaml")
+    path.write_bytes(b"dag_id: \xff\xfe\n")
+    with pytest.raises(CompositionError, match="cannot be read"):
+        load_composition(path)

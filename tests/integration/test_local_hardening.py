@@ -1,0 +1,301 @@
+"""Hardening of the embedded OSCAR: what ``test_local_security`` and ``test_local_limits`` leave
+out, checked systematically.
+
+The routes are enumerated from the application itself, so a route added later is covered (or
+fails the allow-list of public routes) without anyone remembering to add a test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+from minio import Minio
+
+from airflow_provider_oscar.local.api import create_app
+from airflow_provider_oscar.local.cli import parse_args
+from airflow_provider_oscar.local.server import OscarLocal
+from tests.helpers import wait_until
+
+PUBLIC = {
+    ("GET", "/health"),
+    ("GET", "/ui"),
+    ("POST", "/run/{name}"),  # service token or OIDC bearer (test_local_security)
+    ("POST", "/job/{name}"),
+    ("POST", "/local/oidc/token"),  # the stand-in OIDC token endpoint: refresh token in the body
+}
+ODD_NAMES = [
+    "..",
+    "...",
+    "%2e%2e",
+    "UPPER",
+    "under_score",
+    "a.b",
+    "-leading",
+    "trailing-",
+    "x" * 64,
+    "n%C3%A4me",
+    "a%20b",
+    "a%00b",
+    "a%2F..%2F..%2Fetc",
+]
+
+
+def routes(oscar: OscarLocal) -> list[tuple[str, str]]:
+    """Every (method, path template) the embedded OSCAR answers."""
+    assert oscar.cluster is not None
+    app = create_app(oscar.cluster).app  # type: ignore[attr-defined]
+    return sorted(
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    )
+
+
+@pytest.fixture
+def target(
+    oscar: OscarLocal, admin: httpx.Client, deploy: Callable[..., dict[str, Any]]
+) -> dict[str, Any]:
+    """A service with a bucket and a finished job: what a request that slipped through could
+    read, change or delete."""
+    service = deploy(
+        "echo done\n",
+        output=[{"storage_provider": "minio.default", "path": "out"}],
+    )
+    job = f"{service['name']}-kept"
+    response = httpx.post(
+        f"{oscar.endpoint}/job/{service['name']}",
+        headers={"Authorization": f"Bearer {service['token']}", "X-Delegated-Job-ID": job},
+    )
+    assert response.status_code == 201
+    wait_until(
+        lambda: (
+            admin.get(f"/system/logs/{service['name']}").json()["jobs"][job]["status"]
+            == "Succeeded"
+        )
+    )
+    return {"service": service, "job": job, "bucket": service["name"]}
+
+
+# loopback --------------------------------------------------------------------------------
+
+
+def test_oscar_local_and_its_s3_store_listen_on_loopback_unless_told_otherwise(
+    oscar: OscarLocal,
+) -> None:
+    assert parse_args([]).host == "127.0.0.1"
+    assert OscarLocal().host == "127.0.0.1"
+    assert oscar._socket is not None
+    assert oscar._socket.getsockname()[0] == "127.0.0.1"
+    assert httpx.URL(oscar.endpoint).host == "127.0.0.1"
+    assert httpx.URL(oscar.s3.endpoint).host == "127.0.0.1"
+
+
+# credentials on every route --------------------------------------------------------------
+
+
+def test_only_the_known_public_routes_answer_without_admin_credentials(oscar: OscarLocal) -> None:
+    guarded = ("/system", "/local")
+    public = {(m, p) for m, p in routes(oscar) if not p.startswith(guarded)}
+    public |= {(m, p) for m, p in routes(oscar) if p == "/local/oidc/token"}
+    assert public == PUBLIC
+    assert len(routes(oscar)) - len(public) >= 20  # the enumeration found the real routes
+
+
+@pytest.mark.parametrize("credentials", ["none", "wrong password", "service token"])
+def test_every_system_and_local_route_refuses_requests_without_admin_credentials(
+    oscar: OscarLocal,
+    admin: httpx.Client,
+    target: dict[str, Any],
+    credentials: str,
+) -> None:
+    service = target["service"]
+    headers = {
+        "none": {},
+        "wrong password": {"Authorization": "Basic " + base64.b64encode(b"oscar:nope").decode()},
+        "service token": {"Authorization": f"Bearer {service['token']}"},
+    }[credentials]
+    intruder = f"intruder-{uuid.uuid4().hex[:8]}"
+    bodies: dict[str, Any] = {
+        "/system/services": {"name": intruder, "image": "x", "script": "touch /tmp/owned\n"},
+        "/system/buckets": {"bucket_name": intruder},
+        "/system/buckets/{bucket}/presign": {"object_key": "k", "operation": "upload"},
+        "/local/faults": {"kind": "error", "status": 500, "route": "/system/info"},
+    }
+    answered: dict[str, int] = {}
+    checked = 0
+    for method, template in routes(oscar):
+        if (method, template) in PUBLIC:
+            continue
+        path = template.format(
+            name=service["name"], job_name=target["job"], bucket=target["bucket"]
+        )
+        response = httpx.request(
+            method, f"{oscar.endpoint}{path}", headers=headers, json=bodies.get(template)
+        )
+        answered[f"{method} {template}"] = response.status_code
+        checked += 1
+    assert checked >= 20
+    assert {route: code for route, code in answered.items() if code != 401} == {}
+    # and nothing happened behind the refusals
+    assert admin.get(f"/system/services/{service['name']}").status_code == 200
+    assert target["job"] in admin.get(f"/system/logs/{service['name']}").json()["jobs"]
+    assert admin.get(f"/system/buckets/{target['bucket']}").status_code == 200
+    assert admin.get(f"/system/services/{intruder}").status_code == 404
+    assert oscar.faults.active() == []
+
+
+# odd names -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_every_route_naming_a_service_refuses_an_odd_service_name(
+    oscar: OscarLocal, admin: httpx.Client, target: dict[str, Any], name: str
+) -> None:
+    answered = {}
+    for method, template in routes(oscar):
+        if "{name}" not in template or (method, template) in PUBLIC:
+            continue
+        path = template.replace("{name}", name).format(job_name=target["job"])
+        response = admin.request(method, path, json={})
+        answered[f"{method} {template}"] = response.status_code
+    assert len(answered) >= 8
+    assert {route: code for route, code in answered.items() if code not in (400, 404)} == {}
+    assert admin.get(f"/system/services/{target['service']['name']}").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["..", "%2e%2e", "A", "ab", "a..b", "-ab", "a_b", "x" * 64])
+def test_every_route_naming_a_bucket_refuses_an_odd_bucket_name(
+    oscar: OscarLocal, admin: httpx.Client, name: str
+) -> None:
+    answered = {}
+    for method, template in routes(oscar):
+        if "{bucket}" in template:
+            response = admin.request(
+                method, template.replace("{bucket}", name), json={"object_key": "k"}
+            )
+            answered[f"{method} {template}"] = response.status_code
+    decoded = httpx.URL(f"http://h/{name}").path.lstrip("/")
+    for method in ("POST", "PUT"):
+        response = admin.request(method, "/system/buckets", json={"bucket_name": decoded})
+        answered[f"{method} /system/buckets"] = response.status_code
+    assert len(answered) == 5
+    assert {route: code for route, code in answered.items() if code not in (400, 404)} == {}
+
+
+@pytest.mark.parametrize("key", ["", ".", "..", "./x", "a\\..\\b", "a\x00b", "k" * 1025], ids=repr)
+def test_presigning_an_odd_object_key_answers_400(
+    admin: httpx.Client, target: dict[str, Any], key: str
+) -> None:
+    response = admin.post(f"/system/buckets/{target['bucket']}/presign", json={"object_key": key})
+    assert response.status_code == 400
+    assert "object_key" in response.text or "invalid object key" in response.text
+
+
+# the server's own file handling ----------------------------------------------------------
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Iterator[Path]:
+    """A folder outside the embedded OSCAR's data directory, shaped like a job directory (an
+    ``output`` folder with a file in it), with files worth keeping."""
+    folder = tmp_path / "victim"
+    (folder / "output").mkdir(parents=True)
+    (folder / "keep.txt").write_text("precious")
+    (folder / "output" / "private.txt").write_text("not an output")
+    yield folder
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
+        "keep.txt",
+        "output",
+        "output/private.txt",
+    ]
+    assert (folder / "output" / "private.txt").read_text() == "not an output"
+
+
+# $HOME is the job directory: the script replaces it with a link to the victim folder.
+SWAP_JOB_DIRECTORY = 'cd /\nrm -rf "$HOME"\nln -s "$VICTIM" "$HOME"\necho swapped\n'
+
+
+def job_directories(oscar: OscarLocal) -> list[Path]:
+    return list((oscar.data_dir / "jobs").iterdir())
+
+
+def test_a_run_that_swaps_its_job_directory_for_a_link_neither_leaks_nor_deletes_through_it(
+    oscar: OscarLocal, deploy: Callable[..., dict[str, Any]], victim: Path
+) -> None:
+    service = deploy(SWAP_JOB_DIRECTORY, environment={"variables": {"VICTIM": str(victim)}})
+    response = httpx.post(
+        f"{oscar.endpoint}/run/{service['name']}",
+        headers={"Authorization": f"Bearer {service['token']}"},
+    )
+    assert response.status_code == 200
+    assert "The script replaced its job directory: no outputs are collected" in response.text
+    assert base64.b64encode(b"not an output").decode() not in response.text
+    assert not [p for p in job_directories(oscar) if p.is_symlink()]
+
+
+def test_a_job_that_swaps_its_job_directory_for_a_link_neither_uploads_nor_deletes_through_it(
+    oscar: OscarLocal,
+    admin: httpx.Client,
+    deploy: Callable[..., dict[str, Any]],
+    victim: Path,
+    s3: Minio,
+) -> None:
+    service = deploy(
+        SWAP_JOB_DIRECTORY,
+        environment={"variables": {"VICTIM": str(victim)}},
+        output=[{"storage_provider": "minio.default", "path": "out"}],
+    )
+    job = f"{service['name']}-swap"
+    response = httpx.post(
+        f"{oscar.endpoint}/job/{service['name']}",
+        headers={"Authorization": f"Bearer {service['token']}", "X-Delegated-Job-ID": job},
+    )
+    assert response.status_code == 201
+    wait_until(
+        lambda: (
+            admin.get(f"/system/logs/{service['name']}").json()["jobs"][job]["status"]
+            == "Succeeded"
+        )
+    )
+    log = admin.get(f"/system/logs/{service['name']}/{job}").text
+    assert "replaced its job directory" in log
+    assert [o.object_name for o in s3.list_objects(service["name"], recursive=True)] == []
+    assert not [p for p in job_directories(oscar) if p.name.startswith(job)]
+
+
+# time limits -----------------------------------------------------------------------------
+
+
+def test_a_job_started_by_an_upload_is_killed_at_the_job_time_limit_too(
+    oscar: OscarLocal,
+    admin: httpx.Client,
+    deploy: Callable[..., dict[str, Any]],
+    s3: Minio,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    monkeypatch.setattr(oscar.settings, "job_timeout", 0.5)
+    service = deploy(
+        "sleep 30\n",
+        input=[{"storage_provider": "minio.default", "path": "in"}],
+    )
+    s3.put_object(service["name"], "in/slow.txt", io.BytesIO(b"x"), 1)
+
+    def failed_job() -> str | None:
+        jobs = admin.get(f"/system/logs/{service['name']}").json()["jobs"]
+        return next((n for n, j in jobs.items() if j["status"] == "Failed"), None)
+
+    job = wait_until(failed_job)
+    log = admin.get(f"/system/logs/{service['name']}/{job}").text
+    assert "exceeded the time limit of 0.5 s" in log
+    assert json.dumps(admin.get(f"/system/logs/{service['name']}").json()).count('"Running"') == 0
