@@ -15,8 +15,8 @@ import json
 import os
 import time
 import tracemalloc
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -81,7 +81,7 @@ async def _waiting_growth(jobs: list[str], probe: Callable[[], int]) -> int:
     return grown
 
 
-def _waiters(feeds: dict[object, Feed]) -> int:
+def _waiters(feeds: Mapping[Any, Feed]) -> int:
     return sum(feed.waiters for feed in feeds.values())
 
 

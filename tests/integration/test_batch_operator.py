@@ -177,6 +177,11 @@ def test_every_object_under_a_prefix_is_an_input_named_after_its_key(
     }
 
 
+def test_an_empty_prefix_is_an_empty_batch_not_an_error(bucket: str, classifier: str) -> None:
+    result = batch(classifier, input_prefix=f"{bucket}/nothing/").execute(task_context())
+    assert (result["total"], result["results"]) == (0, [])
+
+
 def test_objects_listed_by_an_upstream_task_are_read_and_sent_as_async_jobs(
     s3: Minio, bucket: str, classifier: str
 ) -> None:
