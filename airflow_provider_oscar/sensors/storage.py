@@ -55,8 +55,6 @@ class OscarOutputSensor(OscarBaseSensor):
         with task_outcome():
             bucket, path_key = split_path(self.path)
             endpoint = self.hook.settings.endpoint
-        if self.path.endswith("/") and path_key:
-            path_key += "/"  # a folder: split_path strips the slash
         OscarOutputLink.persist(
             context, endpoint=endpoint, service=None, bucket=bucket, key=key or path_key
         )
