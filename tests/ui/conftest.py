@@ -116,9 +116,9 @@ def _submit_echo_job(oscar: OscarLocal) -> str:
             time.sleep(0.2)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui() -> Iterator[UiSession]:
-    """Airflow standalone + embedded OSCAR + a triggered ensemble run, for the whole session."""
+    """Airflow standalone + embedded OSCAR + a triggered ensemble run, for ``tests/ui``."""
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="oscar-ui-tests-"))
     airflow = AirflowStandalone(home, start_timeout=170)
@@ -156,9 +156,13 @@ def ui() -> Iterator[UiSession]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium, headless, driven by Playwright (never Playwright's own browsers)."""
+    """Debian's chromium, headless, driven by Playwright (never Playwright's own browsers).
+
+    Module-scoped: while Playwright's sync API is open, the thread has a running event loop, so
+    the suite's async tests must not run inside it.
+    """
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing (apt-get install chromium chromium-driver)")
     try:
@@ -175,7 +179,7 @@ def browser() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def login_state(ui: UiSession, browser: Any) -> dict[str, Any]:
     """Log in through the login form once; later pages reuse the session's cookie."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
