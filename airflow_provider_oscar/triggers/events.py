@@ -275,7 +275,7 @@ class OscarBucketEventTrigger(BaseEventTrigger):
     def selects(self, key: str) -> bool:
         """Whether an object with this key is one this watcher reports."""
         _, prefix = split_path(self.path)
-        if self.path.endswith("/") and prefix and not key.startswith(f"{prefix}/"):
+        if prefix.endswith("/") and not key.startswith(prefix):
             return False  # "in/" watches the folder, not also "inbox/..." beside it
         if key.startswith(f"{CURSOR_FOLDER}/") or f"/{CURSOR_FOLDER}/" in key:
             return False

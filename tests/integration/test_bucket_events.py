@@ -414,7 +414,7 @@ async def test_the_minio_notification_stream_yields_each_record(minio_stream: li
     assert records == RECORDS
     (request,) = minio_stream
     assert request.startswith("GET /inbox/?")
-    assert "prefix=in&" in request and "events=s3%3AObjectCreated%3A%2A" in request
+    assert "prefix=in%2F&" in request and "events=s3%3AObjectCreated%3A%2A" in request
 
 
 async def test_a_minio_notification_wakes_the_trigger_before_its_poll_interval(

@@ -203,3 +203,73 @@ def test_jobs_are_listed_newest_first_with_undated_ones_last() -> None:
         JobInfo("new", "Running", "2026-02-01T00:00:00Z"),
     ]
     assert [j.name for j in clusters.newest(jobs)] == ["new", "old", "undated"]
+
+
+def _render(template: str, **context: Any) -> str:
+    from airflow_provider_oscar.plugins.app import templates
+
+    return templates().get_template(template).render(base="/oscar", airflow_base="", **context)
+
+
+def test_the_pages_render_reports_clusters_and_errors_escaping_what_they_show() -> None:
+    report = _report()
+    report["inputs"][0]["input"] = "<script>x</script>"
+    run = {
+        "dag_id": "d",
+        "run_id": "manual__1",
+        "state": "success",
+        "run_after": "2026-01-01T00:00:00+00:00",
+        "start_date": None,
+        "end_date": None,
+        "tasks": [
+            {
+                "task_id": "agg",
+                "map_index": -1,
+                "state": "success",
+                "error": None,
+                "view": results.report_view(report),
+            },
+            {"task_id": "agg2", "map_index": 0, "state": "failed", "error": None, "view": None},
+        ],
+    }
+    html = _render("run.html", tab="results", run=run, show="all")
+    assert "<script>x</script>" not in html and "&lt;script&gt;" in html
+    assert html.count('class="input-row"') == 3 and "No report" in html
+    listing = {
+        "dag_id": "d",
+        "runs": [
+            {
+                **run,
+                "tasks": [
+                    {
+                        "task_id": "agg",
+                        "map_index": -1,
+                        "state": "success",
+                        "error": None,
+                        "summary": results.run_summary(report),
+                    }
+                ],
+            }
+        ],
+    }
+    assert "3 inputs" in _render("results.html", tab="results", dags=[listing])
+    down = {
+        "conn_id": "down",
+        "source": "database",
+        "description": "",
+        "endpoint": "http://h",
+        "cluster_id": None,
+        "auth": "basic",
+        "healthy": None,
+        "version": None,
+        "info": {},
+        "capacity": None,
+        "status_error": None,
+        "services": [],
+        "services_error": None,
+        "error": "ConnectError: refused",
+        "elapsed_ms": 3,
+    }
+    assert "Cannot reach this cluster" in _render("clusters.html", tab="clusters", clusters=[down])
+    assert "No connection of type" in _render("clusters.html", tab="clusters", clusters=[])
+    assert "Please log in" in _render("error.html", tab=None, status=401, detail="x")
