@@ -55,6 +55,7 @@ from whole columns at once.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -375,7 +376,7 @@ class _Chunk:
     raw_labels: list[Any] = field(default_factory=list)  # per entry, as the model gave it
 
 
-class _Read:
+class _Read(ABC):
     """A batch as read and checked: inputs, models, the labels' display forms (by label id, in
     the alphabetical order of their keys), and each run of inputs' entries on demand."""
 
@@ -385,8 +386,9 @@ class _Read:
     provenance: bool
     entries_per_input: float  # on average, or at most
 
+    @abstractmethod
     def chunk(self, lo: int, hi: int) -> _Chunk:
-        raise NotImplementedError
+        """The entries of inputs ``lo`` to ``hi``."""
 
 
 class _Mappings(_Read):

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -155,13 +156,14 @@ class ClusterSlot:
         return self.limit is None or self.in_flight < self.limit
 
 
-class Strategy:
+class Strategy(ABC):
     """Picks one cluster among the healthy ones with room (``candidates`` keep their order)."""
 
     name: str = ""
 
+    @abstractmethod
     def pick(self, candidates: Sequence[ClusterSlot]) -> ClusterSlot:
-        raise NotImplementedError
+        """The cluster for the next input."""
 
 
 class RoundRobin(Strategy):
