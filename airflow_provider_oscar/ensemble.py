@@ -1106,42 +1106,25 @@ def _results(
         below.tolist(),
         strict=True,
     )
+    results = [
+        {
+            "input": input_id,
+            "winner": top_labels[0],
+            "top_k": {"labels": top_labels, "scores": top_score, "support": top_support},
+            "vote_share": share,
+            "margin": gap,
+            "entropy": h,
+            "abstained": code > 0,
+            "abstain_reasons": [*reasons[code]],
+            "missing_models": [],
+            "method": description,
+        }
+        for input_id, top_labels, top_score, top_support, share, gap, h, code in columns
+    ]
     if part.provenance:
         provenance = _provenance(part)
-        results = [
-            {
-                "input": input_id,
-                "winner": top_labels[0],
-                "top_k": {"labels": top_labels, "scores": top_score, "support": top_support},
-                "vote_share": share,
-                "margin": gap,
-                "entropy": h,
-                "abstained": code > 0,
-                "abstain_reasons": [*reasons[code]],
-                "missing_models": [],
-                "provenance": provenance[a : a + n_models],
-                "method": description,
-            }
-            for (input_id, top_labels, top_score, top_support, share, gap, h, code), a in zip(
-                columns, range(0, n_inputs * n_models, n_models), strict=True
-            )
-        ]
-    else:
-        results = [
-            {
-                "input": input_id,
-                "winner": top_labels[0],
-                "top_k": {"labels": top_labels, "scores": top_score, "support": top_support},
-                "vote_share": share,
-                "margin": gap,
-                "entropy": h,
-                "abstained": code > 0,
-                "abstain_reasons": [*reasons[code]],
-                "missing_models": [],
-                "method": description,
-            }
-            for input_id, top_labels, top_score, top_support, share, gap, h, code in columns
-        ]
+        for result, a in zip(results, range(0, n_inputs * n_models, n_models), strict=True):
+            result["provenance"] = provenance[a : a + n_models]
     for s in np.flatnonzero(~part.present.ravel()).tolist():
         results[s // n_models]["missing_models"].append(part.models[s % n_models])
     return results
