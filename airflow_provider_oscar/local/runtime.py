@@ -1,92 +1,72 @@
-"""Runs a service script the way OSCAR's FaaS Supervisor does, on the host with ``/bin/sh``.
+"""An OSCAR service container, on the host: its environment, its configuration and the
+faas-supervisor run that handles one event (see :mod:`.supervisor` for which release and why).
 
-For each execution: classify the event (base64, JSON, MinIO storage event naming an object to
-download), prepare fresh ``TMP_INPUT_DIR``/``TMP_OUTPUT_DIR``, run the script with the
-supervisor's variables plus the service's variables and secrets, upload outputs (jobs), and
-build the synchronous body (base64 of one file, base64 of a zip, or the console text). The
-script's exit code is ignored, exactly as the supervisor does.
+The container gets the event two ways. A job runs ``sh -c "echo $EVENT | supervisor"``
+(grycap/oscar ``pkg/handlers/job.go``): the body travels in the ``EVENT`` variable and
+``echo`` of the unquoted variable splits it into words and rejoins them with single spaces,
+adding a newline. A synchronous request reaches the supervisor through the classic watchdog
+(openfaas/classic-watchdog 0.2.1 ``handler.go`` ``pipeRequest``), which pipes the body as it
+is and answers with the supervisor's combined stderr and stdout: 200 when it exits with 0, and
+500 with ``exit status N``, a newline and that output when it does not.
+
+The supervisor's steps (faassupervisor/supervisor.py ``Supervisor.__init__`` and ``run``):
+parse the event, read the storage configuration, stage the input, run the script, upload the
+outputs, print the answer. Its console is the job's log; the script's own lines reach it only
+as DEBUG records.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import contextlib
-import io
-import json
+import copy
 import os
 import re
 import shutil
-import signal
 import sys
 import uuid
-import zipfile
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
-from airflow_provider_oscar.fdl import LOG_LEVELS, Service
+from airflow_provider_oscar.fdl import Service
 from airflow_provider_oscar.local.storage import ObjectStore
+from airflow_provider_oscar.local.supervisor.events import Event, EventParser
+from airflow_provider_oscar.local.supervisor.logs import (
+    SupervisorExit,
+    SupervisorLog,
+    resolve_level,
+    uncaught,
+)
+from airflow_provider_oscar.local.supervisor.process import ConsoleReader, run_script
+from airflow_provider_oscar.local.supervisor.response import create_response
+from airflow_provider_oscar.local.supervisor.storage import StorageConfig, output_files
 
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
-_LEVEL_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
-CONSOLE_LIMIT = 16 * 1024 * 1024
-
-
-class SupervisorError(Exception):
-    """What makes the real supervisor exit with 1 (the job then ends ``Failed``)."""
+_IFS = re.compile(r"[ \t\n]+")
 
 
 @dataclass
 class Invocation:
-    """One execution request: the service, its secret values and the event body."""
+    """One execution request: the service, its secret values and the event body.
+
+    ``job_name`` is set for a job (pod with the MinIO secret, body through ``EVENT``) and
+    ``None`` for a synchronous run; ``timeout`` is the embedded OSCAR's own limit, if any.
+    """
 
     service: Service
     secrets: dict[str, str]
     event: bytes
     job_name: str | None
-    timeout: float
+    timeout: float | None
     fail: bool = False
 
 
 @dataclass
 class Outcome:
-    """What an execution produced."""
+    """What an execution produced: the pod's log and the watchdog's answer body."""
 
     log: str
     body: bytes = b""
     failed: bool = False
     timed_out: bool = False
-    outputs: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Event:
-    data: bytes = b""
-    object_bucket: str | None = None
-    object_key: str | None = None
-    event_time: str | None = None
-    raw: str = ""
-
-
-class _Log:
-    """Supervisor log lines, formatted as Python logging does in the supervisor."""
-
-    def __init__(self, level: str) -> None:
-        self.threshold = _LEVEL_RANK.get(level, _LEVEL_RANK["INFO"])
-        self.lines: list[str] = []
-
-    def __call__(self, level: str, message: str) -> None:
-        if _LEVEL_RANK[level] >= self.threshold and level != "NOTSET":
-            now = datetime.now()
-            stamp = now.strftime("%Y-%m-%d %H:%M:%S") + f",{now.microsecond // 1000:03d}"
-            self.lines.append(f"{stamp} - supervisor - {level} - {message}\n")
-
-    def text(self) -> str:
-        return "".join(self.lines)
 
 
 class Runtime:
@@ -101,73 +81,98 @@ class Runtime:
         )
 
     async def execute(self, call: Invocation) -> Outcome:
-        service = call.service
-        log = _Log(service.log_level)
         # unique even when a job name is reused while its predecessor is still cleaning up
         workdir = self.work_root / f"{call.job_name or 'run'}-{uuid.uuid4().hex[:12]}"
-        in_dir, out_dir = workdir / "input", workdir / "output"
-        for folder in (in_dir, out_dir, workdir / "tmp"):
-            folder.mkdir(parents=True)
+        for folder in ("input", "output", "tmp"):
+            (workdir / folder).mkdir(parents=True)
         real = workdir.resolve()  # a script may swap its directory for a link: never follow it
+        log = SupervisorLog(0)
         try:
-            log("INFO", "Supervisor started")
-            event = classify(call.event)
-            input_path = await self._stage_input(event, in_dir, log)
-            if call.fail:
-                raise SupervisorError("injected failure: the job's pod was evicted")
-            env = self._environment(call, event, workdir, input_path)
-            script = workdir / "script.sh"
-            script.write_text(service.script)
-            log("INFO", "Executing user script")
-            console, timed_out = await _run_script(script, workdir, env, call.timeout)
-            if timed_out:
-                log("ERROR", f"Script killed: it exceeded the time limit of {call.timeout:g} s")
-            outputs = output_files(out_dir) if _unmoved(workdir, real) else {}
-            if not _unmoved(workdir, real):
-                log("ERROR", "The script replaced its job directory: no outputs are collected")
-            if call.job_name and not timed_out:
-                await self._upload(service, outputs, log)
-            body = sync_body(outputs, console)
-            pod_log = _merge_log(log, console)
-            prefix = "" if service.log_level == "CRITICAL" else log.text()
-            return Outcome(
-                log=pod_log,
-                body=prefix.encode() + body + b"\n",
-                failed=timed_out,
-                timed_out=timed_out,
-                outputs=sorted(outputs),
-            )
-        except SupervisorError as exc:
-            log("ERROR", str(exc))
-            return Outcome(log=log.text(), body=log.text().encode(), failed=True)
+            environment = self._container_environment(call, workdir)
+            with uncaught(log, "logger.py", "configure_logger"):
+                log = SupervisorLog(resolve_level(call.service.log_level, environment))
+            timed_out = await self._supervise(call, log, environment, workdir, real)
+        except SupervisorExit:
+            console = log.text()
+            return Outcome(console, f"exit status 1\n{console}".encode(), failed=True)
         finally:
             if workdir.is_symlink():
                 workdir.unlink()  # the link only, not what it points to
             elif _unmoved(workdir, real):
                 shutil.rmtree(workdir, ignore_errors=True)
+        console = log.text()
+        return Outcome(console, console.encode(), failed=timed_out, timed_out=timed_out)
 
-    async def _stage_input(self, event: _Event, in_dir: Path, log: _Log) -> Path:
-        if event.object_key is None or event.object_bucket is None:
-            log("INFO", "Received input event of unknown type, writing it to a file")
-            path = in_dir / f"event-file-{uuid.uuid4()}"
-            path.write_bytes(event.data)
-            return path
-        key = event.object_key
-        name = key.rsplit("/", 1)[-1]
-        if not name or name in (".", "..") or ".." in key.split("/"):
-            raise SupervisorError(f"refusing object key {key!r}: it would leave the input dir")
-        log("INFO", f"Downloading item from bucket '{event.object_bucket}' with key '{key}'")
-        path = in_dir / name
-        try:
-            await asyncio.to_thread(self.store.download, event.object_bucket, key, path)
-        except Exception as exc:
-            raise SupervisorError(f"Error downloading {event.object_bucket}/{key}: {exc}") from exc
-        log("INFO", f"Successful download of file '{key}' from bucket '{event.object_bucket}'")
-        return path
+    async def _supervise(
+        self,
+        call: Invocation,
+        log: SupervisorLog,
+        environment: dict[str, str],
+        workdir: Path,
+        real: Path,
+    ) -> bool:
+        """``Supervisor(event).run()``; True when the embedded OSCAR's time limit ended it."""
+        in_dir, out_dir = workdir / "input", workdir / "output"
+        config = function_config(call.service)
+        stdin = self._stdin(call)
+        log.debug(f"EVENT received: {stdin}")
+        parser = EventParser(log, config["input"])
+        with uncaught(log, "events/__init__.py", "parse_event"):
+            event = parser.parse(stdin)
+        job = call.job_name is not None
+        with uncaught(log, "storage/config.py", "_parse_config"):
+            storage = StorageConfig(
+                config, log, self.store, self.store.settings.access_key if job else None
+            )
+        log.info("SUPERVISOR: Initializing Binary supervisor")
+        env = {
+            **environment,
+            "TMP_INPUT_DIR": str(in_dir),
+            "TMP_OUTPUT_DIR": str(out_dir),
+            **parser.variables,
+        }
+        await self._stage_input(config, storage, event, in_dir, env, log)
+        if call.fail:
+            raise log.fatal("oscar-local: injected failure: the job's pod was evicted")
 
-    def _environment(
-        self, call: Invocation, event: _Event, workdir: Path, input_path: Path
-    ) -> dict[str, str]:
+        script = workdir / "script.sh"
+        script.write_text(call.service.script)
+        log.info(f"Script file found in '{script}'")
+        log.debug("CONTAINER OUTPUT:\n ")
+        console = ConsoleReader(lambda line: log.debug(line.strip()))
+        if await run_script(script, workdir, env, call.timeout, console):
+            assert call.timeout is not None
+            log.error(f"oscar-local: the script exceeded the time limit of {call.timeout:g} s")
+            return True
+
+        files = output_files(out_dir) if _unmoved(workdir, real) else []
+        if not _unmoved(workdir, real):
+            log.error("oscar-local: the script replaced its job directory: no outputs")
+        await storage.upload_output(out_dir, event, files)
+        log.info("Creating response")
+        log.print(create_response(event.kind, out_dir, files, "".join(console.text)))
+        return False
+
+    async def _stage_input(
+        self,
+        config: dict[str, Any],
+        storage: StorageConfig,
+        event: Event,
+        in_dir: Path,
+        env: dict[str, str],
+        log: SupervisorLog,
+    ) -> None:
+        """``Supervisor._parse_input``, skipped when the service sets ``file_stage_in``."""
+        if config.get("file_stage_in") is True:
+            log.info("Skipping download of input file.")
+            return
+        path = await storage.download_input(event, in_dir)
+        if path.is_file():
+            env["INPUT_FILE_PATH"] = str(path)
+            log.info(f"INPUT_FILE_PATH variable set to '{path}'")
+
+    def _container_environment(self, call: Invocation, workdir: Path) -> dict[str, str]:
+        """The variables of the container before the supervisor adds its own."""
         service = call.service
         env = {
             "PATH": self.path,
@@ -176,159 +181,43 @@ class Runtime:
             "LANG": "C.UTF-8",
             **(service.environment.variables or {}),
             **call.secrets,
-            "INPUT_FILE_PATH": str(input_path),
-            "TMP_INPUT_DIR": str(input_path.parent),
-            "TMP_OUTPUT_DIR": str(workdir / "output"),
             "OSCAR_SERVICE_NAME": service.name,
             "OSCAR_SERVICE_TOKEN": service.token,
             "OSCAR_SERVICE_BASE_PATH": "",
             "OSCAR_ENDPOINT": self.endpoint,
         }
-        if call.job_name:  # OSCAR puts the /job body into the pod's EVENT
+        if call.job_name:
             env["JOB_UUID"] = call.job_name
             env["RESOURCE_ID"] = "oscar-local"
             env["EVENT"] = call.event.decode("utf-8", errors="replace")
-        if event.object_key is not None:  # the supervisor sets EVENT for storage events
-            env["EVENT"] = event.raw
-            env["STORAGE_OBJECT_KEY"] = event.object_key
-            env["EVENT_TIME"] = event.event_time or ""
         return env
 
-    async def _upload(self, service: Service, outputs: dict[str, Path], log: _Log) -> None:
-        for target in service.output or []:
-            if target.provider_type != "minio" or target.provider_id != "default":
-                log("WARNING", f"Storage provider '{target.storage_provider}' is not available")
-                continue
-            for name, path in sorted(outputs.items()):
-                if not target.accepts(name):
-                    continue
-                key = f"{target.folder}/{name}" if target.folder else name
-                log("INFO", f"Uploading file '{name}' to bucket '{target.bucket}' as '{key}'")
-                try:
-                    await asyncio.to_thread(self.store.upload, target.bucket, key, path)
-                except Exception as exc:
-                    raise SupervisorError(f"Error uploading {target.bucket}/{key}: {exc}") from exc
+    @staticmethod
+    def _stdin(call: Invocation) -> str:
+        """What the supervisor reads: ``echo $EVENT`` in a job, the raw body behind the
+        watchdog (read as Python does under a container's default POSIX locale)."""
+        if call.job_name is None:
+            return call.event.decode("utf-8", errors="surrogateescape")
+        words = call.event.decode("utf-8", errors="replace").strip(" \t\n")
+        return " ".join(_IFS.split(words)) + "\n" if words else "\n"
 
 
-def classify(body: bytes) -> _Event:
-    """Turn a request body into the input the supervisor would stage (§5.2 of the reference)."""
-    text = body.decode("utf-8", errors="replace")
-    try:
-        document: Any = json.loads(body)
-    except ValueError:
-        return _Event(data=_b64(body), raw=text)
-    if isinstance(document, dict):
-        if "httpMethod" in document:
-            inner = document.get("body") or ""
-            return classify(
-                inner.encode() if isinstance(inner, str) else json.dumps(inner).encode()
-            )
-        if "event" in document:
-            inner = document["event"]
-            return classify(
-                inner.encode() if isinstance(inner, str) else json.dumps(inner).encode()
-            )
-        records = document.get("Records")
-        if isinstance(records, list) and records and isinstance(records[0], dict):
-            record = records[0]
-            if record.get("eventSource") in ("minio:s3", "aws:s3"):
-                try:
-                    bucket = record["s3"]["bucket"]["name"]
-                    key = unquote_plus(record["s3"]["object"]["key"])
-                except (KeyError, TypeError) as exc:
-                    raise SupervisorError(f"storage event without {exc}") from None
-                return _Event(
-                    object_bucket=str(bucket),
-                    object_key=str(key),
-                    event_time=str(record.get("eventTime", "")),
-                    raw=text,
-                )
-    return _Event(data=body, raw=text)
+def function_config(service: Service) -> dict[str, Any]:
+    """The service's ``function_config.yaml`` as the supervisor loads it.
 
-
-def _b64(body: bytes) -> bytes:
-    cleaned = _NOT_BASE64.sub(b"", body)
-    try:
-        return base64.b64decode(cleaned + b"=" * (-len(cleaned) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise SupervisorError(f"Unable to decode the input as base64: {exc}") from None
-
-
-async def _run_script(
-    script: Path, workdir: Path, env: dict[str, str], timeout: float
-) -> tuple[str, bool]:
-    proc = await asyncio.create_subprocess_exec(
-        "/bin/sh",
-        str(script),
-        cwd=workdir,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
-    chunks: list[bytes] = []
-
-    async def collect() -> None:
-        size = 0
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):
-            if size < CONSOLE_LIMIT:
-                chunks.append(chunk[: CONSOLE_LIMIT - size])
-            size += len(chunk)
-        await proc.wait()
-
-    timed_out = False
-    try:
-        await asyncio.wait_for(collect(), timeout)
-    except asyncio.TimeoutError:
-        timed_out = True
-    finally:
-        # Like a pod's teardown, also end what the script left running in the background.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if proc.returncode is None:
-            await proc.wait()
-    return b"".join(chunks).decode("utf-8", errors="replace"), timed_out
+    OSCAR writes the whole service there (``pkg/types/service.go`` ``ToYAML``): a missing
+    ``input`` or ``output`` is an empty list, and ``storage_providers`` always has
+    ``minio.default`` (``pkg/handlers/create.go`` adds it with hidden keys).
+    """
+    config = copy.deepcopy(service.to_api())
+    config["input"] = config.get("input") or []
+    config["output"] = config.get("output") or []
+    providers = config.get("storage_providers") or {}
+    providers.setdefault("minio", {}).setdefault("default", {"access_key": "hidden"})
+    config["storage_providers"] = providers
+    return config
 
 
 def _unmoved(workdir: Path, real: Path) -> bool:
     """Whether the job directory is still the directory it was created as (not a link)."""
     return not workdir.is_symlink() and workdir.resolve() == real
-
-
-def output_files(out_dir: Path) -> dict[str, Path]:
-    """Regular files the script left under ``TMP_OUTPUT_DIR`` (symlinks are never followed)."""
-    found: dict[str, Path] = {}
-    if out_dir.is_symlink():  # os.walk would follow a script's symlink at the top
-        return found
-    for root, dirs, files in os.walk(out_dir, followlinks=False):
-        dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
-        for name in files:
-            path = Path(root) / name
-            if path.is_symlink() or not path.is_file():
-                continue
-            found[path.relative_to(out_dir).as_posix()] = path
-    return found
-
-
-def sync_body(outputs: dict[str, Path], console: str) -> bytes:
-    """The synchronous response: base64 of one file, base64 zip of several, or the console."""
-    if not outputs:
-        return console.encode()
-    if len(outputs) == 1:
-        (path,) = outputs.values()
-        return base64.b64encode(path.read_bytes())
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, path in sorted(outputs.items()):
-            archive.write(path, name)
-    return base64.b64encode(buffer.getvalue())
-
-
-def _merge_log(log: _Log, console: str) -> str:
-    text = log.text() + console
-    if console and not console.endswith("\n"):
-        text += "\n"
-    return text
