@@ -147,7 +147,7 @@ class Runtime:
 
         files = output_files(out_dir) if _unmoved(workdir, real) else []
         if not _unmoved(workdir, real):
-            log.error("oscar-local: the script replaced its job directory: no outputs")
+            log.error("The script replaced its job directory: no outputs are collected")
         await storage.upload_output(out_dir, event, files)
         log.info("Creating response")
         log.print(create_response(event.kind, out_dir, files, "".join(console.text)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -348,7 +349,11 @@ def test_storage_event_with_a_traversing_key_fails_the_job_and_writes_nothing(
         "Records": [
             {
                 "eventSource": "minio:s3",
-                "s3": {"bucket": {"name": service["name"]}, "object": {"key": key}},
+                "eventTime": "2026-01-01T00:00:00.000Z",
+                "s3": {
+                    "bucket": {"name": service["name"], "arn": f"arn:aws:s3:::{service['name']}"},
+                    "object": {"key": key},
+                },
             }
         ]
     }
@@ -356,7 +361,8 @@ def test_storage_event_with_a_traversing_key_fails_the_job_and_writes_nothing(
     submit(oscar, service, job, json.dumps(event).encode())
     assert finished_job(admin, service["name"], job)["status"] == "Failed"
     log = admin.get(f"/system/logs/{service['name']}/{job}").text
-    assert "refusing object key" in log and "should-not-run" not in log
+    assert "when calling the HeadObject operation: Bad Request" in log
+    assert "should-not-run" not in log
     assert _nowhere(bait, oscar.data_dir)
 
 
@@ -368,7 +374,11 @@ def test_storage_event_for_etc_passwd_fails_the_job(
         "Records": [
             {
                 "eventSource": "minio:s3",
-                "s3": {"bucket": {"name": service["name"]}, "object": {"key": "../../etc/passwd"}},
+                "eventTime": "2026-01-01T00:00:00.000Z",
+                "s3": {
+                    "bucket": {"name": service["name"], "arn": f"arn:aws:s3:::{service['name']}"},
+                    "object": {"key": "../../etc/passwd"},
+                },
             }
         ]
     }
@@ -376,7 +386,7 @@ def test_storage_event_for_etc_passwd_fails_the_job(
     submit(oscar, service, job, json.dumps(event).encode())
     assert finished_job(admin, service["name"], job)["status"] == "Failed"
     log = admin.get(f"/system/logs/{service['name']}/{job}").text
-    assert "refusing object key '../../etc/passwd'" in log
+    assert "An error occurred (400) when calling the HeadObject operation: Bad Request" in log
     assert "root:" not in log
 
 
@@ -471,7 +481,8 @@ def test_job_directories_are_removed_when_the_job_ends(
     submit(oscar, service, job)
     finished_job(admin, service["name"], job)
     log = admin.get(f"/system/logs/{service['name']}/{job}").text
-    output_dir = next(line for line in log.splitlines() if line.startswith(str(oscar.data_dir)))
+    # "Searching for files to upload in folder '<TMP_OUTPUT_DIR>'"
+    output_dir = re.findall(rf"'({re.escape(str(oscar.data_dir))}/\S+/output)'", log)[0]
     assert not Path(output_dir).exists()
     assert not Path(output_dir).parent.exists()
 

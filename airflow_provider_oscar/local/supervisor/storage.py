@@ -40,6 +40,7 @@ _REQUIRED_KEYS = {
     "webdav": ("hostname", "login", "password"),
 }
 _LOCAL = "LOCAL"
+_INVALID_NAME = "Object name contains unsupported characters."
 
 
 def botocore_error(name: str, message: str) -> Exception:
@@ -217,21 +218,28 @@ class StorageConfig:
             await asyncio.to_thread(action, bucket, key, path)
         except S3Error as exc:
             if upload:
-                raise self.log.client_error(
-                    step, exc.code or "", exc.message or "", "PutObject"
-                ) from None
+                message = exc.message or ""
+                raise self.log.client_error(step, exc.code or "", message, "PutObject") from None
             # download_fileobj starts with a HEAD request, whose error answer has no body
             status = exc.response.status if exc.response is not None else 404
-            phrase = http.HTTPStatus(status).phrase
-            raise self.log.client_error(step, str(status), phrase, "HeadObject") from None
+            raise self._head_error(step, status) from None
+        except ValueError:  # a name MinIO refuses ('..' segments): 400 before any data
+            if upload:
+                raise self.log.client_error(
+                    step, "XMinioInvalidObjectName", _INVALID_NAME, "PutObject"
+                ) from None
+            raise self._head_error(step, 400) from None
         except urllib3.exceptions.HTTPError:
             url = f"{self.store.settings.endpoint}/{bucket}/{key}"
-            error = botocore_error(
-                "EndpointConnectionError", f'Could not connect to the endpoint URL: "{url}"'
-            )
+            message = f'Could not connect to the endpoint URL: "{url}"'
+            error = botocore_error("EndpointConnectionError", message)
             raise self.log.crash(error, where, function) from None
         except OSError as exc:
             raise self.log.crash(exc, where, function) from None
+
+    def _head_error(self, step: str, status: int) -> SupervisorExit:
+        phrase = http.HTTPStatus(status).phrase
+        return self.log.client_error(step, str(status), phrase, "HeadObject")
 
 
 def _split_provider(value: Any) -> tuple[str | None, str]:
