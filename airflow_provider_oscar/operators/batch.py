@@ -110,7 +110,8 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
         extension, the position for inline inputs).
     :param mode: ``"sync"`` (``/run``) or ``"async"`` (``/job``, then wait for the jobs).
     :param decode: ``"prediction"`` (normalised classification; a model answering
-        ``status: error`` fails that input), ``"text"`` (first 1 KiB) or ``"none"``.
+        ``status: error`` fails that input), ``"text"`` (first 1 KiB of the answer: the
+        output file or the console text, in both modes) or ``"none"``.
     :param concurrency: invocations in flight; ``None`` sizes it from ``/system/status``.
     :param max_concurrency: the cap on a sized concurrency.
     :param capacity_fraction: share of the free CPU and memory a sized concurrency may use.
@@ -687,14 +688,14 @@ class _Batch:
         from airflow_provider_oscar.results import decode_prediction, decode_run_body
 
         decode = self.op.decode
+        # a job's log ends with the supervisor's answer, exactly as a synchronous body does
+        answer = body if body is not None else logs or ""
         if decode == "prediction":
-            prediction = decode_prediction(body if body is not None else logs or "")
+            prediction = decode_prediction(answer)
             data = prediction.raise_for_status().to_dict()
             return {"prediction": {k: v for k, v in data.items() if v is not None}}
         if decode == "text":
-            if body is None:
-                return {"text": (logs or "")[-_TEXT_LIMIT:]}
-            output = decode_run_body(body)
+            output = decode_run_body(answer)
             text = (
                 output.text
                 if output.text is not None

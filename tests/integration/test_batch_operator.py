@@ -192,6 +192,17 @@ def test_objects_listed_by_an_upstream_task_are_read_and_sent_as_async_jobs(
     assert labels(result) == {"clover": "clover", "thistle": "thistle"}
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_text_results_are_the_answer_in_both_modes_not_the_supervisor_log(
+    deploy: Callable[..., dict[str, Any]], mode: str
+) -> None:
+    """A job's log holds the supervisor's records, then the base64 of the output file."""
+    service = deploy('tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/upper.txt"\n')
+    op = batch(service["name"], inputs=["fern"], mode=mode, decode="text")
+    (record,) = op.execute(task_context())["results"]
+    assert record["text"] == "FERN"
+
+
 def test_a_missing_object_fails_that_input_without_retrying_it(
     bucket: str, classifier: str
 ) -> None:

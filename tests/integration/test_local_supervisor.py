@@ -343,9 +343,72 @@ def test_a_sync_run_of_a_storage_event_reads_and_writes_no_bucket(
     text = run(oscar, service, json.dumps(event).encode()).text
     assert ("INFO", "No MinIO user configuration found") in records(text)
     assert ("INFO", "Found 'LOCAL' input provider") in records(text)
+    assert not any(message.startswith(("Downloading", "Uploading")) for _, message in records(text))
     assert "object content" not in text
     assert json.loads(text.split("Creating response\n", 1)[1]) == event  # the event is the input
     assert objects(s3, name) == ["in/secret.txt"]
+
+
+def test_a_job_downloads_the_object_of_its_storage_event_by_base_name(
+    oscar: OscarLocal,
+    admin: httpx.Client,
+    deploy: Callable[..., dict],
+    s3: Minio,
+    unique_name: Callable[[str], str],
+) -> None:
+    name = unique_name("down")
+    service = deploy('cat "$INPUT_FILE_PATH"; echo " $STORAGE_OBJECT_KEY"\n', name=name)
+    s3.make_bucket(f"{name}-data")
+    s3.put_object(f"{name}-data", "deep/in/photo.jpg", io.BytesIO(b"pixels"), 6)
+    event = json.dumps(minio_event(f"{name}-data", "deep/in/photo.jpg")).encode()
+    log = job_log(oscar, admin, service, event, "Succeeded")
+    assert records(log)[:9] == [
+        ("INFO", "Storage event found."),
+        (
+            "INFO",
+            f"event_records = {minio_event(f'{name}-data', 'deep/in/photo.jpg')['Records'][0]} ",
+        ),
+        ("INFO", "MINIO event created"),
+        ("INFO", "Reading storage configuration"),
+        ("INFO", f"Using MinIO credentials for user: '{oscar.s3.access_key}'"),
+        ("INFO", "SUPERVISOR: Initializing Binary supervisor"),
+        ("INFO", "Found 'MINIO' input provider"),
+        ("INFO", f"Downloading item from bucket '{name}-data' with key 'deep/in/photo.jpg'"),
+        (
+            "INFO",
+            f"Successful download of file 'deep/in/photo.jpg' from bucket '{name}-data' "
+            "in path '<path>'",
+        ),
+    ]
+    assert re.search(r"INPUT_FILE_PATH variable set to '/\S+/photo\.jpg'", log)
+    assert log.endswith("Creating response\npixels deep/in/photo.jpg\n\n")
+
+
+def test_user_isolation_sends_outputs_to_the_bucket_of_the_event(
+    oscar: OscarLocal,
+    admin: httpx.Client,
+    deploy: Callable[..., dict],
+    s3: Minio,
+    unique_name: Callable[[str], str],
+) -> None:
+    name = unique_name("iso")
+    mine = f"{name}-mine"
+    service = deploy(
+        'echo r > "$TMP_OUTPUT_DIR/r.txt"\n',
+        name=name,
+        isolation_level="USER",
+        bucket_list=[mine],
+        output=[{"storage_provider": "minio.default", "path": f"{name}/out"}],
+    )
+    s3.make_bucket(mine)
+    s3.put_object(mine, "in/a.txt", io.BytesIO(b"a"), 1)
+    log = job_log(
+        oscar, admin, service, json.dumps(minio_event(mine, "in/a.txt")).encode(), "Succeeded"
+    )
+    assert ("INFO", f"Uploading file 'out/r.txt' to bucket '{mine}'") in records(log)
+    assert log.endswith(f"Creating response\n['{name}', 'out']\n{mine}/out\n\n")
+    assert objects(s3, mine) == ["in/a.txt", "out/r.txt"]
+    assert objects(s3, name) == []
 
 
 def test_a_job_for_a_missing_object_fails_as_boto3_does(
