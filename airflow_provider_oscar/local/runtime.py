@@ -17,7 +17,6 @@ as DEBUG records.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
@@ -209,7 +208,7 @@ def function_config(service: Service) -> dict[str, Any]:
     ``input`` or ``output`` is an empty list, and ``storage_providers`` always has
     ``minio.default`` (``pkg/handlers/create.go`` adds it with hidden keys).
     """
-    config = copy.deepcopy(service.to_api())
+    config = service.to_api()  # a fresh document: the run may change its output paths
     config["input"] = config.get("input") or []
     config["output"] = config.get("output") or []
     providers = config.get("storage_providers") or {}

@@ -6,9 +6,9 @@ encoding='utf-8', errors='ignore')`` read line by line to end of file; each line
 DEBUG (stripped) and kept for the answer; the exit code is never looked at. Reading in text
 mode drops bytes that are not UTF-8 and turns ``\\r\\n`` and ``\\r`` into ``\\n``.
 
-On the host the script runs under :mod:`.reaper`, so that when the run ends (end of output,
-time limit, cancellation) nothing it started survives, not even what left its session: in a
-pod the container's end does that.
+On the host the script runs under a run process of the :mod:`.reaper` fork server, so that
+when the run ends (end of output, time limit, cancellation) nothing it started survives, not
+even what left its session: in a pod the container's end does that.
 """
 
 from __future__ import annotations
@@ -17,11 +17,17 @@ import asyncio
 import codecs
 import contextlib
 import io
+import json
 import os
 import signal
+import socket
+import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+
+from airflow_provider_oscar.local.supervisor import reaper
 
 REAPER = Path(__file__).with_name("reaper.py")
 CONSOLE_LIMIT = 16 * 1024 * 1024  # the embedded OSCAR keeps at most this much console text
@@ -56,6 +62,61 @@ class ConsoleReader:
         self._on_line(line)
 
 
+class _ForkServer:
+    """The :mod:`.reaper` fork server of this process, started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._channel: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start_run(
+        self, argv: list[str], env: dict[str, str], cwd: Path
+    ) -> tuple[int, socket.socket]:
+        """Hand a command to a new run process: the read end of its output, its control."""
+        payload = json.dumps({"argv": argv, "env": env, "cwd": str(cwd)}).encode()
+        message = reaper.HEADER.pack(len(payload)) + payload
+        read_end, write_end = os.pipe()
+        control, theirs = socket.socketpair()
+        try:
+            with self._lock:
+                try:
+                    self._send(message, [write_end, theirs.fileno()])
+                except OSError:  # the server died: start another one
+                    self._channel = None
+                    self._send(message, [write_end, theirs.fileno()])
+        except BaseException:
+            os.close(read_end)
+            control.close()
+            raise
+        finally:
+            os.close(write_end)
+            theirs.close()
+        return read_end, control
+
+    def _send(self, message: bytes, fds: list[int]) -> None:
+        channel = self._channel or self._start()
+        sent = socket.send_fds(channel, [message], fds)
+        channel.sendall(message[sent:])
+
+    def _start(self) -> socket.socket:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(REAPER)],
+                stdin=theirs.fileno(),
+                start_new_session=True,
+            )
+        self._channel = ours
+        return ours
+
+
+_SERVER = _ForkServer()
+
+
 async def run_script(
     script: Path,
     workdir: Path,
@@ -64,25 +125,21 @@ async def run_script(
     console: ConsoleReader,
 ) -> bool:
     """Run ``/bin/sh script`` in ``workdir`` until its output ends; True if it timed out."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-I",
-        "-S",
-        str(REAPER),
-        "/bin/sh",
-        str(script),
-        cwd=workdir,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
+    loop = asyncio.get_running_loop()
+    argv = ["/bin/sh", str(script)]
+    read_end, control = _SERVER.start_run(argv, env, workdir)
+    control.setblocking(False)
+    reader = asyncio.StreamReader(limit=2**20)
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_end, "rb", 0)
+        )
+    except BaseException:
+        control.close()
+        raise
 
     async def collect() -> None:
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):
+        while chunk := await reader.read(65536):
             console.feed(chunk)
         console.feed(b"", final=True)
 
@@ -91,17 +148,27 @@ async def run_script(
     except asyncio.TimeoutError:
         return True
     finally:
-        await _end(proc)
+        transport.close()
+        await _end(control)
     return False
 
 
-async def _end(proc: asyncio.subprocess.Process) -> None:
-    """Tell the reaper to kill what the script left (it exits when done)."""
-    assert proc.stdin is not None
-    proc.stdin.close()
+async def _end(control: socket.socket) -> None:
+    """Tell the run process to kill what the script left, and wait until it has."""
+    loop = asyncio.get_running_loop()
+    received = bytearray()
+
+    async def drain() -> None:
+        while chunk := await loop.sock_recv(control, 4096):
+            received.extend(chunk)
+
     try:
-        await asyncio.wait_for(proc.wait(), _END_GRACE)
-    except asyncio.TimeoutError:  # a reaper that does not finish: end its process group
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+        control.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(drain(), _END_GRACE)
+    except (OSError, asyncio.TimeoutError):  # stuck: end its whole process group
+        if len(received) >= reaper.PID.size:
+            (pid,) = reaper.PID.unpack_from(received)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+    finally:
+        control.close()
