@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import httpx
 import pytest
 
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.local.supervisor import process
 from airflow_provider_oscar.local.supervisor.process import ConsoleReader, run_script
 from tests.helpers import alive, wait_for_pid, wait_until
 
@@ -115,3 +118,45 @@ def test_a_script_ends_when_its_output_closes_not_when_its_shell_exits(tmp_path:
     assert not timed_out
     assert lines == ["early\n", "late\n"]
     assert 0.6 <= time.monotonic() - started < 5
+
+
+def test_a_run_after_the_fork_server_died_starts_a_new_one(tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("echo ran\n")
+
+    def once() -> list[str]:
+        lines: list[str] = []
+        asyncio.run(run_script(script, tmp_path, dict(os.environ), 10, ConsoleReader(lines.append)))
+        return lines
+
+    assert once() == ["ran\n"]
+    server = process._SERVER._process
+    assert server is not None
+    server.kill()
+    server.wait()
+    assert once() == ["ran\n"]
+    assert process._SERVER._process is not server
+
+
+def test_scripts_end_when_the_embedded_oscar_process_dies(tmp_path: Path, pid_file: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text(f"{ORPHANED}\nsleep 300\n")
+    dying = f"""
+import asyncio, os, pathlib
+from airflow_provider_oscar.local.supervisor import process
+from airflow_provider_oscar.local.supervisor.process import ConsoleReader, run_script
+
+async def main():
+    env = dict(os.environ, PID_FILE={str(pid_file)!r})
+    run = run_script(pathlib.Path({str(script)!r}), pathlib.Path({str(tmp_path)!r}), env, None,
+                     ConsoleReader(print))
+    asyncio.ensure_future(run)
+    pid_file = pathlib.Path({str(pid_file)!r})
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        await asyncio.sleep(0.02)
+    os.kill(os.getpid(), 9)
+
+asyncio.run(main())
+"""
+    subprocess.run([sys.executable, "-c", dying], timeout=30, check=False)
+    wait_until(lambda: not alive(wait_for_pid(pid_file)), timeout=5)

@@ -14,6 +14,7 @@ even what left its session: in a pod the container's end does that.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import contextlib
 import io
@@ -63,12 +64,17 @@ class ConsoleReader:
 
 
 class _ForkServer:
-    """The :mod:`.reaper` fork server of this process, started on first use."""
+    """The :mod:`.reaper` fork server of this process, started on first use.
+
+    Requests are small and the server reads them at once, so they are sent from the event
+    loop; a lock keeps the messages of concurrent runs (several loops) apart.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._channel: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._owner = 0  # the pid that started it: a forked copy of this process starts its own
 
     def start_run(
         self, argv: list[str], env: dict[str, str], cwd: Path
@@ -83,7 +89,7 @@ class _ForkServer:
                 try:
                     self._send(message, [write_end, theirs.fileno()])
                 except OSError:  # the server died: start another one
-                    self._channel = None
+                    self.stop()
                     self._send(message, [write_end, theirs.fileno()])
         except BaseException:
             os.close(read_end)
@@ -94,15 +100,26 @@ class _ForkServer:
             theirs.close()
         return read_end, control
 
+    def stop(self) -> None:
+        """Close the channel (the server then exits) and reap the server."""
+        if self._channel is not None and self._owner == os.getpid():
+            self._channel.close()
+            assert self._process is not None
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._channel = self._process = None
+
     def _send(self, message: bytes, fds: list[int]) -> None:
+        if self._owner != os.getpid():
+            self._channel = self._process = None
         channel = self._channel or self._start()
         sent = socket.send_fds(channel, [message], fds)
         channel.sendall(message[sent:])
 
     def _start(self) -> socket.socket:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
         ours, theirs = socket.socketpair()
         with theirs:
             self._process = subprocess.Popen(
@@ -110,11 +127,12 @@ class _ForkServer:
                 stdin=theirs.fileno(),
                 start_new_session=True,
             )
-        self._channel = ours
+        self._channel, self._owner = ours, os.getpid()
         return ours
 
 
 _SERVER = _ForkServer()
+atexit.register(_SERVER.stop)
 
 
 async def run_script(

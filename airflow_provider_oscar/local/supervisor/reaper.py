@@ -118,7 +118,21 @@ def _run(request: dict[str, Any], output: int, control: socket.socket) -> None:
     """The run process: spawn the command, wait for the end of the run, leave nothing."""
     os.setsid()
     subreaper = become_subreaper()
-    control.sendall(PID.pack(os.getpid()))
+    try:
+        control.sendall(PID.pack(os.getpid()))
+        _spawn(request, output)
+        os.close(output)
+        while control.recv(4096):
+            pass
+    except OSError:  # e.g. ECONNRESET: the embedded OSCAR died with unread data
+        pass
+    finally:
+        if not (kill_descendants() and subreaper):
+            os.killpg(0, signal.SIGKILL)  # this process's group, itself included
+
+
+def _spawn(request: dict[str, Any], output: int) -> None:
+    """The command, stdin on ``/dev/null``, stdout and stderr on ``output``, in ``cwd``."""
     argv = request["argv"]
     devnull = os.open(os.devnull, os.O_RDONLY)
     try:
@@ -136,11 +150,8 @@ def _run(request: dict[str, Any], output: int, control: socket.socket) -> None:
         )
     except OSError as exc:
         os.write(output, f"{argv[0]}: {exc.strerror}\n".encode())
-    os.close(output)
-    while control.recv(4096):
-        pass
-    if not (kill_descendants() and subreaper):
-        os.killpg(0, signal.SIGKILL)  # this process's group, itself included
+    finally:
+        os.close(devnull)
 
 
 def _receive(channel: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
