@@ -85,21 +85,28 @@ def objects(s3: Minio, bucket: str) -> list[str]:
     return sorted(o.object_name or "" for o in s3.list_objects(bucket, recursive=True))
 
 
+@pytest.fixture
+def with_output(
+    deploy: Callable[..., dict], unique_name: Callable[[str], str]
+) -> Callable[..., dict]:
+    """Deploy a script whose one output path is ``<service>/out`` on ``minio.default``."""
+
+    def make(script: str, **fields: Any) -> dict:
+        name = unique_name("out")
+        output = [{"storage_provider": "minio.default", "path": f"{name}/out"}]
+        return deploy(script, name=name, output=output, **fields)
+
+    return make
+
+
 # the pod log ------------------------------------------------------------------------------
 
 
 def test_job_log_is_the_supervisor_records_then_its_answer_without_the_console(
-    oscar: OscarLocal,
-    admin: httpx.Client,
-    deploy: Callable[..., dict],
-    unique_name: Callable[[str], str],
+    oscar: OscarLocal, admin: httpx.Client, with_output: Callable[..., dict]
 ) -> None:
-    name = unique_name("log")
-    service = deploy(
-        'echo to-console\necho result > "$TMP_OUTPUT_DIR/r.txt"\n',
-        name=name,
-        output=[{"storage_provider": "minio.default", "path": f"{name}/out"}],
-    )
+    service = with_output('echo to-console\necho result > "$TMP_OUTPUT_DIR/r.txt"\n')
+    name = service["name"]
     log = job_log(oscar, admin, service, b64(b"input"), "Succeeded")
     assert records(log) == [
         ("INFO", "Reading storage configuration"),
@@ -327,17 +334,10 @@ def test_a_storage_record_without_an_arn_fails_the_supervisor(
 
 
 def test_a_sync_run_of_a_storage_event_reads_and_writes_no_bucket(
-    oscar: OscarLocal,
-    deploy: Callable[..., dict],
-    s3: Minio,
-    unique_name: Callable[[str], str],
+    oscar: OscarLocal, s3: Minio, with_output: Callable[..., dict]
 ) -> None:
-    name = unique_name("sync")
-    service = deploy(
-        'cat "$INPUT_FILE_PATH"; echo; echo r > "$TMP_OUTPUT_DIR/r.txt"\n',
-        name=name,
-        output=[{"storage_provider": "minio.default", "path": f"{name}/out"}],
-    )
+    service = with_output('cat "$INPUT_FILE_PATH"; echo; echo r > "$TMP_OUTPUT_DIR/r.txt"\n')
+    name = service["name"]
     s3.put_object(name, "in/secret.txt", io.BytesIO(b"object content"), 14)
     event = minio_event(name, "in/secret.txt")
     text = run(oscar, service, json.dumps(event).encode()).text
@@ -387,19 +387,14 @@ def test_a_job_downloads_the_object_of_its_storage_event_by_base_name(
 def test_user_isolation_sends_outputs_to_the_bucket_of_the_event(
     oscar: OscarLocal,
     admin: httpx.Client,
-    deploy: Callable[..., dict],
     s3: Minio,
+    with_output: Callable[..., dict],
     unique_name: Callable[[str], str],
 ) -> None:
-    name = unique_name("iso")
-    mine = f"{name}-mine"
-    service = deploy(
-        'echo r > "$TMP_OUTPUT_DIR/r.txt"\n',
-        name=name,
-        isolation_level="USER",
-        bucket_list=[mine],
-        output=[{"storage_provider": "minio.default", "path": f"{name}/out"}],
-    )
+    mine = unique_name("mine")
+    script = 'echo r > "$TMP_OUTPUT_DIR/r.txt"\n'
+    service = with_output(script, isolation_level="USER", bucket_list=[mine])
+    name = service["name"]
     s3.make_bucket(mine)
     s3.put_object(mine, "in/a.txt", io.BytesIO(b"a"), 1)
     log = job_log(
@@ -435,18 +430,9 @@ def test_a_job_for_an_aws_s3_event_finds_no_aws_credentials(
 
 
 def test_a_job_upload_to_a_missing_bucket_fails_as_boto3_does(
-    oscar: OscarLocal,
-    admin: httpx.Client,
-    deploy: Callable[..., dict],
-    s3: Minio,
-    unique_name: Callable[[str], str],
+    oscar: OscarLocal, admin: httpx.Client, s3: Minio, with_output: Callable[..., dict]
 ) -> None:
-    name = unique_name("gone")
-    service = deploy(
-        'echo r > "$TMP_OUTPUT_DIR/r.txt"\n',
-        name=name,
-        output=[{"storage_provider": "minio.default", "path": f"{name}/out"}],
-    )
+    service = with_output('echo r > "$TMP_OUTPUT_DIR/r.txt"\n')
     s3.remove_bucket(service["name"])
     log = job_log(oscar, admin, service, b"", "Failed")
     assert records(log)[-1] == (

@@ -29,6 +29,7 @@ from tests.helpers import alive, wait_for_pid, wait_until
 DETACHED = "setsid sh -c 'echo $$ > \"$PID_FILE\"; exec sleep 300' > /dev/null 2>&1 < /dev/null &"
 # The same, from a subshell that exits at once: the sleeper is orphaned while the run goes on.
 ORPHANED = f"( {DETACHED} )"
+LEAVING = pytest.mark.parametrize("start", [DETACHED, ORPHANED], ids=["setsid", "setsid-orphan"])
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def status(admin: httpx.Client, service: str, job: str) -> str | None:
     return info["status"] if info else None
 
 
-@pytest.mark.parametrize("start", [DETACHED, ORPHANED], ids=["setsid", "setsid-orphan"])
+@LEAVING
 def test_a_cancelled_job_kills_what_its_script_started_in_another_session(
     oscar: OscarLocal,
     admin: httpx.Client,
@@ -73,7 +74,7 @@ def test_a_cancelled_job_kills_what_its_script_started_in_another_session(
     wait_until(lambda: not alive(sleeper), timeout=5)
 
 
-@pytest.mark.parametrize("start", [DETACHED, ORPHANED], ids=["setsid", "setsid-orphan"])
+@LEAVING
 def test_a_finished_job_leaves_no_process_of_another_session_behind(
     oscar: OscarLocal,
     admin: httpx.Client,
