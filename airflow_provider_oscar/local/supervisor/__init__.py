@@ -9,5 +9,6 @@ ones through the job's ``sh -c "echo $EVENT | supervisor"`` (grycap/oscar ``pkg/
 
 Modules, named after the supervisor's own: :mod:`.logs` (its logger), :mod:`.events` (event
 parsing and the input file), :mod:`.storage` (credentials, download, upload), :mod:`.response`
-(the answer it prints), :mod:`.process` (running the script and ending everything it started).
+(the answer it prints), :mod:`.process` (running the script), and :mod:`.reaper`, the fork
+server that gives each script a subreaper so that nothing it starts outlives its run.
 """
