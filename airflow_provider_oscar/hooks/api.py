@@ -22,6 +22,7 @@ import httpx
 
 from airflow_provider_oscar.errors import OscarApiError, OscarClientError
 from airflow_provider_oscar.fdl import Service, parse_service
+from airflow_provider_oscar.hooks import names
 
 T = TypeVar("T")
 Step = Generator[httpx.Request, httpx.Response, T]
@@ -150,6 +151,15 @@ class OscarApi:
         request.extensions["timeout"] = httpx.Timeout(seconds, connect=min(seconds, 10.0)).as_dict()
         return request
 
+    def segment(self, check: Callable[[str], str], value: str, service: str | None = None) -> str:
+        """``value`` as a URL path segment, once ``check`` (from :mod:`.names`) accepted it."""
+        try:
+            return check(value)
+        except names.InvalidName as exc:
+            raise OscarClientError(
+                f"OSCAR cluster {self.settings.name}: {exc}", service=service
+            ) from None
+
     def system_auth(self) -> Step[dict[str, str]]:
         """Headers for ``/system`` routes: Basic, or a (refreshed) OIDC access token."""
         settings = self.settings
@@ -209,8 +219,9 @@ class OscarApi:
 
     def get_service(self, name: str) -> Step[Service | None]:
         """The service, or ``None`` when the cluster has none of that name."""
+        path = f"/system/services/{self.segment(names.service, name)}"
         headers = yield from self.system_auth()
-        response = yield self.request("GET", f"/system/services/{name}", headers=headers)
+        response = yield self.request("GET", path, headers=headers)
         if response.status_code == 404:
             return None
         self.check(response, name)
@@ -241,8 +252,9 @@ class OscarApi:
 
     def delete_service(self, name: str) -> Step[bool]:
         """Delete a service (and, as OSCAR does, its buckets); ``False`` if it did not exist."""
+        path = f"/system/services/{self.segment(names.service, name)}"
         headers = yield from self.system_auth()
-        response = yield self.request("DELETE", f"/system/services/{name}", headers=headers)
+        response = yield self.request("DELETE", path, headers=headers)
         if response.status_code == 404:
             return False
         self.check(response, name)
@@ -250,10 +262,11 @@ class OscarApi:
         return True
 
     def deployment(self, name: str) -> Step[dict[str, Any]]:
-        return (yield from self.system("GET", f"/system/services/{name}/deployment", name)).json()
+        path = f"/system/services/{self.segment(names.service, name)}/deployment"
+        return (yield from self.system("GET", path, name)).json()
 
     def deployment_logs(self, name: str) -> Step[dict[str, Any]]:
-        path = f"/system/services/{name}/deployment/logs"
+        path = f"/system/services/{self.segment(names.service, name)}/deployment/logs"
         return (yield from self.system("GET", path, name)).json()
 
     def service_token(self, name: str, *, refresh: bool = False) -> Step[str]:
@@ -301,12 +314,15 @@ class OscarApi:
         job_name: str | None = None,
     ) -> Step[None]:
         """``POST /job/{name}``; ``job_name`` is asked for through ``X-Delegated-Job-ID``."""
+        if job_name is not None:
+            self.segment(names.job, job_name, name)
         headers = {"X-Delegated-Job-ID": job_name} if job_name else {}
         yield from self._invoke("job", name, encode_input(data), headers, self.settings.timeout)
 
     def _invoke(
         self, route: str, name: str, body: bytes, headers: dict[str, str], timeout: float
     ) -> Step[httpx.Response]:
+        path = f"/{route}/{self.segment(names.service, name)}"
         response: httpx.Response | None = None
         settings = self.settings
         # OSCAR gives a job no owner when a service token starts it, and shows OIDC users only
@@ -321,7 +337,7 @@ class OscarApi:
                 authorization = {"Authorization": f"Bearer {token}"}
             response = yield self.request(
                 "POST",
-                f"/{route}/{name}",
+                path,
                 headers={**headers, **authorization},
                 content=body,
                 retry="invoke",
@@ -337,11 +353,12 @@ class OscarApi:
 
     def list_jobs(self, name: str) -> Step[dict[str, JobInfo]]:
         """Every job of a service, following ``next_page``; both response shapes accepted."""
+        path = f"/system/logs/{self.segment(names.service, name)}"
         jobs: dict[str, JobInfo] = {}
         page: str | None = None
         while True:
             params = {"page": page} if page else None
-            response = yield from self.system("GET", f"/system/logs/{name}", name, params=params)
+            response = yield from self.system("GET", path, name, params=params)
             if not response.content.strip():
                 return jobs  # OSCAR's answer to an OIDC user without permission
             document = response.json()
@@ -361,27 +378,33 @@ class OscarApi:
 
     def job_logs(self, name: str, job: str, *, timestamps: bool = False) -> Step[str | None]:
         """The job's log text, or ``None`` while it has no pod (OSCAR answers 500 then)."""
+        path = self._job_path(name, job)
         headers = yield from self.system_auth()
         params = {"timestamps": "true"} if timestamps else None
-        response = yield self.request(
-            "GET", f"/system/logs/{name}/{job}", headers=headers, params=params, retry="logs"
-        )
+        response = yield self.request("GET", path, headers=headers, params=params, retry="logs")
         if response.status_code in (404, 500) and not response.content:
             return None
         self.check(response, name)
         return response.text
 
     def delete_job(self, name: str, job: str) -> Step[bool]:
+        path = self._job_path(name, job)
         headers = yield from self.system_auth()
-        response = yield self.request("DELETE", f"/system/logs/{name}/{job}", headers=headers)
+        response = yield self.request("DELETE", path, headers=headers)
         if response.status_code == 404:
             return False
         self.check(response, name)
         return True
 
     def delete_jobs(self, name: str, *, everything: bool = False) -> Step[None]:
+        path = f"/system/logs/{self.segment(names.service, name)}"
         params = {"all": "true"} if everything else None
-        yield from self.system("DELETE", f"/system/logs/{name}", name, params=params)
+        yield from self.system("DELETE", path, name, params=params)
+
+    def _job_path(self, name: str, job: str) -> str:
+        return (
+            f"/system/logs/{self.segment(names.service, name)}/{self.segment(names.job, job, name)}"
+        )
 
     # buckets ------------------------------------------------------------------------------
 
@@ -393,8 +416,10 @@ class OscarApi:
         operation: Literal["upload", "download"] = "download",
         expires: int = 900,
     ) -> Step[dict[str, Any]]:
+        path = f"/system/buckets/{self.segment(names.bucket, bucket)}/presign"
+        key = self.segment(names.key, key)
         body = {"object_key": key, "operation": operation, "expires_in": expires}
-        response = yield from self.system("POST", f"/system/buckets/{bucket}/presign", json=body)
+        response = yield from self.system("POST", path, json=body)
         return response.json()
 
     # OIDC ---------------------------------------------------------------------------------
