@@ -142,11 +142,13 @@ class OscarApi:
         headers: Mapping[str, str] | None = None,
         retry: RetryPolicy = "idempotent",
         timeout: float | None = None,
+        follow_redirects: bool = True,
         **kwargs: Any,
     ) -> httpx.Request:
         url = path if path.startswith(("http://", "https://")) else self._base + path
         request = httpx.Request(method, url, headers=headers, **kwargs)
         request.extensions["oscar_retry"] = retry
+        request.extensions["oscar_follow_redirects"] = follow_redirects
         seconds = timeout or self.settings.timeout
         request.extensions["timeout"] = httpx.Timeout(seconds, connect=min(seconds, 10.0)).as_dict()
         return request
@@ -440,6 +442,8 @@ class OscarApi:
             and _jwt_expiry(settings.oidc_token) - 60 > time.time()
         ):
             return settings.oidc_token
+        # A redirect would carry the refresh token on to wherever it points (307 and 308 keep
+        # the body, to any host): it is reported instead of followed.
         response = yield self.request(
             "POST",
             settings.token_endpoint,
@@ -449,7 +453,16 @@ class OscarApi:
                 "client_id": settings.client_id,
                 "scope": settings.scopes,
             },
+            follow_redirects=False,
         )
+        if response.is_redirect:
+            raise OscarClientError(
+                f"OSCAR cluster {settings.name}: the OIDC token endpoint "
+                f"{settings.token_endpoint} answered {response.status_code} with a redirect to "
+                f"{response.headers.get('location', '?')!r}; the refresh token is not sent on "
+                "to another address: set the connection's 'token_endpoint' to the final URL",
+                status_code=response.status_code,
+            )
         if not response.is_success:
             raise OscarClientError(
                 f"OSCAR cluster {settings.name}: refreshing the OIDC token at "

@@ -7,6 +7,7 @@ form (``await hook.alist_jobs(svc)``) for triggers; the async form reads the con
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -61,6 +62,7 @@ def settings_from_connection(conn: Connection) -> ClusterSettings:
         raise OscarClientError(
             f"connection {conn.conn_id!r}: host {host!r} is not a URL: {exc}"
         ) from None
+    _check_web_url(conn.conn_id, "host", host)
     options: dict[str, Any] = {
         "endpoint": host.rstrip("/"),
         "user": conn.login or None,
@@ -72,6 +74,10 @@ def settings_from_connection(conn: Connection) -> ClusterSettings:
     for key in ("minio_endpoint", "cluster_id"):
         if get(key) is not None:
             options[key] = str(get(key)).rstrip("/")
+    if "token_endpoint" in options:
+        _check_token_endpoint(conn.conn_id, options["token_endpoint"])
+    if "://" in options.get("minio_endpoint", ""):
+        _check_web_url(conn.conn_id, "extra 'minio_endpoint'", options["minio_endpoint"])
     for key in ("timeout", "run_timeout", "backoff"):
         if get(key) is not None:
             options[key] = _positive(conn.conn_id, key, get(key))
@@ -80,6 +86,53 @@ def settings_from_connection(conn: Connection) -> ClusterSettings:
     if get("verify_ssl") is not None:
         options["verify_ssl"] = _boolean(conn.conn_id, get("verify_ssl"))
     return ClusterSettings(**options)
+
+
+def _check_web_url(conn_id: str, field: str, url: str) -> None:
+    """Refuse anything but an ``http://`` or ``https://`` URL with a host, naming ``field``."""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise OscarClientError(
+            f"connection {conn_id!r}: {field} {url!r} must be an http:// or https:// URL "
+            "with a host"
+        )
+
+
+def _check_token_endpoint(conn_id: str, url: str) -> None:
+    """The refresh token travels to ``url``: https only, plain http only to this machine."""
+    field = "extra 'token_endpoint'"
+    _check_web_url(conn_id, field, url)
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+        raise OscarClientError(
+            f"connection {conn_id!r}: {field} {url!r} must use https: the refresh token would "
+            "cross the network in clear text (plain http is accepted for loopback hosts only)"
+        )
+
+
+def unverified_urls(settings: ClusterSettings) -> list[str]:
+    """The connection's https URLs whose certificates ``verify_ssl: false`` leaves unchecked."""
+    if settings.verify_ssl:
+        return []
+    urls = [settings.endpoint, settings.minio_endpoint or ""]
+    if settings.refresh_token:
+        urls.append(settings.token_endpoint)
+    return [url for url in urls if url.startswith("https://")]
+
+
+def is_loopback(hostname: str) -> bool:
+    """Whether ``hostname`` is this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if hostname.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
 
 
 def _positive(conn_id: str, key: str, value: Any, zero: bool = False) -> float:
@@ -171,6 +224,7 @@ class OscarHook(BaseHook):
         conn = self.get_connection(self.oscar_conn_id)
         settings = settings_from_connection(conn)
         _mask(settings)
+        self._warn_if_unverified(settings)
         return settings
 
     async def asettings(self) -> ClusterSettings:
@@ -179,7 +233,21 @@ class OscarHook(BaseHook):
         settings = settings_from_connection(conn)
         for secret in (settings.password, settings.oidc_token, settings.refresh_token):
             await _amask_value(secret)
+        self._warn_if_unverified(settings)
         return settings
+
+    def _warn_if_unverified(self, settings: ClusterSettings) -> None:
+        """Say in the task log, once per hook, that TLS certificates go unchecked."""
+        urls = unverified_urls(settings)
+        if urls and not getattr(self, "_warned_unverified", False):
+            self._warned_unverified = True
+            self.log.warning(
+                "OSCAR cluster %s: verify_ssl is false, so the TLS certificates of %s are not "
+                "checked: anyone on the network path can impersonate them and read the "
+                "credentials sent there. Use it for test clusters only.",
+                settings.name,
+                ", ".join(urls),
+            )
 
     @cached_property
     def api(self) -> OscarApi:
