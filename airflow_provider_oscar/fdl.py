@@ -239,15 +239,18 @@ def parse_memory(quantity: str) -> int:
 
 def check_service_name(name: str) -> None:
     """Refuse names OSCAR (Kubernetes) would refuse, naming the rule that failed."""
+    check_dns_label(name, "service name", SERVICE_NAME_MAX)
+
+
+def check_dns_label(name: str, what: str, limit: int) -> None:
+    """Refuse ``name`` unless it is a DNS-1123 label of at most ``limit`` characters."""
     if not name:
-        raise OscarDefinitionError("service name is empty")
-    if len(name) > SERVICE_NAME_MAX:
+        raise OscarDefinitionError(f"{what} is empty")
+    if len(name) > limit:
+        raise OscarDefinitionError(f"{what} {name!r} has {len(name)} characters; at most {limit}")
+    if not _DNS_LABEL.fullmatch(name):
         raise OscarDefinitionError(
-            f"service name {name!r} has {len(name)} characters; at most {SERVICE_NAME_MAX}"
-        )
-    if not _DNS_LABEL.match(name):
-        raise OscarDefinitionError(
-            f"service name {name!r} must consist of lower case alphanumeric characters or '-', "
+            f"{what} {name!r} must consist of lower case alphanumeric characters or '-', "
             "and must start and end with an alphanumeric character"
         )
 

@@ -26,11 +26,10 @@ import re
 from urllib.parse import quote
 
 from airflow_provider_oscar.errors import OscarDefinitionError
-from airflow_provider_oscar.fdl import check_service_name
+from airflow_provider_oscar.fdl import SERVICE_NAME_MAX, check_dns_label
 
 JOB_NAME_MAX = 63
 KEY_MAX_BYTES = 1024
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
@@ -40,28 +39,20 @@ class InvalidName(ValueError):
 
 def service(name: object) -> str:
     """The service name as a path segment."""
-    text = _text(name, "service name")
-    try:
-        check_service_name(text)
-    except OscarDefinitionError as exc:
-        raise InvalidName(str(exc)) from None
-    return quote(text, safe="")
+    return _label(name, "service name", SERVICE_NAME_MAX)
 
 
 def job(name: object) -> str:
     """The job name as a path segment."""
-    text = _text(name, "job name")
-    if not text:
-        raise InvalidName("invalid job name: it is empty")
-    if len(text) > JOB_NAME_MAX:
-        raise InvalidName(
-            f"invalid job name {_shown(text)}: {len(text)} characters, at most {JOB_NAME_MAX}"
-        )
-    if not _DNS_LABEL.fullmatch(text):
-        raise InvalidName(
-            f"invalid job name {_shown(text)}: job names are DNS-1123 labels (lower case "
-            "alphanumeric characters or '-', starting and ending with an alphanumeric character)"
-        )
+    return _label(name, "job name", JOB_NAME_MAX)
+
+
+def _label(name: object, what: str, limit: int) -> str:
+    text = _text(name, what)
+    try:
+        check_dns_label(text, what, limit)
+    except OscarDefinitionError as exc:
+        raise InvalidName(str(exc)) from None
     return quote(text, safe="")
 
 

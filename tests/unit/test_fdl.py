@@ -329,6 +329,7 @@ def test_valid_service_names_pass(name: str) -> None:
         ("-plants", "start and end with an alphanumeric"),
         ("plants-", "start and end with an alphanumeric"),
         ("pl ants", "lower case alphanumeric"),
+        ("plants\n", "lower case alphanumeric"),
     ],
 )
 def test_invalid_service_names_name_the_broken_rule(name: str, rule: str) -> None:
