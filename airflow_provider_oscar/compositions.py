@@ -54,6 +54,7 @@ from pydantic import (
     field_validator,
 )
 
+from airflow_provider_oscar import bounded_yaml
 from airflow_provider_oscar.errors import OscarDefinitionError
 
 if TYPE_CHECKING:
@@ -269,7 +270,9 @@ def _input_id(path: str, name: str, how: str) -> str:
 def _parse(text: str, file: str) -> tuple[Any, dict[DataPath, int]]:
     """The YAML document and the line of every value in it, by data path."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = bounded_yaml.compose(text)
+    except bounded_yaml.YamlLimitError as exc:
+        raise CompositionError([Issue(file, None, None, f"refused: {exc}")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "cannot be read"
@@ -392,8 +395,8 @@ def load_composition(path: str | Path) -> Composition:
     path = Path(path)
     name = path.name
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        text = bounded_yaml.read(path)
+    except (OSError, UnicodeDecodeError, bounded_yaml.YamlLimitError) as exc:
         raise CompositionError([Issue(name, None, None, f"cannot be read: {exc}")]) from None
     data, marks = _parse(text, name)
     if not isinstance(data, dict):

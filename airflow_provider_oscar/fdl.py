@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from airflow_provider_oscar import bounded_yaml
 from airflow_provider_oscar.errors import OscarDefinitionError
 
 __all__ = [
@@ -238,15 +239,18 @@ def parse_memory(quantity: str) -> int:
 
 def check_service_name(name: str) -> None:
     """Refuse names OSCAR (Kubernetes) would refuse, naming the rule that failed."""
+    check_dns_label(name, "service name", SERVICE_NAME_MAX)
+
+
+def check_dns_label(name: str, what: str, limit: int) -> None:
+    """Refuse ``name`` unless it is a DNS-1123 label of at most ``limit`` characters."""
     if not name:
-        raise OscarDefinitionError("service name is empty")
-    if len(name) > SERVICE_NAME_MAX:
+        raise OscarDefinitionError(f"{what} is empty")
+    if len(name) > limit:
+        raise OscarDefinitionError(f"{what} {name!r} has {len(name)} characters; at most {limit}")
+    if not _DNS_LABEL.fullmatch(name):
         raise OscarDefinitionError(
-            f"service name {name!r} has {len(name)} characters; at most {SERVICE_NAME_MAX}"
-        )
-    if not _DNS_LABEL.match(name):
-        raise OscarDefinitionError(
-            f"service name {name!r} must consist of lower case alphanumeric characters or '-', "
+            f"{what} {name!r} must consist of lower case alphanumeric characters or '-', "
             "and must start and end with an alphanumeric character"
         )
 
@@ -273,9 +277,10 @@ def parse_service(data: Any) -> Service:
 def load_fdl(source: str | Path | dict[str, Any], cluster_id: str | None = None) -> list[Service]:
     """Read the services of an FDL file, YAML text or mapping, as oscar-cli does.
 
-    ``script`` paths are resolved relative to the FDL file and replaced by their content; the
-    top-level ``storage_providers`` and ``clusters`` are merged into every service. With
-    ``cluster_id`` only the services under that cluster key are returned.
+    ``script`` paths are resolved relative to the FDL file (and must stay inside its folder)
+    and replaced by their content; the top-level ``storage_providers`` and ``clusters`` are
+    merged into every service. With ``cluster_id`` only the services under that cluster key are
+    returned. Documents and scripts are read within :mod:`.bounded_yaml`'s bounds.
     """
     base_dir = Path.cwd()
     if isinstance(source, dict):
@@ -283,7 +288,9 @@ def load_fdl(source: str | Path | dict[str, Any], cluster_id: str | None = None)
     else:
         text, base_dir = _read_source(source)
         try:
-            document = yaml.safe_load(text)
+            document = bounded_yaml.load(text)
+        except bounded_yaml.YamlLimitError as exc:
+            raise OscarDefinitionError(f"FDL is refused: {exc}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -343,11 +350,25 @@ def _script_text(script: Any, base_dir: Path, index: int) -> str:
     if "\n" in script:
         return script
     path = base_dir / script
+    if not _inside(path, base_dir):
+        raise OscarDefinitionError(
+            f"functions.oscar[{index}]: script file {_shown(script)} is outside the FDL's "
+            f"folder {str(base_dir)!r}: script paths are relative to it and stay inside it "
+            "(no absolute path, no '..' out of it)"
+        )
     if not _is_file(path):
         raise OscarDefinitionError(
             f"functions.oscar[{index}]: script file {_shown(script)} not found next to the FDL"
         )
     return _read_text(path, f"functions.oscar[{index}]: script file")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``, links resolved, is in ``folder`` (names the OS refuses are not)."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def _is_file(path: Path) -> bool:
@@ -360,8 +381,8 @@ def _is_file(path: Path) -> bool:
 
 def _read_text(path: Path, what: str) -> str:
     try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        return bounded_yaml.read(path)
+    except (OSError, UnicodeDecodeError, bounded_yaml.YamlLimitError) as exc:
         raise OscarDefinitionError(f"{what} {_shown(str(path))} cannot be read: {exc}") from None
 
 

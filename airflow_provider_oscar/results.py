@@ -19,16 +19,15 @@ from __future__ import annotations
 import ast
 import base64
 import binascii
-import io
 import json
 import math
 import re
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
 
+from airflow_provider_oscar.archives import unzip
 from airflow_provider_oscar.errors import OscarModelError, OscarResultError
 
 __all__ = [
@@ -44,9 +43,10 @@ __all__ = [
 
 PredictionStatus = Literal["ok", "error"]
 
-_MAX_DOCUMENT_CHARS = 1 << 20  # larger candidates are not parsed (bounds ast.literal_eval)
+_MAX_DOCUMENT_CHARS = 1 << 20  # larger candidates are not parsed
 _MAX_CANDIDATES = 64  # embedded {...} spans tried per text, last first
-_MAX_UNPACKED_BYTES = 512 << 20  # total declared size of a zip's members
+# ast.literal_eval takes about 2-4 s of CPU per MiB: per text, candidates share this budget.
+_LITERAL_BUDGET_CHARS = 1 << 20
 _TOLERANCE = 1e-6  # slack on probabilities for float32 rounding
 _EXCERPT_CHARS = 200
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -178,7 +178,7 @@ def decode_run_body(body: bytes | str) -> RunOutput:
     if data is None:
         return RunOutput(text=text.removesuffix("\n"))
     if data.startswith(_ZIP_MAGIC):
-        return RunOutput(data=data, files=_unzip(data))
+        return RunOutput(data=data, files=unzip(data))
     return RunOutput(data=data)
 
 
@@ -189,22 +189,24 @@ def parse_document(data: bytes | str) -> dict[str, Any]:
     (console output around the document, e.g. ``deepaas-cli predict`` logs) are tried from the
     last one backwards, and the first that parses wins. Each candidate is read as strict JSON,
     then as a Python literal with :func:`ast.literal_eval` (quotes are never rewritten, so species
-    names with apostrophes survive). Candidates over 1 MiB are not parsed, and only the last 64
-    spans are tried. Braces inside string values are only handled when the document is the whole
-    text.
+    names with apostrophes survive). Candidates over 1 MiB are not parsed, only the last 64
+    spans are tried, and the candidates of one text get 1 MiB of Python-literal parsing between
+    them (it is the slow part). Braces inside string values are only handled when the document
+    is the whole text.
     """
     text = _decode_utf8(data).lstrip("\ufeff").strip()
     if not text:
         raise OscarResultError("empty document")
     reasons: list[str] = []
+    budget = _Budget()
     if text.startswith("{"):
-        document = _parse_candidate(text, reasons)
+        document = _parse_candidate(text, reasons, budget)
         if document is not None:
             return document
     spans, unbalanced = _outermost_brace_spans(text)
     for start, end in reversed(spans[-_MAX_CANDIDATES:]):
         if (start, end) != (0, len(text)):
-            document = _parse_candidate(text[start:end], reasons)
+            document = _parse_candidate(text[start:end], reasons, budget)
             if document is not None:
                 return document
     if not spans and "{" not in text:
@@ -215,6 +217,11 @@ def parse_document(data: bytes | str) -> dict[str, Any]:
         problem = f"no {{...}} in the text parses as a document ({reasons[0]})"
     if unbalanced:
         problem += "; unbalanced braces, the text looks truncated"
+    if budget.skipped:
+        problem += (
+            f"; {budget.skipped} candidates were not read as Python literals: a text gets "
+            f"{_LITERAL_BUDGET_CHARS} characters of those"
+        )
     raise OscarResultError(f"{problem}: {_excerpt(text)}")
 
 
@@ -300,30 +307,6 @@ def _strict_base64(payload: str) -> bytes | None:
     return data if base64.b64encode(data).decode("ascii") == payload else None
 
 
-def _unzip(data: bytes) -> dict[str, bytes]:
-    """Read every file member of a zip archive, refusing archives that unpack too large."""
-    # zipfile raises a wide, undocumented range of exceptions on corrupt input.
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = [info for info in archive.infolist() if not info.is_dir()]
-    except Exception as exc:
-        raise OscarResultError(
-            f"output looks like a zip archive but cannot be read: {exc}"
-        ) from exc
-    size = sum(info.file_size for info in members)
-    if size > _MAX_UNPACKED_BYTES:
-        raise OscarResultError(
-            f"zip archive unpacks to {size} bytes, over the {_MAX_UNPACKED_BYTES}-byte limit"
-        )
-    try:
-        files = {info.filename: archive.read(info) for info in members}
-    except Exception as exc:
-        raise OscarResultError(f"zip archive member cannot be read: {exc}") from exc
-    if not files:
-        raise OscarResultError("zip archive holds no files")
-    return files
-
-
 def _decode_utf8(data: bytes | str) -> str:
     if isinstance(data, str):
         return data
@@ -335,8 +318,19 @@ def _decode_utf8(data: bytes | str) -> str:
         ) from None
 
 
-def _parse_candidate(candidate: str, reasons: list[str]) -> dict[str, Any] | None:
-    """Parse one candidate as JSON, then as a Python literal; note why it failed in ``reasons``."""
+@dataclass
+class _Budget:
+    """What one text has left of Python-literal parsing, in characters."""
+
+    chars: int = _LITERAL_BUDGET_CHARS
+    skipped: int = 0  # candidates left unread for want of it
+
+
+def _parse_candidate(candidate: str, reasons: list[str], budget: _Budget) -> dict[str, Any] | None:
+    """Parse one candidate as JSON, then as a Python literal; note why it failed in ``reasons``.
+
+    Python-literal parsing spends from the text's ``budget``.
+    """
     if len(candidate) > _MAX_DOCUMENT_CHARS:
         reasons.append(f"{len(candidate)} characters, over the {_MAX_DOCUMENT_CHARS} limit")
         return None
@@ -344,6 +338,11 @@ def _parse_candidate(candidate: str, reasons: list[str]) -> dict[str, Any] | Non
     try:
         value = json.loads(candidate)
     except (ValueError, RecursionError) as json_error:
+        if len(candidate) > budget.chars:
+            budget.skipped += 1
+            reasons.append(f"not JSON: {_one_line(json_error)}; not read as a Python literal")
+            return None
+        budget.chars -= len(candidate)
         try:
             value = ast.literal_eval(candidate)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as literal_error:

@@ -22,6 +22,7 @@ import httpx
 
 from airflow_provider_oscar.errors import OscarApiError, OscarClientError
 from airflow_provider_oscar.fdl import Service, parse_service
+from airflow_provider_oscar.hooks import names
 
 T = TypeVar("T")
 Step = Generator[httpx.Request, httpx.Response, T]
@@ -141,14 +142,25 @@ class OscarApi:
         headers: Mapping[str, str] | None = None,
         retry: RetryPolicy = "idempotent",
         timeout: float | None = None,
+        follow_redirects: bool = True,
         **kwargs: Any,
     ) -> httpx.Request:
         url = path if path.startswith(("http://", "https://")) else self._base + path
         request = httpx.Request(method, url, headers=headers, **kwargs)
         request.extensions["oscar_retry"] = retry
+        request.extensions["oscar_follow_redirects"] = follow_redirects
         seconds = timeout or self.settings.timeout
         request.extensions["timeout"] = httpx.Timeout(seconds, connect=min(seconds, 10.0)).as_dict()
         return request
+
+    def segment(self, check: Callable[[str], str], value: str, service: str | None = None) -> str:
+        """``value`` as a URL path segment, once ``check`` (from :mod:`.names`) accepted it."""
+        try:
+            return check(value)
+        except names.InvalidName as exc:
+            raise OscarClientError(
+                f"OSCAR cluster {self.settings.name}: {exc}", service=service
+            ) from None
 
     def system_auth(self) -> Step[dict[str, str]]:
         """Headers for ``/system`` routes: Basic, or a (refreshed) OIDC access token."""
@@ -209,8 +221,9 @@ class OscarApi:
 
     def get_service(self, name: str) -> Step[Service | None]:
         """The service, or ``None`` when the cluster has none of that name."""
+        path = f"/system/services/{self.segment(names.service, name)}"
         headers = yield from self.system_auth()
-        response = yield self.request("GET", f"/system/services/{name}", headers=headers)
+        response = yield self.request("GET", path, headers=headers)
         if response.status_code == 404:
             return None
         self.check(response, name)
@@ -241,8 +254,9 @@ class OscarApi:
 
     def delete_service(self, name: str) -> Step[bool]:
         """Delete a service (and, as OSCAR does, its buckets); ``False`` if it did not exist."""
+        path = f"/system/services/{self.segment(names.service, name)}"
         headers = yield from self.system_auth()
-        response = yield self.request("DELETE", f"/system/services/{name}", headers=headers)
+        response = yield self.request("DELETE", path, headers=headers)
         if response.status_code == 404:
             return False
         self.check(response, name)
@@ -250,10 +264,11 @@ class OscarApi:
         return True
 
     def deployment(self, name: str) -> Step[dict[str, Any]]:
-        return (yield from self.system("GET", f"/system/services/{name}/deployment", name)).json()
+        path = f"/system/services/{self.segment(names.service, name)}/deployment"
+        return (yield from self.system("GET", path, name)).json()
 
     def deployment_logs(self, name: str) -> Step[dict[str, Any]]:
-        path = f"/system/services/{name}/deployment/logs"
+        path = f"/system/services/{self.segment(names.service, name)}/deployment/logs"
         return (yield from self.system("GET", path, name)).json()
 
     def service_token(self, name: str, *, refresh: bool = False) -> Step[str]:
@@ -301,12 +316,15 @@ class OscarApi:
         job_name: str | None = None,
     ) -> Step[None]:
         """``POST /job/{name}``; ``job_name`` is asked for through ``X-Delegated-Job-ID``."""
+        if job_name is not None:
+            self.segment(names.job, job_name, name)
         headers = {"X-Delegated-Job-ID": job_name} if job_name else {}
         yield from self._invoke("job", name, encode_input(data), headers, self.settings.timeout)
 
     def _invoke(
         self, route: str, name: str, body: bytes, headers: dict[str, str], timeout: float
     ) -> Step[httpx.Response]:
+        path = f"/{route}/{self.segment(names.service, name)}"
         response: httpx.Response | None = None
         settings = self.settings
         # OSCAR gives a job no owner when a service token starts it, and shows OIDC users only
@@ -321,7 +339,7 @@ class OscarApi:
                 authorization = {"Authorization": f"Bearer {token}"}
             response = yield self.request(
                 "POST",
-                f"/{route}/{name}",
+                path,
                 headers={**headers, **authorization},
                 content=body,
                 retry="invoke",
@@ -337,11 +355,12 @@ class OscarApi:
 
     def list_jobs(self, name: str) -> Step[dict[str, JobInfo]]:
         """Every job of a service, following ``next_page``; both response shapes accepted."""
+        path = f"/system/logs/{self.segment(names.service, name)}"
         jobs: dict[str, JobInfo] = {}
         page: str | None = None
         while True:
             params = {"page": page} if page else None
-            response = yield from self.system("GET", f"/system/logs/{name}", name, params=params)
+            response = yield from self.system("GET", path, name, params=params)
             if not response.content.strip():
                 return jobs  # OSCAR's answer to an OIDC user without permission
             document = response.json()
@@ -361,27 +380,33 @@ class OscarApi:
 
     def job_logs(self, name: str, job: str, *, timestamps: bool = False) -> Step[str | None]:
         """The job's log text, or ``None`` while it has no pod (OSCAR answers 500 then)."""
+        path = self._job_path(name, job)
         headers = yield from self.system_auth()
         params = {"timestamps": "true"} if timestamps else None
-        response = yield self.request(
-            "GET", f"/system/logs/{name}/{job}", headers=headers, params=params, retry="logs"
-        )
+        response = yield self.request("GET", path, headers=headers, params=params, retry="logs")
         if response.status_code in (404, 500) and not response.content:
             return None
         self.check(response, name)
         return response.text
 
     def delete_job(self, name: str, job: str) -> Step[bool]:
+        path = self._job_path(name, job)
         headers = yield from self.system_auth()
-        response = yield self.request("DELETE", f"/system/logs/{name}/{job}", headers=headers)
+        response = yield self.request("DELETE", path, headers=headers)
         if response.status_code == 404:
             return False
         self.check(response, name)
         return True
 
     def delete_jobs(self, name: str, *, everything: bool = False) -> Step[None]:
+        path = f"/system/logs/{self.segment(names.service, name)}"
         params = {"all": "true"} if everything else None
-        yield from self.system("DELETE", f"/system/logs/{name}", name, params=params)
+        yield from self.system("DELETE", path, name, params=params)
+
+    def _job_path(self, name: str, job: str) -> str:
+        return (
+            f"/system/logs/{self.segment(names.service, name)}/{self.segment(names.job, job, name)}"
+        )
 
     # buckets ------------------------------------------------------------------------------
 
@@ -393,8 +418,10 @@ class OscarApi:
         operation: Literal["upload", "download"] = "download",
         expires: int = 900,
     ) -> Step[dict[str, Any]]:
+        path = f"/system/buckets/{self.segment(names.bucket, bucket)}/presign"
+        key = self.segment(names.key, key)
         body = {"object_key": key, "operation": operation, "expires_in": expires}
-        response = yield from self.system("POST", f"/system/buckets/{bucket}/presign", json=body)
+        response = yield from self.system("POST", path, json=body)
         return response.json()
 
     # OIDC ---------------------------------------------------------------------------------
@@ -415,6 +442,8 @@ class OscarApi:
             and _jwt_expiry(settings.oidc_token) - 60 > time.time()
         ):
             return settings.oidc_token
+        # A redirect would carry the refresh token on to wherever it points (307 and 308 keep
+        # the body, to any host): it is reported instead of followed.
         response = yield self.request(
             "POST",
             settings.token_endpoint,
@@ -424,7 +453,16 @@ class OscarApi:
                 "client_id": settings.client_id,
                 "scope": settings.scopes,
             },
+            follow_redirects=False,
         )
+        if response.is_redirect:
+            raise OscarClientError(
+                f"OSCAR cluster {settings.name}: the OIDC token endpoint "
+                f"{settings.token_endpoint} answered {response.status_code} with a redirect to "
+                f"{response.headers.get('location', '?')!r}; the refresh token is not sent on "
+                "to another address: set the connection's 'token_endpoint' to the final URL",
+                status_code=response.status_code,
+            )
         if not response.is_success:
             raise OscarClientError(
                 f"OSCAR cluster {settings.name}: refreshing the OIDC token at "

@@ -7,20 +7,17 @@ form (``await hook.alist_jobs(svc)``) for triggers; the async form reads the con
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from airflow.sdk import BaseHook
 
 from airflow_provider_oscar.connection_form import CONNECTION_FIELDS, UI_BEHAVIOUR
-from airflow_provider_oscar.errors import OscarClientError
 from airflow_provider_oscar.fdl import Service, load_fdl, parse_service
 from airflow_provider_oscar.hooks.api import (
     ClusterSettings,
@@ -29,78 +26,14 @@ from airflow_provider_oscar.hooks.api import (
     RunResponse,
     Step,
 )
+from airflow_provider_oscar.hooks.connection import settings_from_connection, unverified_urls
 from airflow_provider_oscar.hooks.transport import AsyncDriver, Driver, RetryPolicy, client_options
 
 if TYPE_CHECKING:
-    from airflow.sdk import Connection
     from oscar_python.client import Client
 
 T = TypeVar("T")
 Input = bytes | str | Mapping[str, Any] | list[Any]
-
-
-def settings_from_connection(conn: Connection) -> ClusterSettings:
-    """Read a connection into :class:`ClusterSettings`, failing clearly on bad values."""
-    extra = conn.extra_dejson or {}
-
-    def get(key: str) -> Any:
-        value = extra.get(key, extra.get(f"extra__oscar__{key}"))
-        return None if value in ("", None) else value
-
-    host = (conn.host or "").strip()
-    if not host:
-        raise OscarClientError(f"connection {conn.conn_id!r} has no host (the OSCAR endpoint)")
-    if "://" not in host:
-        schema = (conn.schema or "").lower()
-        host = f"{schema if schema in ('http', 'https') else 'https'}://{host}"
-    try:
-        parts = urlsplit(host)
-        if conn.port and parts.port is None:  # the port goes before any path
-            host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{conn.port}"))
-    except ValueError as exc:
-        raise OscarClientError(
-            f"connection {conn.conn_id!r}: host {host!r} is not a URL: {exc}"
-        ) from None
-    options: dict[str, Any] = {
-        "endpoint": host.rstrip("/"),
-        "user": conn.login or None,
-        "password": conn.password or None,
-    }
-    for key in ("oidc_token", "refresh_token", "token_endpoint", "client_id", "scopes"):
-        if get(key) is not None:
-            options[key] = str(get(key))
-    for key in ("minio_endpoint", "cluster_id"):
-        if get(key) is not None:
-            options[key] = str(get(key)).rstrip("/")
-    for key in ("timeout", "run_timeout", "backoff"):
-        if get(key) is not None:
-            options[key] = _positive(conn.conn_id, key, get(key))
-    if get("retries") is not None:
-        options["retries"] = int(_positive(conn.conn_id, "retries", get("retries"), zero=True))
-    if get("verify_ssl") is not None:
-        options["verify_ssl"] = _boolean(conn.conn_id, get("verify_ssl"))
-    return ClusterSettings(**options)
-
-
-def _positive(conn_id: str, key: str, value: Any, zero: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
-        raise OscarClientError(f"connection {conn_id!r}: extra {key!r} must be a positive number")
-    return number
-
-
-def _boolean(conn_id: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise OscarClientError(f"connection {conn_id!r}: extra 'verify_ssl' must be true or false")
 
 
 class OscarHook(BaseHook):
@@ -171,6 +104,7 @@ class OscarHook(BaseHook):
         conn = self.get_connection(self.oscar_conn_id)
         settings = settings_from_connection(conn)
         _mask(settings)
+        self._warn_if_unverified(settings)
         return settings
 
     async def asettings(self) -> ClusterSettings:
@@ -179,7 +113,21 @@ class OscarHook(BaseHook):
         settings = settings_from_connection(conn)
         for secret in (settings.password, settings.oidc_token, settings.refresh_token):
             await _amask_value(secret)
+        self._warn_if_unverified(settings)
         return settings
+
+    def _warn_if_unverified(self, settings: ClusterSettings) -> None:
+        """Say in the task log, once per hook, that TLS certificates go unchecked."""
+        urls = unverified_urls(settings)
+        if urls and not getattr(self, "_warned_unverified", False):
+            self._warned_unverified = True
+            self.log.warning(
+                "OSCAR cluster %s: verify_ssl is false, so the TLS certificates of %s are not "
+                "checked: anyone on the network path can impersonate them and read the "
+                "credentials sent there. Use it for test clusters only.",
+                settings.name,
+                ", ".join(urls),
+            )
 
     @cached_property
     def api(self) -> OscarApi:

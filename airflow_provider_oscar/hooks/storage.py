@@ -23,6 +23,7 @@ from urllib.parse import SplitResult, quote, urlencode, urlsplit, urlunsplit
 import httpx
 
 from airflow_provider_oscar.errors import OscarApiError, OscarClientError
+from airflow_provider_oscar.hooks import names
 from airflow_provider_oscar.hooks.api import ClusterSettings
 from airflow_provider_oscar.hooks.oscar import OscarHook, _mask_value
 
@@ -57,11 +58,17 @@ def split_path(path: str) -> tuple[str, str]:
     """``"bucket/some/key"`` → ``("bucket", "some/key")``; refuses paths without a bucket.
 
     A trailing ``/`` stays on the key, so ``"bucket/in/"`` lists the folder ``in/`` and not
-    ``incoming/`` too.
+    ``incoming/`` too. Bucket names and keys are checked (:mod:`.names`): a key cannot climb
+    out of its bucket with ``..``.
     """
     bucket, _, key = path.lstrip("/").partition("/")
     if not bucket:
-        raise OscarApiError(f"storage path {path!r} names no bucket ('bucket/key')")
+        raise OscarClientError(f"storage path {path!r} names no bucket ('bucket/key')")
+    try:
+        names.bucket(bucket)
+        names.key(key, prefix=True)
+    except names.InvalidName as exc:
+        raise OscarClientError(f"storage path {path!r}: {exc}") from None
     return bucket, key
 
 

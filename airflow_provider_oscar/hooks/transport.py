@@ -141,7 +141,7 @@ class Driver:
             raise _unreachable(self.policy.settings, request, exc) from exc
 
     def _send_once(self, request: httpx.Request) -> httpx.Response:
-        response = self.client.send(request)
+        response = self.client.send(request, follow_redirects=_follows(request))
         response.read()
         return response
 
@@ -169,9 +169,14 @@ class AsyncDriver:
             raise _unreachable(self.policy.settings, request, exc) from exc
 
     async def _send_once(self, request: httpx.Request) -> httpx.Response:
-        response = await self.client.send(request)
+        response = await self.client.send(request, follow_redirects=_follows(request))
         await response.aread()
         return response
+
+
+def _follows(request: httpx.Request) -> bool:
+    """Whether redirects are followed for this request (not when it carries a refresh token)."""
+    return bool(request.extensions.get("oscar_follow_redirects", True))
 
 
 def client_options(settings: ClusterSettings) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_provider_oscar.hooks import names
 from airflow_provider_oscar.plugins import clusters, results
 
 if TYPE_CHECKING:
@@ -40,6 +43,12 @@ _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "img-src 'self' data:; frame-ancestors 'self'; base-uri 'none'; form-action 'self'",
 }
+# Route parameters: Airflow's own rules for its ids (connection ids without the slashes no
+# route can carry; ``airflow.sdk`` KEY_REGEX and ID_LEN for DAG ids; run ids without control
+# characters), OSCAR's for service and job names (:mod:`airflow_provider_oscar.hooks.names`).
+_CONN_ID = re.compile(r"[\w#!()\-.:\\]{1,250}")
+_DAG_ID = re.compile(r"[\w.-]{1,250}")
+_RUN_ID = re.compile(r"[^\x00-\x1f\x7f/]{1,250}")
 
 
 def _get_user() -> Any:
@@ -209,7 +218,22 @@ async def _ensemble_runs(user: Any) -> list[dict[str, Any]]:
     )
 
 
+def _check_id(pattern: re.Pattern[str], value: str, what: str) -> None:
+    if not pattern.fullmatch(value):
+        shown = value if len(value) <= 80 else f"{value[:80]}..."
+        raise HTTPException(400, f"invalid {what} {shown!r}")
+
+
+def _check_name(check: Callable[[str], str], value: str) -> None:
+    try:
+        check(value)
+    except names.InvalidName as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
 async def _run(user: Any, dag_id: str, run_id: str, show: str) -> dict[str, Any]:
+    _check_id(_DAG_ID, dag_id, "DAG id")
+    _check_id(_RUN_ID, run_id, "run id")
     if not await run_in_threadpool(can_read_results, user, dag_id):
         raise HTTPException(403, f"You may not read the runs of {dag_id!r}")
     run = await run_in_threadpool(results.run_reports, dag_id, run_id)
@@ -222,6 +246,10 @@ async def _run(user: Any, dag_id: str, run_id: str, show: str) -> dict[str, Any]
 
 
 async def _logs(user: Any, conn_id: str, service: str, job: str) -> str:
+    """The job's logs; the parameters are checked before anything is asked of anyone."""
+    _check_id(_CONN_ID, conn_id, "connection id")
+    _check_name(names.service, service)
+    _check_name(names.job, job)
     if not await run_in_threadpool(can_read_connection, user, conn_id):
         raise HTTPException(403, f"You may not read the connection {conn_id!r}")
     refs = await run_in_threadpool(clusters.oscar_connections)

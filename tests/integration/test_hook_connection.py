@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import sys
@@ -13,7 +14,7 @@ from unittest import mock
 import pytest
 from airflow.sdk._shared.secrets_masker import redact
 
-from airflow_provider_oscar.errors import OscarApiError
+from airflow_provider_oscar.errors import OscarApiError, OscarClientError
 from airflow_provider_oscar.hooks.oscar import CONNECTION_FIELDS, OscarHook
 from airflow_provider_oscar.local.server import OscarLocal
 
@@ -163,6 +164,61 @@ def test_cluster_id_extra_names_the_cluster_in_errors(
     hook = connect(extra={"cluster_id": "my-cluster"})
     with pytest.raises(OscarApiError, match=r"^OSCAR cluster my-cluster: service 'absent-svc'"):
         hook.get_deployment("absent-svc")
+
+
+# schemes and TLS ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "changes"),
+    [
+        ("host", {"host": "ftp://oscar.example.org"}),
+        ("host", {"host": "file:///etc/passwd"}),
+        ("host", {"host": "javascript:alert(1)"}),
+        ("host", {"host": "https://"}),
+        ("extra 'minio_endpoint'", {"extra": {"minio_endpoint": "s3://minio.example.org"}}),
+    ],
+)
+def test_only_http_and_https_urls_are_accepted_naming_the_field(
+    connect: Callable[..., OscarHook], field: str, changes: dict[str, Any]
+) -> None:
+    with pytest.raises(OscarClientError, match=rf"{CONN_ID}'?: {field} .* must be an http"):
+        connect(**changes).settings  # noqa: B018
+
+
+def test_a_minio_endpoint_without_a_scheme_is_still_accepted(
+    connect: Callable[..., OscarHook],
+) -> None:
+    settings = connect(extra={"minio_endpoint": "minio.example.org:9000"}).settings
+    assert settings.minio_endpoint == "minio.example.org:9000"
+
+
+def test_verify_ssl_false_warns_in_the_task_log_once_per_hook(
+    connect: Callable[..., OscarHook], capsys: pytest.CaptureFixture[str]
+) -> None:
+    hook = connect(
+        host="https://oscar.example.org",
+        extra={"verify_ssl": False, "minio_endpoint": "https://minio.example.org"},
+    )
+    capsys.readouterr()
+    hook.settings  # noqa: B018
+    asyncio.run(hook.asettings())
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "verify_ssl" in line]
+    assert len(warnings) == 1
+    assert "warning" in warnings[0]
+    assert "https://oscar.example.org, https://minio.example.org are not checked" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("host", "verify"), [("https://oscar.example.org", True), ("http://127.0.0.1:1", False)]
+)
+def test_no_tls_warning_when_certificates_are_checked_or_there_is_no_tls(
+    connect: Callable[..., OscarHook], capsys: pytest.CaptureFixture[str], host: str, verify: bool
+) -> None:
+    hook = connect(host=host, extra={"verify_ssl": verify})
+    capsys.readouterr()
+    hook.settings  # noqa: B018
+    assert "verify_ssl" not in capsys.readouterr().out
 
 
 # test_connection ---------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def test_submit_job_without_a_name_creates_a_job_named_after_the_service(
 
 
 def test_submit_job_with_an_invalid_name_is_a_client_error(hook: OscarHook, echo: str) -> None:
-    with pytest.raises(OscarClientError, match="DNS-1123"):
+    with pytest.raises(OscarClientError, match="job name 'Not_A_Label' must consist of lower"):
         hook.submit_job(echo, "payload", job_name="Not_A_Label")
 
 

@@ -7,8 +7,11 @@ token endpoint ``/local/oidc/token``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import http.server
 import json
+import threading
 import time
 import types
 import uuid
@@ -22,6 +25,7 @@ from airflow.sdk._shared.secrets_masker import redact
 from airflow_provider_oscar.errors import OscarClientError
 from airflow_provider_oscar.hooks import api
 from airflow_provider_oscar.hooks.oscar import OscarHook
+from airflow_provider_oscar.local.api import request_counts
 from airflow_provider_oscar.local.server import OscarLocal
 
 CONN_ID = "oscar_oidc_test"
@@ -284,3 +288,100 @@ async def test_async_face_refreshes_with_the_awaitable_connection_lookup(
     status = await refreshing.aget_status()
     assert status["cluster"]["nodes"]
     assert len(user.minted()) == 1
+
+
+# where the refresh token may travel -------------------------------------------------------------
+
+
+class Recorder(http.server.ThreadingHTTPServer):
+    """A loopback HTTP server that records each request and answers with ``reply(path)``."""
+
+    def __init__(self, host: str, reply: Callable[[str], tuple[int, dict[str, str]]]) -> None:
+        self.seen: list[tuple[str, bytes]] = []
+        self.reply = reply
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                recorder.seen.append((self.path, self.rfile.read(length)))
+                status, headers = recorder.reply(self.path)
+                self.send_response(status)
+                for name, value in {**headers, "content-length": "0"}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__((host, 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Recorder]:
+    """Another host (127.0.0.2) that would gladly take a refresh token."""
+    server = Recorder("127.0.0.2", lambda path: (200, {}))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("status", [307, 308, 302])
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_redirecting_token_endpoint_does_not_get_the_refresh_token_sent_on(
+    connect: Callable[..., OscarHook], elsewhere: Recorder, status: int, face: str
+) -> None:
+    redirector = Recorder("127.0.0.1", lambda path: (status, {"location": f"{elsewhere.url}/t"}))
+    try:
+        hook = connect(refresh_token="refresh-to-keep", token_endpoint=f"{redirector.url}/token")
+        with pytest.raises(OscarClientError, match=rf"answered {status} with a redirect") as caught:
+            if face == "sync":
+                hook.get_info()
+            else:
+                asyncio.run(hook.aget_status())
+    finally:
+        redirector.shutdown()
+        redirector.server_close()
+    assert f"to '{elsewhere.url}/t'" in str(caught.value)
+    assert "'token_endpoint'" in str(caught.value)
+    assert [path for path, _ in redirector.seen] == ["/token"]
+    assert elsewhere.seen == []  # the refresh token went nowhere else
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://aai.example.org/token",
+        "http://10.0.0.5/token",
+        "ftp://aai.example.org/token",
+        "aai.example.org/token",
+        "https:///token",
+    ],
+)
+def test_a_token_endpoint_that_is_not_https_is_refused_before_any_request(
+    connect: Callable[..., OscarHook], oscar: OscarLocal, endpoint: str
+) -> None:
+    assert oscar.cluster is not None
+    counts = request_counts(oscar.cluster)
+    before = counts.copy()
+    with pytest.raises(OscarClientError, match=r"extra 'token_endpoint'") as caught:
+        connect(refresh_token="refresh-to-keep", token_endpoint=endpoint).get_info()
+    assert repr(endpoint) in str(caught.value)
+    assert counts == before
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["https://aai.example.org/token", "http://127.0.0.1:9/token", "http://localhost/token"],
+)
+def test_https_and_loopback_http_token_endpoints_are_accepted(
+    connect: Callable[..., OscarHook], endpoint: str
+) -> None:
+    hook = connect(refresh_token="refresh-to-keep", token_endpoint=endpoint)
+    assert hook.settings.token_endpoint == endpoint

@@ -17,6 +17,7 @@ import pytest
 
 from airflow_provider_oscar.errors import OscarApiError, OscarClientError
 from airflow_provider_oscar.hooks.oscar import OscarHook
+from airflow_provider_oscar.local.api import request_counts
 from airflow_provider_oscar.local.faults import Drop, ErrorBurst, Latency, StuckJobs
 from airflow_provider_oscar.local.server import OscarLocal
 
@@ -243,11 +244,17 @@ def test_run_whose_connection_drops_is_not_sent_again(
 ) -> None:
     name, runs = counted
     hook.get_service_token(name)
+    assert oscar.cluster is not None
+    received = request_counts(oscar.cluster)
     oscar.faults.add(Drop(route=f"/run/{name}", count=1))
-    with pytest.raises(OscarApiError, match=rf"POST /run/{name} failed: RemoteProtocolError"):
+    # How the drop surfaces (RemoteProtocolError, or ReadError as a reset under load) is the
+    # network's business; that the call reached the cluster once and was not sent again is ours.
+    with pytest.raises(OscarApiError, match=rf"POST /run/{name} failed: \w+Error"):
         hook.run_service(name, "x")
+    assert received[f"POST /run/{name}"] == 1
     assert lines(runs) == 0  # the drop happened before the script; a re-send would run it
     hook.run_service(name, "x")
+    assert received[f"POST /run/{name}"] == 2
     assert lines(runs) == 1
 
 

@@ -14,6 +14,7 @@ machine and fail in CI (``CI=true``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.ui import AirflowStandalone, oscar_connection  # noqa: E402
+from scripts.ui import PASSWORDS, AirflowStandalone, oscar_connection  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("OSCAR_UI_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -50,6 +51,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = ROOT / "tests" / "artifacts" / "ui"
 DAG_ID = "oscar_plant_ensemble"
 ECHO_SERVICE = "ui-echo"
+VIEWER = "viewer"
 ECHO_SCRIPT = 'echo "hello from the OSCAR page test"\ncat "$INPUT_FILE_PATH"\n'
 
 
@@ -76,6 +78,17 @@ class UiSession:
     @property
     def url(self) -> str:
         return self.airflow.url
+
+    def token(self, username: str) -> str:
+        """An API token of one of the standalone's users (``admin`` or :data:`VIEWER`)."""
+        passwords = json.loads((self.airflow.home / PASSWORDS).read_text())
+        response = httpx.post(
+            f"{self.url}/auth/token",
+            json={"username": username, "password": passwords[username]},
+            timeout=30,
+        )
+        assert response.status_code in (200, 201), response.text
+        return str(response.json()["access_token"])
 
     def finished_run(self, timeout: float = 240.0) -> str:
         """Wait for the ensemble run (once) and return its final state."""
@@ -121,7 +134,9 @@ def ui() -> Iterator[UiSession]:
     """Airflow standalone + embedded OSCAR + a triggered ensemble run, for ``tests/ui``."""
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="oscar-ui-tests-"))
-    airflow = AirflowStandalone(home, start_timeout=170)
+    # A viewer may read DAGs, runs and XComs but no connection (the simple auth manager's roles).
+    users = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{VIEWER}:viewer"}
+    airflow = AirflowStandalone(home, env=users, start_timeout=170)
     try:
         with OscarLocal() as oscar, airflow:
             airflow.add_connection(

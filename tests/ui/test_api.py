@@ -7,7 +7,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.ui.conftest import ECHO_SERVICE, UiSession
+from tests.ui.conftest import DAG_ID, ECHO_SERVICE, VIEWER, UiSession
 
 # The session's Airflow starts in the first test that needs it (set-up budget: 3 minutes),
 # and the results tests wait for the ensemble run.
@@ -80,3 +80,57 @@ def test_a_connection_that_is_not_oscar_has_no_logs(ui: UiSession) -> None:
         f"{ui.url}/oscar/api/logs/no_such_connection/svc/job", headers=headers, timeout=30
     )
     assert response.status_code == 404
+
+
+# the attack of the security review, through the API server ------------------------------------
+
+# As sent on the wire (httpx leaves percent-encoded dots alone; uvicorn decodes them once).
+ECHO_SCRIPT_LINE = "hello from the OSCAR page test"  # in the service's script
+TRAVERSALS = ["%2e%2e/config", "%2E%2E/services", "%252e%252e/config", "svc/%2e%2e%3F", "svc/a%00"]
+
+
+@pytest.mark.parametrize("route", ["/oscar/api/logs", "/oscar/logs"])
+@pytest.mark.parametrize("tail", TRAVERSALS)
+def test_the_log_routes_cannot_be_walked_to_another_oscar_route(
+    ui: UiSession, route: str, tail: str
+) -> None:
+    headers = {"Authorization": f"Bearer {ui.airflow.token()}"}
+    response = httpx.get(f"{ui.url}{route}/oscar_default/{tail}", headers=headers, timeout=60)
+    assert response.status_code == 400, response.text
+    assert "invalid" in response.text or "must consist of" in response.text
+    token = httpx.get(
+        f"{ui.oscar.endpoint}/system/services/{ECHO_SERVICE}",
+        auth=(ui.oscar.user, ui.oscar.password),
+        timeout=30,
+    ).json()["token"]
+    for secret in (ui.oscar.s3.secret_key, ui.oscar.password, token, ECHO_SCRIPT_LINE):
+        assert secret not in response.text
+
+
+# a viewer: every DAG, no connection ------------------------------------------------------------
+
+
+def test_a_viewer_sees_no_cluster_and_no_job_logs(ui: UiSession) -> None:
+    headers = {"Authorization": f"Bearer {ui.token(VIEWER)}"}
+    response = httpx.get(f"{ui.url}/oscar/api/clusters", headers=headers, timeout=60)
+    assert response.status_code == 200
+    assert response.json() == {"clusters": []}
+    path = f"/oscar/api/logs/oscar_default/{ECHO_SERVICE}/{quote(ui.echo_job)}"
+    response = httpx.get(f"{ui.url}{path}", headers=headers, timeout=60)
+    assert response.status_code == 403
+    assert "hello" not in response.text
+
+
+def test_a_viewer_sees_the_ensemble_results_of_the_dags(ui: UiSession) -> None:
+    ui.finished_run()
+    headers = {"Authorization": f"Bearer {ui.token(VIEWER)}"}
+    response = httpx.get(f"{ui.url}/oscar/api/results", headers=headers, timeout=60)
+    assert response.status_code == 200
+    assert DAG_ID in {d["dag_id"] for d in response.json()["dags"]}
+    run = httpx.get(
+        f"{ui.url}/oscar/api/results/{DAG_ID}/{quote(ui.run_id, safe='')}",
+        headers=headers,
+        timeout=60,
+    )
+    assert run.status_code == 200
+    assert run.json()["tasks"]

@@ -252,3 +252,21 @@ def test_two_compositions_with_one_dag_id_are_refused(tmp_path: Path) -> None:
         CompositionError, match=r"b\.yaml, field dag_id: 'composed' is also a\.yaml"
     ):
         load_compositions(tmp_path)
+
+
+# hostile composition files --------------------------------------------------------------------
+
+
+def test_an_alias_bomb_is_refused_with_its_line(tmp_path: Path) -> None:
+    lines = ["x0: &x0 [lol]"]
+    for level in range(1, 7):  # a million values once expanded
+        lines.append(f"x{level}: &x{level} [{', '.join([f'*x{level - 1}'] * 10)}]")
+    text = VALID + "\n".join(lines) + "\n"
+    (issue,) = problems(tmp_path, text)
+    assert "refused: its aliases expand to over 100000 values" in issue
+    assert issue.startswith("composition.yaml")
+
+
+def test_a_composition_over_4_mib_is_refused_unread(tmp_path: Path) -> None:
+    (issue,) = problems(tmp_path, VALID + f"# {'x' * (4 << 20)}\n")
+    assert "cannot be read: over 4 MiB" in issue

@@ -329,8 +329,89 @@ def test_valid_service_names_pass(name: str) -> None:
         ("-plants", "start and end with an alphanumeric"),
         ("plants-", "start and end with an alphanumeric"),
         ("pl ants", "lower case alphanumeric"),
+        ("plants\n", "lower case alphanumeric"),
     ],
 )
 def test_invalid_service_names_name_the_broken_rule(name: str, rule: str) -> None:
     with pytest.raises(OscarDefinitionError, match=rule):
         check_service_name(name)
+
+
+# hostile FDL files -------------------------------------------------------------------------
+
+
+def alias_bomb(levels: int, width: int = 10) -> str:
+    """YAML whose last anchor stands for ``width ** levels`` values ("billion laughs")."""
+    lines = ["x0: &x0 [lol]"]
+    for level in range(1, levels + 1):
+        refs = ", ".join([f"*x{level - 1}"] * width)
+        lines.append(f"x{level}: &x{level} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def fdl_with(extra: str, script: str = "echo hi") -> str:
+    return (
+        f"{extra}functions:\n  oscar:\n  - local:\n      name: svc\n      image: img\n"
+        f"      script: {script}\n"
+    )
+
+
+def test_an_alias_bomb_is_refused_before_anything_expands_it() -> None:
+    # Six levels: a million values once expanded (by the API body, an XCom, a log line).
+    with pytest.raises(OscarDefinitionError, match="aliases expand to over 100000 values"):
+        load_fdl(fdl_with(alias_bomb(6)))
+
+
+def test_a_recursive_alias_is_refused() -> None:
+    with pytest.raises(OscarDefinitionError, match="recursive alias at line 1"):
+        load_fdl(fdl_with("loop: &loop [*loop]\n"))
+
+
+def test_reused_blocks_and_merge_keys_stay_accepted() -> None:
+    text = (
+        "defaults: &defaults {image: img, cpu: '0.5', memory: 1Gi, script: \"echo hi\\n\"}\n"
+        "functions:\n  oscar:\n"
+        + "".join(f"  - c{i}:\n      <<: *defaults\n      name: svc-{i}\n" for i in range(50))
+    )
+    services = load_fdl(text)
+    assert [s.name for s in services] == [f"svc-{i}" for i in range(50)]
+    assert {s.memory for s in services} == {"1Gi"}
+
+
+def test_an_fdl_over_4_mib_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text(fdl_with(f"padding: {'x' * (4 << 20)}\n"))
+    with pytest.raises(OscarDefinitionError, match=r"FDL file .*big\.yaml.* over 4 MiB"):
+        load_fdl(path)
+    with pytest.raises(OscarDefinitionError, match="over 4 MiB"):
+        load_fdl(path.read_text())
+
+
+@pytest.mark.parametrize("script", ["/etc/passwd", "../outside.sh", "scripts/../../outside.sh"])
+def test_a_script_outside_the_fdls_folder_is_refused(tmp_path: Path, script: str) -> None:
+    folder = tmp_path / "project"
+    (folder / "scripts").mkdir(parents=True)
+    (tmp_path / "outside.sh").write_text("cat ~/.ssh/id_rsa\n")
+    path = folder / "fdl.yaml"
+    path.write_text(fdl_with("", script))
+    with pytest.raises(OscarDefinitionError, match="outside the FDL's folder") as caught:
+        load_fdl(path)
+    assert repr(script) in str(caught.value) and "no absolute path, no '..'" in str(caught.value)
+
+
+def test_a_script_linked_from_outside_the_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (tmp_path / "secret.sh").write_text("cat ~/.ssh/id_rsa\n")
+    (folder / "run.sh").symlink_to(tmp_path / "secret.sh")
+    (folder / "fdl.yaml").write_text(fdl_with("", "run.sh"))
+    with pytest.raises(OscarDefinitionError, match="outside the FDL's folder"):
+        load_fdl(folder / "fdl.yaml")
+
+
+def test_a_script_in_a_subfolder_even_through_dot_dot_inside_is_read(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "run.sh").write_text("echo in\n")
+    (tmp_path / "fdl.yaml").write_text(fdl_with("", "scripts/../scripts/run.sh"))
+    (service,) = load_fdl(tmp_path / "fdl.yaml")
+    assert service.script == "echo in\n"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_oscar import results
+from airflow_provider_oscar import archives, results
 from airflow_provider_oscar.errors import OscarModelError, OscarResultError
 from airflow_provider_oscar.results import (
     Prediction,
@@ -240,14 +240,108 @@ def test_run_body_corrupt_zip_raises_result_error() -> None:
 def test_run_body_zip_unpacking_beyond_the_limit_raises_result_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(results, "_MAX_UNPACKED_BYTES", 100)
+    monkeypatch.setattr(archives, "MAX_UNPACKED_BYTES", 100)
     body = run_body({"a.bin": bytes(80), "b.bin": bytes(80)})
 
     with pytest.raises(OscarResultError, match="unpacks to 160 bytes, over the 100-byte limit"):
         decode_run_body(body)
 
 
+def test_a_zip_bomb_is_refused_before_any_member_is_inflated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("a.json", "b.json"):
+            with archive.open(name, "w") as member:
+                for _ in range(50):
+                    member.write(bytes(1 << 20))  # 100 MiB of zeros in all
+    bomb = buffer.getvalue()
+    assert len(bomb) < 200_000
+    inflated: list[str] = []
+    real_read = zipfile.ZipFile.read
+    monkeypatch.setattr(
+        zipfile.ZipFile,
+        "read",
+        lambda self, name, pwd=None: inflated.append(str(name)) or real_read(self, name, pwd),
+    )
+    with pytest.raises(OscarResultError, match=r"unpacks to 104857600 bytes, over 100 times"):
+        decode_run_body(base64.b64encode(bomb))
+    assert inflated == []
+
+
+def test_a_stored_zip_of_many_megabytes_as_oscar_makes_them_is_accepted() -> None:
+    files = {"a.bin": bytes(3 << 20), "b.json": b"{}"}  # ZIP_STORED, as the supervisor writes
+    assert decode_run_body(run_body(files)).files == files
+
+
+def test_a_zip_of_more_than_ten_thousand_files_is_refused() -> None:
+    body = base64.b64encode(zip_bytes({f"f{i}": b"" for i in range(10_001)}))
+    with pytest.raises(OscarResultError, match="holds 10001 files, over the limit of 10000"):
+        decode_run_body(body)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("", "the name is empty"),
+        (".", "'.' or '..' segment"),
+        ("..", "'.' or '..' segment"),
+        ("../escape.json", "'.' or '..' segment"),
+        ("out/../../escape.json", "'.' or '..' segment"),
+        ("./a.json", "'.' or '..' segment"),
+        ("out//a.json", "empty, '.' or '..' segment"),
+        ("/etc/cron.d/job", "absolute path"),
+        ("C:/Windows/a.json", "absolute path"),
+    ],
+)
+def test_zip_entries_that_name_no_file_to_save_are_refused_naming_them(
+    name: str, problem: str
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("ok.json", b"{}")
+        archive.writestr(zipfile.ZipInfo(name), b"x")
+    with pytest.raises(OscarResultError, match="cannot be saved") as caught:
+        decode_run_body(base64.b64encode(buffer.getvalue()))
+    assert f"entry {name!r} cannot be saved" in str(caught.value)
+    assert problem in str(caught.value)
+
+
+def test_zip_entries_given_twice_or_as_file_and_folder_are_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.json", b"{}")
+        archive.writestr("a.json", b"[]")
+    with pytest.raises(OscarResultError, match=r"'a\.json' cannot be saved: it is in the archive"):
+        decode_run_body(base64.b64encode(buffer.getvalue()))
+    body = base64.b64encode(zip_bytes({"out": b"1", "out/a.json": b"{}"}))
+    with pytest.raises(OscarResultError, match="'out' cannot be saved: it is a file and a folder"):
+        decode_run_body(body)
+
+
 # --- parse_document ----------------------------------------------------------------------------
+
+
+def test_document_finder_reads_at_most_one_mebibyte_of_python_literals_per_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 64 spans of 256 KiB that are neither JSON nor Python literals: parsing each as a literal
+    # costs about a second of CPU per MiB, so a text gets 1 MiB of that between its spans.
+    junk = "{'k': [" + "1, " * 87_000 + "] 'not a literal'}"
+    read: list[int] = []
+    real_literal_eval = results.ast.literal_eval
+
+    def counted(text: str) -> Any:
+        read.append(len(text))
+        return real_literal_eval(text)
+
+    monkeypatch.setattr(results.ast, "literal_eval", counted)
+    with pytest.raises(OscarResultError, match=r"; 60 candidates were not read as Python lit"):
+        parse_document("\n".join([junk] * 64))
+    assert 0 < sum(read) <= 1 << 20
+    read.clear()
+    assert parse_document("\n".join([junk] * 64 + [repr(FLAT)])) == FLAT  # the last span
 
 
 def test_document_in_strict_json_parses() -> None:
