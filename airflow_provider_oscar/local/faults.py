@@ -66,8 +66,19 @@ class FailingJobs(_Fault):
     service: str
 
 
+class DeploymentFault(_Fault):
+    """``service``'s Knative service reports Ready=False: ``failed`` (no healthy pod) or
+    ``degraded`` (some pods unhealthy), with ``reason``, until cleared."""
+
+    kind: Literal["deployment"] = "deployment"
+    count: int = Field(default=-1, ge=-1)
+    service: str
+    state: Literal["failed", "degraded"] = "failed"
+    reason: str = "Revision failed: CrashLoopBackOff"
+
+
 class RotateToken(BaseModel):
-    """Give ``service`` a new token now, as OSCAR before v4.1 did on every update."""
+    """Give ``service`` a new token now, as an update before OSCAR v4.0 does."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["rotate_token"] = "rotate_token"
@@ -75,7 +86,7 @@ class RotateToken(BaseModel):
 
 
 Fault = Annotated[
-    Latency | ErrorBurst | Drop | StuckJobs | FailingJobs | RotateToken,
+    Latency | ErrorBurst | Drop | StuckJobs | FailingJobs | DeploymentFault | RotateToken,
     Field(discriminator="kind"),
 ]
 FAULT = TypeAdapter(Fault)
@@ -118,6 +129,10 @@ class FaultPlan:
 
     def fails(self, service: str) -> bool:
         return self._take(FailingJobs, lambda f: f.service == service) is not None
+
+    def deployment_state(self, service: str) -> tuple[str, str] | None:
+        hit = self._take(DeploymentFault, lambda f: f.service == service)
+        return (hit.state, hit.reason) if hit else None
 
     def _take(self, kind: type[_F], matches: Callable[[_F], bool]) -> _F | None:
         with self._lock:

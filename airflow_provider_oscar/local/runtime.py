@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from airflow_provider_oscar.fdl import LOG_LEVELS, Service
 from airflow_provider_oscar.local.storage import ObjectStore
+from airflow_provider_oscar.local.types.service import LOG_LEVELS, Service
 
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 _LEVEL_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
@@ -48,7 +48,7 @@ class Invocation:
     secrets: dict[str, str]
     event: bytes
     job_name: str | None
-    timeout: float
+    timeout: float | None
     fail: bool = False
 
 
@@ -255,7 +255,7 @@ def _b64(body: bytes) -> bytes:
 
 
 async def _run_script(
-    script: Path, workdir: Path, env: dict[str, str], timeout: float
+    script: Path, workdir: Path, env: dict[str, str], timeout: float | None
 ) -> tuple[str, bool]:
     proc = await asyncio.create_subprocess_exec(
         "/bin/sh",
