@@ -173,7 +173,7 @@ class LocalCluster:
     def deployment(self, service: Service) -> ServiceDeploymentStatus:
         """deployment.go inspectDeploymentRuntime for a Knative (or pod-backed) service."""
         namespace = service.namespace or self.config.services_namespace
-        fault = self.faults.deployment_state(service.name)
+        fault = self.faults.deployment_fault(service.name)
         if not self.config.serverless_backend:  # inspectPodBackedDeploymentRuntime
             return ServiceDeploymentStatus(
                 service.name,
@@ -187,11 +187,19 @@ class LocalCluster:
         pods = self.sync_running.get(service.name, 0)
         instances = max(pods, service.synchronous.min_scale)
         if fault is not None:  # deploymentStatusFromKnativeService with Ready=False
-            state, reason = fault
-            affected = instances if state == FAILED else max(1, instances // 2)
-            total = max(instances, affected)
+            total = max(instances, 1)  # the crashing pods are current
+            affected = total if fault.state == FAILED else max(1, total // 2)
+            if fault.state != FAILED:
+                total = max(total, affected + 1)
             return ServiceDeploymentStatus(
-                service.name, namespace, state, reason, since, total, affected, KIND_KNATIVE
+                service.name,
+                namespace,
+                fault.state,
+                fault.reason,
+                since,
+                total,
+                affected,
+                KIND_KNATIVE,
             )
         if (utc_now() - created).total_seconds() < self.settings.deploy_delay:
             reason = f'Configuration "{service.name}" is waiting for a Revision to become ready.'
@@ -208,6 +216,11 @@ class LocalCluster:
             0,
             KIND_KNATIVE,
         )
+
+    def deployment_logs(self, service: Service) -> list[str]:
+        """What the service's current pods printed (a failing revision's, when injected)."""
+        fault = self.faults.deployment_fault(service.name)
+        return list(fault.logs) if fault else []
 
     def _provision(self, service: Service) -> None:
         for bucket in service.minio_buckets():

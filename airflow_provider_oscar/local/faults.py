@@ -68,13 +68,15 @@ class FailingJobs(_Fault):
 
 class DeploymentFault(_Fault):
     """``service``'s Knative service reports Ready=False: ``failed`` (no healthy pod) or
-    ``degraded`` (some pods unhealthy), with ``reason``, until cleared."""
+    ``degraded`` (some pods unhealthy), with ``reason``; its pods printed ``logs``. Until
+    cleared."""
 
     kind: Literal["deployment"] = "deployment"
     count: int = Field(default=-1, ge=-1)
     service: str
     state: Literal["failed", "degraded"] = "failed"
     reason: str = "Revision failed: CrashLoopBackOff"
+    logs: list[str] = Field(default_factory=list, max_length=1000)
 
 
 class RotateToken(BaseModel):
@@ -130,9 +132,8 @@ class FaultPlan:
     def fails(self, service: str) -> bool:
         return self._take(FailingJobs, lambda f: f.service == service) is not None
 
-    def deployment_state(self, service: str) -> tuple[str, str] | None:
-        hit = self._take(DeploymentFault, lambda f: f.service == service)
-        return (hit.state, hit.reason) if hit else None
+    def deployment_fault(self, service: str) -> DeploymentFault | None:
+        return self._take(DeploymentFault, lambda f: f.service == service)
 
     def _take(self, kind: type[_F], matches: Callable[[_F], bool]) -> _F | None:
         with self._lock:

@@ -208,3 +208,10 @@ def test_cli_bad_arguments_exit_2_naming_the_problem(
         parse_args(args)
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_kills_no_job_for_its_age_unless_told() -> None:
+    """job.go sets no ActiveDeadlineSeconds: a job runs until it ends."""
+    assert parse_args([]).job_timeout is None
+    assert parse_args(["--job-timeout", "60"]).job_timeout == 60.0
+    assert parse_args([]).run_timeout == 300.0  # WRITE_TIMEOUT's default

@@ -381,3 +381,34 @@ def test_deleting_a_service_kills_its_running_jobs(
     pid = wait_for_pid(tmp_path / "pid")
     assert admin.delete(f"/system/services/{service['name']}").status_code == 204
     wait_until(lambda: not alive(pid))
+
+
+# owners ----------------------------------------------------------------------------------
+
+
+def test_an_oidc_user_lists_its_own_jobs_but_reads_and_deletes_anyones(
+    oscar: OscarLocal,
+    admin: httpx.Client,
+    deploy: Callable[..., dict],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """logs.go: the list filters by the job-owner label; the log read and the delete of the
+    succeeded jobs do not (MakeGetLogsHandler, MakeDeleteJobsHandler)."""
+    for subject in ("ann", "ben"):
+        monkeypatch.setitem(oscar.settings.bearer_tokens, f"{subject}-token", subject)
+    ann, ben = (
+        httpx.Client(base_url=oscar.endpoint, headers={"Authorization": f"Bearer {s}-token"})
+        for s in ("ann", "ben")
+    )
+    service = deploy('echo "written by the script"\n', visibility="public")
+    name = service["name"]
+    for client in (ann, ben):
+        client.get("/system/info")  # provisions the MinIO user
+        assert client.post(f"/job/{name}").status_code == 201
+    wait_until(lambda: [j["status"] for j in jobs_of(admin, name).values()] == ["Succeeded"] * 2)
+    (anns,) = jobs_of(ann, name)
+    (bens,) = jobs_of(ben, name)
+    assert anns != bens
+    assert ann.get(f"/system/logs/{name}/{bens}").status_code == 200
+    assert ann.delete(f"/system/logs/{name}").status_code == 204
+    assert jobs_of(admin, name) == {}

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.server import OscarLocal
-from tests.helpers import alive, wait_for_pid, wait_until
+from tests.helpers import alive, stays, wait_for_pid, wait_until
 
 JOB_TIMEOUT = 1.5
 RUN_TIMEOUT = 1.0
@@ -255,3 +255,106 @@ def test_service_definition_over_the_limit_answers_413(small_admin: httpx.Client
     spec = {"name": "too-big", "image": "local/test", "script": "#" * 70 * 1024}
     assert small_admin.post("/system/services", json=spec).status_code == 413
     assert small_admin.get("/system/services/too-big").status_code == 404
+
+
+# bounded sync runs and request memory (a second small OSCAR) ------------------------------
+
+BUDGET = 200 * 1024
+
+
+@pytest.fixture(scope="module")
+def bounded() -> Iterator[OscarLocal]:
+    """4 GiB of node memory, 200 KiB of request bodies in flight, no fault injection."""
+    settings = Settings(
+        total_memory_bytes=4 * 1024**3, max_request_memory=BUDGET, faults_enabled=False
+    )
+    with OscarLocal(settings=settings) as server:
+        yield server
+
+
+@pytest.fixture
+def bounded_admin(bounded: OscarLocal) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=bounded.endpoint, auth=(bounded.user, bounded.password)) as client:
+        yield client
+
+
+def gated_runs(
+    server: OscarLocal, service: dict[str, Any], bodies: list[bytes]
+) -> tuple[list[threading.Thread], list[httpx.Response]]:
+    answers: list[httpx.Response] = []
+    threads = [
+        threading.Thread(target=lambda b=body: answers.append(run(server, service, b)))
+        for body in bodies
+    ]
+    for thread in threads:
+        thread.start()
+    return threads, answers
+
+
+STARTS = 'touch "$MARKS/$$"\nwhile [ ! -e "$GATE" ]; do sleep 0.02; done\necho done\n'
+
+
+@pytest.mark.parametrize(
+    "limits", [{"synchronous": {"max_scale": 1}}, {"memory": "3Gi"}], ids=["max_scale", "memory"]
+)
+def test_sync_runs_beyond_the_services_pods_wait_for_a_free_one(
+    bounded: OscarLocal,
+    bounded_admin: httpx.Client,
+    tmp_path: Path,
+    limits: dict[str, Any],
+) -> None:
+    """Knative: one request per pod (ContainerConcurrency 1), at most max_scale pods, and no
+    more pods than the node's memory holds (here one 3Gi pod on 4Gi)."""
+    marks, gate = tmp_path / "marks", tmp_path / "gate"
+    marks.mkdir()
+    name = f"svc-{uuid.uuid4().hex[:8]}"
+    variables = {"MARKS": str(marks), "GATE": str(gate)}
+    spec = {"name": name, "image": "x", "script": STARTS, "environment": {"variables": variables}}
+    assert bounded_admin.post("/system/services", json={**spec, **limits}).status_code == 201
+    service = bounded_admin.get(f"/system/services/{name}").json()
+    try:
+        threads, answers = gated_runs(bounded, service, [b"", b""])
+        wait_until(lambda: len(list(marks.iterdir())) == 1)
+        stays(lambda: len(list(marks.iterdir())) == 1, 0.5)
+        gate.touch()
+        for thread in threads:
+            thread.join(20)
+        assert [a.status_code for a in answers] == [200, 200]
+        assert len(list(marks.iterdir())) == 2
+    finally:
+        gate.touch()
+        bounded_admin.delete(f"/system/services/{name}")
+
+
+def test_request_bodies_beyond_the_memory_budget_are_refused_until_memory_frees(
+    bounded: OscarLocal, bounded_admin: httpx.Client, tmp_path: Path
+) -> None:
+    marks, gate = tmp_path / "marks", tmp_path / "gate"
+    marks.mkdir()
+    name = f"svc-{uuid.uuid4().hex[:8]}"
+    variables = {"MARKS": str(marks), "GATE": str(gate)}
+    spec = {"name": name, "image": "x", "script": STARTS, "environment": {"variables": variables}}
+    assert bounded_admin.post("/system/services", json=spec).status_code == 201
+    service = bounded_admin.get(f"/system/services/{name}").json()
+    try:
+        threads, answers = gated_runs(bounded, service, [base64.b64encode(b"a" * 110_000)])
+        wait_until(lambda: len(list(marks.iterdir())) == 1)  # holds ~147 KB of the budget
+        refused = run(bounded, service, base64.b64encode(b"b" * 60_000))
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        gate.touch()
+        threads[0].join(20)
+        assert answers[0].status_code == 200
+        assert run(bounded, service, base64.b64encode(b"c" * 60_000)).status_code == 200
+    finally:
+        gate.touch()
+        bounded_admin.delete(f"/system/services/{name}")
+
+
+def test_fault_injection_can_be_switched_off(
+    bounded: OscarLocal, bounded_admin: httpx.Client
+) -> None:
+    fault = {"kind": "error", "status": 500, "route": "/system/info"}
+    response = bounded_admin.post("/local/faults", json=fault)
+    assert (response.status_code, response.text) == (404, "404 page not found")
+    assert bounded_admin.get("/system/info").status_code == 200

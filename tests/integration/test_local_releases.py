@@ -342,3 +342,99 @@ def test_an_oidc_user_invokes_a_public_service_of_its_vo_and_needs_a_minio_user_
         assert newcomer.post(f"/job/{name}").status_code == 201
     finally:
         owner.delete(f"/system/services/{name}")
+
+
+# owners and Kueue (update.go, job.go, run.go) --------------------------------------------
+
+
+def test_an_admin_update_stores_the_owner_it_was_sent(
+    release_admin: httpx.Client, release_deploy: Callable[..., dict]
+) -> None:
+    """update.go restores the old owner only for OIDC callers; an admin's body is stored."""
+    service = release_deploy("true\n")
+    assert service["owner"] == "cluster_admin"
+    assert release_admin.put("/system/services", json={**service, "owner": ""}).status_code == 204
+    assert release_admin.get(f"/system/services/{service['name']}").json()["owner"] == ""
+
+
+def test_jobs_of_a_service_without_owner_stay_suspended_under_kueue_from_3_7(
+    release_oscar: OscarLocal, release_admin: httpx.Client, release_deploy: Callable[..., dict]
+) -> None:
+    """job.go: with KUEUE_ENABLE (default from v3.7.0) a job of a service not owned by
+    cluster_admin is created suspended in the service's LocalQueue; an admin-made service has
+    none, so Kueue never admits it."""
+    service = release_deploy("echo ran\n")
+    release_admin.put("/system/services", json={**service, "owner": ""})
+    service = release_admin.get(f"/system/services/{service['name']}").json()
+    assert submit(release_oscar, service).status_code == 201
+    if pick(release_oscar, v3_6=False, v3_7=True, v4_0=True, v4_1=True):
+        (name,) = wait_until(lambda: jobs(release_admin, service["name"]))
+        stays(lambda: jobs(release_admin, service["name"])[name] == {"status": "Suspended"}, 0.5)
+    else:
+        wait_until(
+            lambda: (
+                [j["status"] for j in jobs(release_admin, service["name"]).values()]
+                == ["Succeeded"]
+            )
+        )
+
+
+def test_run_of_a_service_kueue_cannot_admit_answers_400_invalid_workload(
+    release_oscar: OscarLocal,
+    release_admin: httpx.Client,
+    release_deploy: Callable[..., dict],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """run.go: VerifyWorkload waits for admission (30 s by default), then refuses."""
+    monkeypatch.setattr(release_oscar.settings, "kueue_admission_timeout", 0.2)
+    service = release_deploy("echo ran\n", log_level="CRITICAL")
+    release_admin.put("/system/services", json={**service, "owner": ""})
+    service = release_admin.get(f"/system/services/{service['name']}").json()
+    response = httpx.post(
+        f"{release_oscar.endpoint}/run/{service['name']}",
+        headers={"Authorization": f"Bearer {service['token']}"},
+    )
+    expected = pick(
+        release_oscar,
+        v3_6=(200, "ran\n\n"),
+        v3_7=(400, "invalid workload: try to reduce the service resource (cpu, memory, etc.)"),
+        v4_0=(400, "invalid workload: try to reduce the service resource (cpu, memory, etc.)"),
+        v4_1=(400, "invalid workload: try to reduce the service resource (cpu, memory, etc.)"),
+    )
+    assert (response.status_code, response.text) == expected
+
+
+def test_jobs_of_an_oidc_users_service_wait_for_its_kueue_quota(
+    release_oscar: OscarLocal,
+    release_admin: httpx.Client,
+    oidc_user: Callable[[str], httpx.Client],
+    tmp_path: Any,
+) -> None:
+    """Kueue admits the LocalQueue's jobs while the user's ClusterQueue quota (2 CPU) lasts."""
+    gate = tmp_path / "gate"
+    owner = oidc_user("gina")
+    name = f"gina-{uuid.uuid4().hex[:8]}"
+    script = 'while [ ! -e "$GATE" ]; do sleep 0.02; done\n'
+    variables = {"GATE": str(gate)}
+    spec = {"name": name, "image": "x", "script": script, "cpu": "1.5"}
+    spec["environment"] = {"variables": variables}
+    assert owner.post("/system/services", json=spec).status_code == 201
+    try:
+        service = release_admin.get(f"/system/services/{name}").json()
+        for _ in range(2):
+            assert submit(release_oscar, service).status_code == 201
+        kueue = pick(release_oscar, v3_6=False, v3_7=True, v4_0=True, v4_1=True)
+        expected = ["Running", "Suspended"] if kueue else ["Running", "Running"]
+        wait_until(
+            lambda: sorted(j["status"] for j in jobs(release_admin, name).values()) == expected
+        )
+        gate.touch()
+        wait_until(
+            lambda: (
+                [j["status"] for j in jobs(release_admin, name).values()]
+                == ["Succeeded", "Succeeded"]
+            )
+        )
+    finally:
+        gate.touch()
+        release_admin.delete(f"/system/services/{name}")

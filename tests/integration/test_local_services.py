@@ -14,6 +14,7 @@ import requests
 from minio import Minio
 from oscar_python.client import Client
 
+from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.server import OscarLocal
 
 SCRIPT = "#!/bin/sh\necho done\n"
@@ -532,3 +533,87 @@ def test_deployment_of_an_unknown_service_answers_403(admin: httpx.Client) -> No
         403,
         "You do not have permission to access this service",
     )
+
+
+def test_deployment_of_a_service_scaled_to_zero_is_ready_with_no_instance(
+    admin: httpx.Client, deploy: Callable[..., dict]
+) -> None:
+    """deploymentStatusFromKnativeService: Ready=True counts the current pods only."""
+    name = deploy(SCRIPT)["name"]
+    status = admin.get(f"/system/services/{name}/deployment").json()
+    assert (status["state"], status["active_instances"], status["reason"]) == (
+        "ready",
+        0,
+        "Runtime service is ready.",
+    )
+    kept = deploy(SCRIPT, synchronous={"min_scale": 2, "max_scale": 3})["name"]
+    assert admin.get(f"/system/services/{kept}/deployment").json()["active_instances"] == 2
+
+
+@pytest.mark.parametrize("state", ["failed", "degraded"])
+def test_deployment_of_a_service_whose_revision_is_not_ready(
+    admin: httpx.Client, deploy: Callable[..., dict], state: str
+) -> None:
+    name = deploy(SCRIPT, synchronous={"min_scale": 2})["name"]
+    fault = {"kind": "deployment", "service": name, "state": state, "reason": "ImagePullBackOff"}
+    assert admin.post("/local/faults", json=fault).status_code == 201
+    status = admin.get(f"/system/services/{name}/deployment").json()
+    assert (status["state"], status["reason"]) == (state, "ImagePullBackOff")
+    assert 0 < status["affected_instances"] <= status["active_instances"]
+    if state == "degraded":
+        assert status["affected_instances"] < status["active_instances"]
+
+
+def test_service_carries_its_deployment_summary_when_asked(
+    admin: httpx.Client, deploy: Callable[..., dict]
+) -> None:
+    """read.go ?include=deployment (v4.0.0): the summary, without service name and namespace."""
+    name = deploy(SCRIPT)["name"]
+    plain = admin.get(f"/system/services/{name}").json()
+    assert "deployment" not in plain and plain["volume_status"] == {"enabled": False}
+    summary = admin.get(f"/system/services/{name}", params={"include": "deployment"}).json()
+    assert list(summary["deployment"]) == [
+        "state",
+        "reason",
+        "last_transition_time",
+        "active_instances",
+        "affected_instances",
+        "resource_kind",
+    ]
+
+
+# without a serverless backend -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jobs_only() -> Iterator[OscarLocal]:
+    """An OSCAR without Knative (SERVERLESS_BACKEND unset): jobs only."""
+    with OscarLocal(settings=Settings(serverless_backend=False)) as server:
+        yield server
+
+
+def test_without_a_serverless_backend_there_is_no_run_route(jobs_only: OscarLocal) -> None:
+    """main.go registers /run only with a backend; info.go has no serverless_backend then."""
+    with httpx.Client(
+        base_url=jobs_only.endpoint, auth=(jobs_only.user, jobs_only.password)
+    ) as admin:
+        spec = {"name": "only-jobs", "image": "x", "script": "echo ran\n"}
+        assert admin.post("/system/services", json=spec).status_code == 201
+        service = admin.get("/system/services/only-jobs").json()
+        headers = {"Authorization": f"Bearer {service['token']}"}
+        response = httpx.post(f"{jobs_only.endpoint}/run/only-jobs", headers=headers)
+        assert (response.status_code, response.text) == (404, "404 page not found")
+        assert "serverless_backend" not in admin.get("/system/info").json()
+        assert "serverless_backend" not in admin.get("/system/config").json()["config"]
+        deployment = admin.get("/system/services/only-jobs/deployment").json()
+        assert deployment == {
+            "service_name": "only-jobs",
+            "namespace": "oscar-svc",
+            "state": "unavailable",
+            "reason": "Current deployment visibility is unavailable for this service runtime.",
+            "active_instances": 0,
+            "affected_instances": 0,
+            "resource_kind": "unavailable",
+        }
+        response = httpx.post(f"{jobs_only.endpoint}/job/only-jobs", headers=headers)
+        assert response.status_code == 201

@@ -7,7 +7,10 @@ from fastapi.responses import Response
 
 from airflow_provider_oscar.local.handlers.common import Context, text
 from airflow_provider_oscar.local.state import is_label_value, may_use
-from airflow_provider_oscar.local.types.deployment import DeploymentLogStream
+from airflow_provider_oscar.local.types.deployment import (
+    DeploymentLogEntry,
+    DeploymentLogStream,
+)
 from airflow_provider_oscar.local.types.service import Service
 
 FORBIDDEN = "You do not have permission to access this service"
@@ -37,15 +40,21 @@ def register(app: FastAPI, ctx: Context) -> None:
 
     @app.get("/system/services/{name}/deployment/logs")
     async def deployment_logs(name: str, request: Request) -> Response:
-        """MakeGetDeploymentLogsHandler: the Knative pods' container logs. The embedded pods
-        print nothing before a request, so the answer is the handler's "no logs" shape."""
+        """MakeGetDeploymentLogsHandler: the Knative pods' container logs (the embedded pods
+        print nothing before a request, unless a failing revision was injected)."""
         service = authorized(name, request)
         if isinstance(service, Response):
             return service
         status = ctx.cluster.deployment(service)
         stream = DeploymentLogStream(service.name, entries=[])
+        lines = ctx.cluster.deployment_logs(service)
         if status.active_instances == 0:
             stream.message = "Deployment logs are unavailable for this service."
-        else:
+        elif not lines:
             stream.message = "Deployment logs are not yet available."
+        else:
+            stamps = request.query_params.get("timestamps", "").lower() in ("true", "1", "t")
+            stamp = status.last_transition_time or "" if stamps else ""
+            stream.available = True
+            stream.entries = [DeploymentLogEntry(stamp, line) for line in lines[-1000:]]
         return ctx.json(stream)
