@@ -30,7 +30,7 @@ from airflow_provider_oscar.local.handlers.common import (
     refused,
     text,
 )
-from airflow_provider_oscar.local.state import StateError
+from airflow_provider_oscar.local.rules import StateError
 
 
 def create_app(cluster: LocalCluster) -> ASGIApp:

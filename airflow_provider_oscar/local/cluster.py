@@ -23,15 +23,9 @@ from pathlib import Path
 
 from airflow_provider_oscar.local.faults import FaultPlan
 from airflow_provider_oscar.local.profiles import Profile, profile_for
+from airflow_provider_oscar.local.rules import job_name
 from airflow_provider_oscar.local.runtime import Invocation, Outcome, Runtime
-from airflow_provider_oscar.local.state import (
-    Caller,
-    ClusterState,
-    Job,
-    JobStatus,
-    job_name,
-    utc_now,
-)
+from airflow_provider_oscar.local.state import Caller, ClusterState, Job, JobStatus, utc_now
 from airflow_provider_oscar.local.storage import BucketWatcher, ObjectStore
 from airflow_provider_oscar.local.types.config import Config, parse_string_slice
 from airflow_provider_oscar.local.types.deployment import (

@@ -263,12 +263,12 @@ BUDGET = 200 * 1024
 
 
 @pytest.fixture(scope="module")
-def bounded() -> Iterator[OscarLocal]:
+def bounded(oscar: OscarLocal) -> Iterator[OscarLocal]:
     """4 GiB of node memory, 200 KiB of request bodies in flight, no fault injection."""
     settings = Settings(
         total_memory_bytes=4 * 1024**3, max_request_memory=BUDGET, faults_enabled=False
     )
-    with OscarLocal(settings=settings) as server:
+    with OscarLocal(settings=settings, s3=oscar.s3) as server:
         yield server
 
 

@@ -586,9 +586,9 @@ def test_service_carries_its_deployment_summary_when_asked(
 
 
 @pytest.fixture(scope="module")
-def jobs_only() -> Iterator[OscarLocal]:
-    """An OSCAR without Knative (SERVERLESS_BACKEND unset): jobs only."""
-    with OscarLocal(settings=Settings(serverless_backend=False)) as server:
+def jobs_only(oscar: OscarLocal) -> Iterator[OscarLocal]:
+    """An OSCAR without Knative (SERVERLESS_BACKEND unset): jobs only (the session's S3)."""
+    with OscarLocal(settings=Settings(serverless_backend=False), s3=oscar.s3) as server:
         yield server
 
 
@@ -597,7 +597,7 @@ def test_without_a_serverless_backend_there_is_no_run_route(jobs_only: OscarLoca
     with httpx.Client(
         base_url=jobs_only.endpoint, auth=(jobs_only.user, jobs_only.password)
     ) as admin:
-        spec = {"name": "only-jobs", "image": "x", "script": "echo ran\n"}
+        spec = {"name": "only-jobs", "image": "x", "script": "echo ran\n"}  # no buckets
         assert admin.post("/system/services", json=spec).status_code == 201
         service = admin.get("/system/services/only-jobs").json()
         headers = {"Authorization": f"Bearer {service['token']}"}

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from airflow_provider_oscar.local.handlers.common import Context, empty, struct_json, text
-from airflow_provider_oscar.local.state import (
+from airflow_provider_oscar.local.rules import (
     Invalid,
     check_bucket_name,
     check_object_key,

@@ -23,14 +23,8 @@ from starlette.types import Receive, Scope, Send
 
 from airflow_provider_oscar.local.cluster import LocalCluster, Settings
 from airflow_provider_oscar.local.profiles import Profile
-from airflow_provider_oscar.local.state import (
-    Caller,
-    ClusterState,
-    Invalid,
-    NotFound,
-    StateError,
-    may_use,
-)
+from airflow_provider_oscar.local.rules import Invalid, NotFound, StateError, may_use
+from airflow_provider_oscar.local.state import Caller, ClusterState
 from airflow_provider_oscar.local.types.config import Config
 from airflow_provider_oscar.local.types.gojson import encode, go_json_text
 from airflow_provider_oscar.local.types.service import Service

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from airflow_provider_oscar.local.handlers.common import Context, text
-from airflow_provider_oscar.local.state import is_label_value, may_use
+from airflow_provider_oscar.local.rules import is_label_value, may_use
 from airflow_provider_oscar.local.types.deployment import (
     DeploymentLogEntry,
     DeploymentLogStream,

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from airflow_provider_oscar.local.cluster import event_principal
 from airflow_provider_oscar.local.handlers.common import Context, empty, invocation_target
-from airflow_provider_oscar.local.state import Forbidden, StateError, job_name
+from airflow_provider_oscar.local.rules import Forbidden, StateError, job_name
 
 DELEGATION_HEADER = "X-Delegated-Job-ID"
 ETCD_OBJECT_LIMIT = 1536 * 1024  # etcd's request limit (1.5 MiB): the Job carries the event

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from airflow_provider_oscar.local.faults import FAULT, RotateToken
 from airflow_provider_oscar.local.handlers.common import Context, empty, struct_json, text
-from airflow_provider_oscar.local.state import Caller, Forbidden
+from airflow_provider_oscar.local.rules import Forbidden
+from airflow_provider_oscar.local.state import Caller
 from airflow_provider_oscar.local.types.gojson import GoJSONError, parse
 
 

@@ -6,7 +6,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from airflow_provider_oscar.local.handlers.common import Context, empty, text
-from airflow_provider_oscar.local.state import Caller, may_use
+from airflow_provider_oscar.local.rules import may_use
+from airflow_provider_oscar.local.state import Caller
 from airflow_provider_oscar.local.types.service import Service
 
 

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from airflow_provider_oscar.local.handlers.common import Context, empty, text
-from airflow_provider_oscar.local.state import Invalid, is_label_value, may_see
+from airflow_provider_oscar.local.rules import Invalid, is_label_value, may_see
 from airflow_provider_oscar.local.types.deployment import ServiceDeploymentSummary
 from airflow_provider_oscar.local.types.gojson import GoJSONError, binding_errors, decode, parse
 from airflow_provider_oscar.local.types.service import Service, ServiceVolumeStatus
