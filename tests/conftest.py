@@ -44,11 +44,13 @@ def oscar_at() -> Iterator[Callable[[str], OscarLocal]]:
 
     def at(version: str) -> OscarLocal:
         if version not in servers:
-            servers[version] = OscarLocal(oscar_version=version).start()
+            # the other releases share the default one's S3 store (names are unique)
+            s3 = at(DEFAULT_VERSION).s3 if version != DEFAULT_VERSION else None
+            servers[version] = OscarLocal(oscar_version=version, s3=s3).start()
         return servers[version]
 
     yield at
-    for server in servers.values():
+    for server in reversed(servers.values()):  # the default one, owning the S3 store, last
         server.stop()
 
 
