@@ -54,14 +54,23 @@ from whole columns at once.
 
 from airflow_provider_oscar.ensemble.aggregation import aggregate, aggregate_arrays
 from airflow_provider_oscar.ensemble.base import METHODS, MISSING, AbstainRule, EnsembleError
-from airflow_provider_oscar.ensemble.metrics import accuracy
+from airflow_provider_oscar.ensemble.calibration import Calibration, fit
+from airflow_provider_oscar.ensemble.crossval import cross_validate
+from airflow_provider_oscar.ensemble.dawid_skene import DawidSkeneFit, dawid_skene
+from airflow_provider_oscar.ensemble.metrics import accuracy, evaluate
 
 __all__ = [
     "METHODS",
     "MISSING",
     "AbstainRule",
+    "Calibration",
+    "DawidSkeneFit",
     "EnsembleError",
     "accuracy",
     "aggregate",
     "aggregate_arrays",
+    "cross_validate",
+    "dawid_skene",
+    "evaluate",
+    "fit",
 ]

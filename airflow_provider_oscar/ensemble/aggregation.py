@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,10 +19,12 @@ from airflow_provider_oscar.ensemble.base import (
     is_int,
     is_real,
 )
+from airflow_provider_oscar.ensemble.calibration import Calibration, scale_part, sharpen
+from airflow_provider_oscar.ensemble.dawid_skene import DawidSkeneFit, dawid_skene
 from airflow_provider_oscar.ensemble.output import build_results
-from airflow_provider_oscar.ensemble.parts import build_part, check_coverage
+from airflow_provider_oscar.ensemble.parts import Part, build_part, check_coverage
 from airflow_provider_oscar.ensemble.reading import Read, read_arrays, read_mappings
-from airflow_provider_oscar.ensemble.scoring import score_part
+from airflow_provider_oscar.ensemble.scoring import Scores, score_part
 
 CHUNK_ENTRIES = 1 << 14  # listed labels aggregated together: 128 KiB per array of them
 
@@ -41,6 +43,7 @@ def aggregate(
     min_models: int = 1,
     abstain: AbstainRule | None = None,
     provenance: bool = True,
+    calibration: Mapping[str, Any] | Calibration | None = None,
 ) -> list[dict[str, Any]]:
     """Combine, per input, the predictions of several models into a consensus top-k.
 
@@ -51,33 +54,40 @@ def aggregate(
     without an entry for an input is missing there. Raises :class:`EnsembleError` on bad arguments,
     malformed predictions, or an input answered by fewer than ``min_models`` models.
 
+    ``calibration`` (from :func:`~airflow_provider_oscar.ensemble.fit`, or its JSON) rescales
+    each model's list by its temperature, pools them by the soft vote with the fitted weights and
+    rescales the pool by the pooled temperature, over the calibration's ``num_classes`` with
+    residual spreading: scores are then calibrated probabilities. ``method="dawid_skene"``
+    estimates each model's confusion from the batch itself (see
+    :mod:`~airflow_provider_oscar.ensemble.dawid_skene`); scores are the posteriors.
+
     Returns one dict per input, in input order, JSON-plain::
 
         {"input": id, "winner": label,
          "top_k": {"labels": [...], "scores": [...], "support": [...]},  # consensus, best first
-         "vote_share": float, "margin": float, "entropy": float,
+         "vote_share": float, "margin": float, "entropy": float, "unlisted_score": float,
          "abstained": bool, "abstain_reasons": ["margin" | "vote_share" | "top_score", ...],
          "missing_models": [model, ...],
          "provenance": [{"model", "status", "labels", "probabilities", "residual", "message",
                          "source"}, ...],
          "method": {"combiner", "weights", "missing", "floor", "rrf_k", "num_classes", "top_k",
-                    "min_models", "abstain"}}
+                    "min_models", "abstain", ...}}
 
     ``support`` counts the models that listed the label; ``vote_share`` is the weight share of the
     models whose top-1 is the winner; ``margin`` is the first score minus the second (or minus the
-    unlisted-label score when only one label was listed); ``provenance`` holds each model's own
-    list, its residual mass (``None`` when missing) and status (``ok``, ``error``…, ``missing``);
-    with ``provenance=False`` the key is left out (see the module notes). Every result shares one
-    ``method`` dict.
+    unlisted-label score when only one label was listed); ``unlisted_score`` is the score of a
+    label no model listed; ``provenance`` holds each model's own list, its residual mass
+    (``None`` when missing) and status (``ok``, ``error``…, ``missing``); with
+    ``provenance=False`` the key is left out (see the module notes). Every result shares one
+    ``method`` dict, which also holds the calibration used (``calibration``) or the Dawid-Skene
+    estimates (``reliabilities``, ``iterations``, ``converged``).
     """
-    rule = abstain if abstain is not None else AbstainRule()
-    check_arguments(method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule)
+    options = _options(
+        method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, abstain, calibration
+    )
     if not predictions:
         return []
-    read = read_mappings(predictions, models, bool(provenance))
-    return _aggregate(
-        read, method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule
-    )
+    return _aggregate(read_mappings(predictions, models, bool(provenance)), options)
 
 
 def aggregate_arrays(
@@ -98,6 +108,7 @@ def aggregate_arrays(
     min_models: int = 1,
     abstain: AbstainRule | None = None,
     provenance: bool = True,
+    calibration: Mapping[str, Any] | Calibration | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`aggregate` for predictions held as arrays, e.g. the batched top-k of models.
 
@@ -112,20 +123,32 @@ def aggregate_arrays(
     read per prediction, so this skips the one pass over Python objects that :func:`aggregate`
     needs.
     """
-    rule = abstain if abstain is not None else AbstainRule()
-    check_arguments(method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule)
+    options = _options(
+        method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, abstain, calibration
+    )
     if not len(inputs):
         return []
     read = read_arrays(
         inputs, models, vocabulary, labels, probabilities, answered, bool(provenance)
     )
-    return _aggregate(
-        read, method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule
-    )
+    return _aggregate(read, options)
 
 
-def _aggregate(
-    read: Read,
+@dataclass(frozen=True)
+class _Options:
+    method: str
+    weights: Mapping[str, float] | None
+    top_k: int
+    missing: str
+    floor: float
+    rrf_k: float
+    num_classes: int | None
+    min_models: int
+    rule: AbstainRule
+    calibration: Calibration | None
+
+
+def _options(
     method: str,
     weights: Mapping[str, float] | None,
     top_k: int,
@@ -134,35 +157,122 @@ def _aggregate(
     rrf_k: float,
     num_classes: int | None,
     min_models: int,
-    rule: AbstainRule,
-) -> list[dict[str, Any]]:
+    abstain: AbstainRule | None,
+    calibration: Mapping[str, Any] | Calibration | None,
+) -> _Options:
+    """The checked options; a calibration brings its own class count and residual spreading."""
+    rule = abstain if abstain is not None else AbstainRule()
+    fitted = None
+    if calibration is not None:
+        fitted = Calibration.from_json(calibration)
+        if method != "soft_vote" or weights is not None:
+            raise EnsembleError(
+                "a calibration pools by its own weights: use method='soft_vote' without weights"
+            )
+        if num_classes is not None and num_classes != fitted.num_classes:
+            raise EnsembleError(
+                f"num_classes={num_classes} differs from the calibration's {fitted.num_classes}"
+            )
+        missing, num_classes = "residual", fitted.num_classes
+    check_arguments(method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule)
+    return _Options(
+        method, weights, top_k, missing, floor, rrf_k, num_classes, min_models, rule, fitted
+    )
+
+
+def _aggregate(read: Read, o: _Options) -> list[dict[str, Any]]:
     """Aggregate the inputs a chunk at a time: the arrays of a chunk stay small, so that memory
     freed by one chunk serves the next instead of fresh pages, and stay in the processor's cache.
-    Inputs are independent once the labels are numbered, so the chunks change nothing else."""
-    w = model_weights(weights, read.models)
-    if min_models > len(read.models):
-        raise EnsembleError(f"min_models={min_models} exceeds the {len(read.models)} models")
-    weight_of = dict(zip(read.models, w.tolist(), strict=True))
-    description = {
-        "combiner": method,
-        "weights": weight_of if weights is not None else None,
-        "missing": missing,
-        "floor": floor if method == "geometric_mean" else None,
-        "rrf_k": rrf_k if method == "rrf" else None,
-        "num_classes": num_classes,
-        "top_k": top_k,
-        "min_models": min_models,
-        "abstain": asdict(rule),
+    Inputs are independent once the labels are numbered, so the chunks change nothing else
+    (Dawid-Skene first fits on the whole batch's top-1 answers)."""
+    w = (
+        o.calibration.weights(read.models)
+        if o.calibration
+        else model_weights(o.weights, read.models)
+    )
+    if o.min_models > len(read.models):
+        raise EnsembleError(f"min_models={o.min_models} exceeds the {len(read.models)} models")
+    description: dict[str, Any] = {
+        "combiner": o.method,
+        "weights": dict(zip(read.models, w.tolist(), strict=True))
+        if o.weights is not None or o.calibration
+        else None,
+        "missing": o.missing,
+        "floor": o.floor if o.method == "geometric_mean" else None,
+        "rrf_k": o.rrf_k if o.method == "rrf" else None,
+        "num_classes": o.num_classes,
+        "top_k": o.top_k,
+        "min_models": o.min_models,
+        "abstain": asdict(o.rule),
     }
+    if o.calibration:
+        description["calibration"] = o.calibration.to_json()
+    step = max(1, CHUNK_ENTRIES // max(1, math.ceil(read.entries_per_input)))
+    chunks = range(0, len(read.inputs), step)
+    fitted = None
+    if o.method == "dawid_skene":
+        fitted = dawid_skene(_top1(read, chunks, step))
+        description["reliabilities"] = dict(
+            zip(read.models, fitted.reliability.tolist(), strict=True)
+        )
+        description["iterations"] = fitted.iterations
+        description["converged"] = fitted.converged
     shown = np.array(read.display, dtype=object)
     results: list[dict[str, Any]] = []
-    step = max(1, CHUNK_ENTRIES // max(1, math.ceil(read.entries_per_input)))
-    for lo in range(0, len(read.inputs), step):
+    for lo in chunks:
         part = build_part(read, lo, min(lo + step, len(read.inputs)))
-        check_coverage(part, w, min_models, num_classes)
-        scores = score_part(part, method, w, missing, floor, rrf_k, num_classes)
-        results += build_results(part, scores, top_k, num_classes, rule, description, shown)
+        check_coverage(part, w, o.min_models, o.num_classes)
+        scores = _scores(part, o, w, fitted, lo)
+        results += build_results(part, scores, o.top_k, o.num_classes, o.rule, description, shown)
     return results
+
+
+def _scores(
+    part: Part, o: _Options, w: np.ndarray, fitted: DawidSkeneFit | None, lo: int
+) -> Scores:
+    """The scores of a part's candidates by the method, calibrated or Dawid-Skene's."""
+    if o.calibration is not None:
+        assert o.num_classes is not None
+        scaled = scale_part(part, o.calibration.betas(part.models), o.num_classes)
+        pooled = score_part(scaled, "weighted_mean", w, "residual", o.floor, o.rrf_k, o.num_classes)
+        return sharpen(scaled, pooled, 1.0 / o.calibration.temperature, o.num_classes)
+    if fitted is not None:
+        votes = score_part(part, "majority_vote", w, "zero", o.floor, o.rrf_k, o.num_classes)
+        score, unlisted = _posteriors(part, fitted, lo)
+        return replace(votes, score=score, unlisted=unlisted)
+    return score_part(part, o.method, w, o.missing, o.floor, o.rrf_k, o.num_classes)
+
+
+def _top1(read: Read, chunks: range, step: int) -> np.ndarray:
+    """``(inputs, models)``: the label id each model put first, -1 where it did not answer."""
+    n_models = len(read.models)
+    top = np.full(len(read.inputs) * n_models, -1, np.int64)
+    for lo in chunks:
+        chunk = read.chunk(lo, min(lo + step, len(read.inputs)))
+        heads = np.cumsum(chunk.lengths) - chunk.lengths
+        top[lo * n_models + chunk.answered] = chunk.label[heads]
+    return top.reshape(len(read.inputs), n_models)
+
+
+def _posteriors(part: Part, fitted: DawidSkeneFit, lo: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Dawid-Skene posterior of each candidate of the part, and per input the posterior
+    mass of the classes it does not list, spread evenly over them (the unlisted score)."""
+    n_inputs, n_labels = len(part.inputs), max(len(part.display), 1)
+    known = fitted.cand_input * n_labels + fitted.cand_label
+    score = np.zeros(part.cand_input.size)
+    if known.size:
+        wanted = (part.cand_input + lo) * n_labels + part.cand_label
+        at = np.minimum(np.searchsorted(known, wanted), known.size - 1)
+        hit = known[at] == wanted
+        score[hit] = fitted.posterior[at[hit]]
+        listed = np.bincount(part.cand_input[hit], minlength=n_inputs)
+    else:
+        listed = np.zeros(n_inputs, np.int64)
+    classes = np.unique(fitted.cand_label).size
+    left = np.maximum(1.0 - np.bincount(part.cand_input, score, n_inputs), 0.0)
+    others = classes - listed
+    unlisted = np.where(others > 0, left / np.maximum(others, 1), 0.0)
+    return score, np.where(left > 1e-12, unlisted, 0.0)
 
 
 # --------------------------------------------------------------------------- checks
@@ -192,8 +302,10 @@ def check_arguments(
         )
     if method == "weighted_mean" and weights is None:
         raise EnsembleError("method 'weighted_mean' needs weights")
-    if method == "max" and weights is not None:
-        raise EnsembleError("method 'max' takes no weights")
+    if method in ("max", "dawid_skene") and weights is not None:
+        raise EnsembleError(f"method {method!r} takes no weights")
+    if method == "dawid_skene" and missing != "zero":
+        raise EnsembleError("method 'dawid_skene' reads top-1 answers only; missing must be 'zero'")
     if not is_int(top_k) or top_k < 1:
         raise EnsembleError(f"top_k must be an integer >= 1, got {top_k!r}")
     if not is_int(min_models) or min_models < 1:

@@ -10,7 +10,16 @@ import numpy as np
 
 from airflow_provider_oscar.errors import OscarError
 
-METHODS = ("soft_vote", "weighted_mean", "geometric_mean", "max", "majority_vote", "borda", "rrf")
+METHODS = (
+    "soft_vote",
+    "weighted_mean",
+    "geometric_mean",
+    "max",
+    "majority_vote",
+    "borda",
+    "rrf",
+    "dawid_skene",
+)
 MISSING = ("zero", "residual")
 RANK_METHODS = ("borda", "rrf")
 SUM_METHODS = ("soft_vote", "weighted_mean", "majority_vote", "borda", "rrf")

@@ -59,6 +59,7 @@ def build_results(
         vote_share.tolist(),
         margin.tolist(),
         entropy.tolist(),
+        scores.unlisted.tolist(),
         below.tolist(),
         strict=True,
     )
@@ -70,12 +71,13 @@ def build_results(
             "vote_share": share,
             "margin": gap,
             "entropy": h,
+            "unlisted_score": rest,
             "abstained": code > 0,
             "abstain_reasons": [*reasons[code]],
             "missing_models": [],
             "method": description,
         }
-        for input_id, top_labels, top_score, top_support, share, gap, h, code in columns
+        for input_id, top_labels, top_score, top_support, share, gap, h, rest, code in columns
     ]
     if part.provenance:
         provenance = _provenance(part)
