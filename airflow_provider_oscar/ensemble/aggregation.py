@@ -231,11 +231,17 @@ def _scores(
     part: Part, o: _Options, w: np.ndarray, fitted: DawidSkeneFit | None, lo: int
 ) -> Scores:
     """The scores of a part's candidates by the method, calibrated or Dawid-Skene's."""
-    if o.calibration is not None:
+    cal = o.calibration
+    if cal is not None:
         assert o.num_classes is not None
-        scaled = scale_part(part, o.calibration.betas(part.models), o.num_classes)
-        pooled = score_part(scaled, "weighted_mean", w, "residual", o.floor, o.rrf_k, o.num_classes)
-        return sharpen(scaled, pooled, 1.0 / o.calibration.temperature, o.num_classes)
+        scaled = scale_part(part, cal.betas(part.models), o.num_classes)
+        if cal.pool == "log_linear":
+            pooled = score_part(
+                scaled, "geometric_mean", w, "residual", cal.floor, 0, o.num_classes
+            )
+        else:
+            pooled = score_part(scaled, "weighted_mean", w, "residual", 0, 0, o.num_classes)
+        return sharpen(scaled, pooled, 1.0 / cal.temperature, o.num_classes)
     if fitted is not None:
         votes = score_part(part, "majority_vote", w, "zero", o.floor, o.rrf_k, o.num_classes)
         score, unlisted = _posteriors(part, fitted, lo)

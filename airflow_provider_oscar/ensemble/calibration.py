@@ -12,6 +12,12 @@
    raised to ``1/T`` and renormalised over the ``C`` classes (temperature scaling after pooling,
    Rahaman and Thiery, NeurIPS 2021).
 
+With ``pool="log_linear"`` the models are pooled by a weighted geometric mean instead (a
+product of experts: ``s(c) ∝ exp(Σ_m a_m log max(v_m(c), floor))``), whose exponents ``a_m >= 0``
+are fitted jointly on the log loss (convex in them) by projected gradient descent; they take the
+place of the three steps above (stored as weights ``a_m / Σ a`` and a pooled temperature
+``1 / Σ a``). It suits models that see different evidence: their log-probabilities add up.
+
 Each temperature is one number minimising a log loss that is convex in ``1/T``: a golden-section
 search over ``log(1/T)`` in ``[1/100, 100]``. The result is a :class:`Calibration`, JSON-plain
 through :meth:`Calibration.to_json`, that :func:`~airflow_provider_oscar.ensemble.aggregate`
@@ -35,6 +41,7 @@ from airflow_provider_oscar.ensemble.scoring import Scores, score_part
 
 KIND = "oscar-ensemble-calibration"
 WEIGHT_FITS = ("caruana", "stacking", "equal")
+POOLS = ("linear", "log_linear")
 LOG_FLOOR = 1e-15  # probabilities below this count as this in a log loss
 _BETA_RANGE = (math.log(1e-2), math.log(1e2))  # search range of log(1/T)
 
@@ -47,6 +54,8 @@ class Calibration:
     temperature: float  # of the pooled vector
     num_classes: int
     weights_fit: str = "caruana"
+    pool: str = "linear"
+    floor: float = 1e-6  # of the log-linear pool
     fitted_on: int = 0  # labelled inputs
     log_loss: dict[str, float | None] | None = None  # before (equal, T=1) and after, in-sample
 
@@ -58,6 +67,8 @@ class Calibration:
             "temperature": self.temperature,
             "num_classes": self.num_classes,
             "weights_fit": self.weights_fit,
+            "pool": self.pool,
+            "floor": self.floor,
             "fitted_on": self.fitted_on,
             "log_loss": dict(self.log_loss or {}),
         }
@@ -86,6 +97,12 @@ class Calibration:
             raise EnsembleError("calibration: 'temperature' must be a number > 0")
         if not is_int(data.get("num_classes")) or data["num_classes"] < 1:
             raise EnsembleError("calibration: 'num_classes' must be an integer >= 1")
+        pool = data.get("pool", "linear")
+        if pool not in POOLS:
+            raise EnsembleError(f"calibration: 'pool' must be one of {', '.join(POOLS)}")
+        floor = data.get("floor", 1e-6)
+        if not is_real(floor) or not 0 < floor < 1:
+            raise EnsembleError("calibration: 'floor' must be a number with 0 < floor < 1")
         return cls(
             models={
                 str(m): {"temperature": float(e["temperature"]), "weight": float(e["weight"])}
@@ -94,6 +111,8 @@ class Calibration:
             temperature=float(data["temperature"]),
             num_classes=int(data["num_classes"]),
             weights_fit=str(data.get("weights_fit", "caruana")),
+            pool=str(pool),
+            floor=float(floor),
             fitted_on=int(data.get("fitted_on") or 0),
             log_loss=dict(data.get("log_loss") or {}),
         )
@@ -123,6 +142,8 @@ def fit(
     temperatures: bool = True,
     pooled_temperature: bool = True,
     rounds: int = 50,
+    pool: str = "linear",
+    floor: float = 1e-6,
 ) -> Calibration:
     """Fit per-model temperatures, model weights and a pooled temperature on labelled inputs.
 
@@ -130,8 +151,14 @@ def fit(
     inputs in ``truth`` (input id → true label) are used, and every one of them must have
     predictions. ``weights`` is ``caruana`` (greedy selection with replacement, ``rounds``
     picks, started from the best single model), ``stacking`` or ``equal``. ``temperatures`` and
-    ``pooled_temperature`` switch the two kinds of temperature off (then 1).
+    ``pooled_temperature`` switch the two kinds of temperature off (then 1). ``pool="log_linear"``
+    fits the exponents of a weighted geometric mean instead (``floor`` bounds the probabilities
+    below, as the geometric mean's ``floor``); ``weights`` and the switches then do not apply.
     """
+    if pool not in POOLS:
+        raise EnsembleError(f"unknown pool {pool!r}; expected {', '.join(POOLS)}")
+    if not is_real(floor) or not 0 < floor < 1:
+        raise EnsembleError(f"floor must be a number with 0 < floor < 1, got {floor!r}")
     if weights not in WEIGHT_FITS:
         raise EnsembleError(f"unknown weights fit {weights!r}; expected {', '.join(WEIGHT_FITS)}")
     if not is_int(rounds) or rounds < 1:
@@ -152,7 +179,31 @@ def fit(
             f"num_classes={n_classes} is less than the {len(read.display)} labels listed"
         )
     target = _truth_ids(part, [truth[i] for i in read.inputs])
-    betas = np.ones(len(read.models))
+    n_models = len(read.models)
+    equal = score_part(part, "soft_vote", np.ones(n_models), "residual", floor, 60.0, n_classes)
+    if pool == "log_linear":
+        a = _fit_exponents(part, target, n_classes, floor)
+        total = float(a.sum())
+        w, beta, betas = a / total, total, np.ones(n_models)
+        pooled = score_part(part, "geometric_mean", w, "residual", floor, 60.0, n_classes)
+        after = sharpen(part, pooled, beta, n_classes)
+        return Calibration(
+            models={
+                m: {"temperature": 1.0, "weight": float(x)}
+                for m, x in zip(read.models, w, strict=True)
+            },
+            temperature=1.0 / beta,
+            num_classes=int(n_classes),
+            weights_fit="log_linear",
+            pool=pool,
+            floor=floor,
+            fitted_on=len(read.inputs),
+            log_loss={
+                "equal_weights": _log_loss(part, equal, target),
+                "calibrated": _log_loss(part, after, target),
+            },
+        )
+    betas = np.ones(n_models)
     if temperatures:
         betas = np.array(
             [_fit_model_beta(part, target, n_classes, m) for m in range(len(read.models))]
@@ -366,3 +417,72 @@ def _stacking(q: np.ndarray, answered: np.ndarray, steps: int = 2000) -> np.ndar
 
 def _log_loss(part: Part, scores: Scores, target: np.ndarray) -> float:
     return _nll(_pooled_truth(part, scores, target))
+
+
+def _fit_exponents(part: Part, target: np.ndarray, num_classes: int, floor: float) -> np.ndarray:
+    """The exponents ``a >= 0`` of the log-linear pool minimising its log loss.
+
+    As the geometric mean pools (``score_part``), an input's exponents are renormalised over the
+    models that answered it: ``e_mi = a_m Σa / Σ_{m answered i} a``. Projected gradient descent
+    with a backtracking step, from ``a = 1`` (the plain product of experts).
+    """
+    n_inputs, n_models = part.present.shape
+    ci = part.cand_input
+    counts = np.bincount(ci, minlength=n_inputs)
+    rest = (num_classes - counts).astype(float)
+    room = np.maximum(num_classes - part.length, 0)
+    fill = np.where(room > 0, part.residual / np.maximum(room, 1), 0.0)  # (inputs, models)
+    log_fill = np.log(np.maximum(fill, floor)).T  # (models, inputs)
+    log_value = log_fill[:, ci].copy()  # (models, candidates)
+    log_value[part.slot % n_models, part.cand] = np.log(np.maximum(part.prob, floor))
+    answered = part.present.T.astype(float)  # (models, inputs)
+    log_value *= answered[:, ci]
+    log_fill *= answered
+    truth_at = np.full(n_inputs, -1)
+    hit = np.flatnonzero(part.cand_label == target[ci])
+    truth_at[ci[hit]] = hit
+    truth_log = np.where(truth_at[None, :] >= 0, log_value[:, np.maximum(truth_at, 0)], log_fill)
+
+    def loss_and_gradient(a: np.ndarray) -> tuple[float, np.ndarray]:
+        share = a @ answered  # (inputs,)
+        scale = np.where(share > 0, a.sum() / np.where(share > 0, share, 1.0), 0.0)
+        e = a[:, None] * scale[None, :]  # (models, inputs)
+        z = (e[:, ci] * log_value).sum(axis=0)  # (candidates,)
+        z_rest = (e * log_fill).sum(axis=0)  # (inputs,)
+        top = np.maximum(np.full(n_inputs, -np.inf), z_rest)
+        np.maximum.at(top, ci, z)
+        p = np.exp(z - top[ci])
+        p_rest = rest * np.exp(z_rest - top)
+        norm = np.bincount(ci, p, n_inputs) + p_rest
+        loss = float((np.log(norm) + top - (e * truth_log).sum(axis=0)).mean())
+        listed = np.stack([np.bincount(ci, p * row, n_inputs) for row in log_value])
+        expected = (listed + p_rest * log_fill) / norm
+        g_e = (expected - truth_log) / n_inputs  # d loss / d e, (models, inputs)
+        ge_a = (g_e * a[:, None]).sum(axis=0)
+        inv = np.where(share > 0, 1.0 / np.where(share > 0, share, 1.0), 0.0)
+        grad = (
+            (g_e * scale).sum(axis=1)
+            + (ge_a * inv).sum()
+            - a.sum() * (answered * (ge_a * inv * inv)).sum(axis=1)
+        )
+        return loss, grad
+
+    a = np.ones(n_models)
+    loss, grad = loss_and_gradient(a)
+    step = 1.0
+    for _ in range(500):
+        while True:
+            trial = np.maximum(a - step * grad, 0.0)
+            if trial.sum() <= 0:
+                step /= 2
+                continue
+            new_loss, new_grad = loss_and_gradient(trial)
+            if new_loss <= loss - 1e-4 * float(grad @ (a - trial)) or step < 1e-10:
+                break
+            step /= 2
+        if abs(loss - new_loss) < 1e-12:
+            a, loss = trial, new_loss
+            break
+        a, loss, grad = trial, new_loss, new_grad
+        step *= 2
+    return a

@@ -18,6 +18,7 @@ def cross_validate(
     models: Sequence[str] | None = None,
     num_classes: int | None = None,
     weights: str = "caruana",
+    pool: str = "linear",
     top_k: int = 5,
     min_models: int = 1,
     abstain: AbstainRule | None = None,
@@ -47,6 +48,7 @@ def cross_validate(
             models=names,
             num_classes=num_classes,
             weights=weights,
+            pool=pool,
         )
         calibrations[str(fold)] = calibration.to_json()
         scored = {i: row for i, row in predictions.items() if folds[i] == fold}
