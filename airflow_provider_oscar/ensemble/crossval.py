@@ -16,17 +16,16 @@ def cross_validate(
     folds: Mapping[str, Any],
     *,
     models: Sequence[str] | None = None,
-    num_classes: int | None = None,
-    weights: str = "caruana",
-    pool: str = "linear",
     top_k: int = 5,
     min_models: int = 1,
     abstain: AbstainRule | None = None,
+    **fit_options: Any,
 ) -> dict[str, Any]:
     """For each fold, :func:`~airflow_provider_oscar.ensemble.fit` on the labelled inputs of
     the other folds and aggregate the fold's inputs with that calibration.
 
-    ``folds`` maps every input of ``predictions`` to its fold (any JSON-plain value). Returns
+    ``folds`` maps every input of ``predictions`` to its fold (any JSON-plain value);
+    ``fit_options`` go to :func:`~airflow_provider_oscar.ensemble.fit`. Returns
     ``{"results": [...], "calibrations": {fold: calibration JSON}}``, the results in input order,
     as :func:`~airflow_provider_oscar.ensemble.aggregate` gives them.
     """
@@ -46,9 +45,7 @@ def cross_validate(
             {i: predictions[i] for i in train},
             train,
             models=names,
-            num_classes=num_classes,
-            weights=weights,
-            pool=pool,
+            **fit_options,
         )
         calibrations[str(fold)] = calibration.to_json()
         scored = {i: row for i, row in predictions.items() if folds[i] == fold}
