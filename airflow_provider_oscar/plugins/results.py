@@ -153,14 +153,7 @@ def _reports(session: Any, dag_id: str, run_ids: Sequence[str]) -> dict[str, lis
         )
         .order_by(TaskInstance.task_id, TaskInstance.map_index)
     ).all()
-    xcoms = session.scalars(
-        select(XComModel).where(
-            XComModel.dag_id == dag_id,
-            XComModel.run_id.in_(run_ids),
-            XComModel.key == "return_value",
-            XComModel.task_id.in_({ti.task_id for ti in tis}),
-        )
-    ).all()
+    xcoms = _return_values(session, dag_id, run_ids, {ti.task_id for ti in tis})
     values = {(x.run_id, x.task_id, x.map_index): x for x in xcoms}
     reviews = _reviews(session, dag_id, run_ids)
     found: dict[str, list[dict[str, Any]]] = {}
@@ -187,6 +180,25 @@ def _reports(session: Any, dag_id: str, run_ids: Sequence[str]) -> dict[str, lis
     return found
 
 
+def _return_values(
+    session: Any, dag_id: str, run_ids: Sequence[str], task_ids: set[str]
+) -> list[Any]:
+    """The ``return_value`` XCom rows of those tasks in those runs."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    return list(
+        session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id.in_(run_ids),
+                XComModel.key == "return_value",
+                XComModel.task_id.in_(task_ids),
+            )
+        ).all()
+    )
+
+
 def _reviews(session: Any, dag_id: str, run_ids: Sequence[str]) -> dict[str, list[dict]]:
     """``{run_id: [review outcome, ...]}`` of the runs' review tasks that finished."""
     from airflow.models.taskinstance import TaskInstance
@@ -202,16 +214,8 @@ def _reviews(session: Any, dag_id: str, run_ids: Sequence[str]) -> dict[str, lis
     ).all()
     if not tasks:
         return {}
-    xcoms = session.scalars(
-        select(XComModel).where(
-            XComModel.dag_id == dag_id,
-            XComModel.run_id.in_(run_ids),
-            XComModel.key == "return_value",
-            XComModel.task_id.in_({t.task_id for t in tasks}),
-        )
-    ).all()
     found: dict[str, list[dict]] = {}
-    for xcom in xcoms:
+    for xcom in _return_values(session, dag_id, run_ids, {t.task_id for t in tasks}):
         value = XComModel.deserialize_value(xcom)
         if isinstance(value, Mapping) and isinstance(value.get("reviews"), Mapping):
             found.setdefault(xcom.run_id, []).append(dict(value))
