@@ -335,3 +335,42 @@ def test_bootstrap_intervals_are_reproducible_and_narrow_with_more_inputs() -> N
     p, y = synthetic(50, seed=18)
     results = aggregate(batch({"a": p}), top_k=4)
     assert evaluate(results, truth_of(y)) == evaluate(results, truth_of(y))
+
+
+# --------------------------------------------------------------------------- log-linear pool
+
+
+def test_the_log_linear_pool_of_one_over_confident_model_is_its_temperature() -> None:
+    p, y = synthetic(6000, seed=19)
+    calibration = fit(batch({"skewed": sharpened(p, 3.0)}), truth_of(y), pool="log_linear")
+    assert calibration.pool == "log_linear"
+    assert calibration.models["skewed"] == {"temperature": 1.0, "weight": 1.0}
+    assert calibration.temperature == pytest.approx(3.0, rel=0.06)
+
+
+def test_the_log_linear_pool_adds_up_independent_evidence() -> None:
+    # two models each see half of the evidence for the class: their product sees all of it
+    rng = np.random.default_rng(20)
+    n = 4000
+    y = rng.integers(0, len(CLASSES), n)
+    evidence = np.eye(len(CLASSES))[y] * 1.5
+    views = {
+        name: sharpened(np.exp(evidence + rng.normal(0, 1, evidence.shape)), 1.0)
+        for name in ("left", "right")
+    }
+    predictions, truth = batch(views), truth_of(y)
+    product = fit(predictions, truth, pool="log_linear")
+    mean = fit(predictions, truth)
+    assert (product.log_loss or {})["calibrated"] < (mean.log_loss or {})["calibrated"]
+    # applied by aggregate, the pool gives the fit's own log loss back
+    results = aggregate(predictions, calibration=product, top_k=4)
+    report = evaluate(results, truth, bootstrap=0)
+    assert report["ensemble"]["log_loss"]["value"] == pytest.approx(
+        (product.log_loss or {})["calibrated"]
+    )
+
+
+def test_an_unknown_pool_is_refused() -> None:
+    p, y = synthetic(5)
+    with pytest.raises(EnsembleError, match="unknown pool 'median'"):
+        fit(batch({"a": p}), truth_of(y), pool="median")
