@@ -258,9 +258,11 @@ def _float(value: Any) -> float | None:
 
 def _combiner(report: Mapping[str, Any]) -> str | None:
     method = report.get("method")
-    if isinstance(method, Mapping):
-        return method.get("combiner")
-    return str(method) if method else None
+    name = method.get("combiner") if isinstance(method, Mapping) else method
+    fit = (report.get("calibration") or {}).get("fit") or {}
+    if name and fit:
+        return f"{name}, calibrated ({str(fit.get('pool', 'linear')).replace('_', '-')} pool)"
+    return str(name) if name else None
 
 
 def run_summary(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
