@@ -50,6 +50,15 @@ labels listed for each input: the memory grows with the number of listed labels,
 times vocabulary. The array work goes a chunk of inputs at a time (about 16,000 listed labels), so
 that its arrays stay small and their memory is reused. Only the results are Python objects, built
 from whole columns at once.
+
+Beyond fixed rules: :func:`fit` learns temperatures and weights from labelled inputs (a
+:class:`Calibration` that ``aggregate(calibration=...)`` applies), :func:`cross_validate` scores
+each fold with a fit on the others, ``method="dawid_skene"`` (:func:`dawid_skene`) weighs the
+models without labels, and :func:`evaluate` measures accuracy, log loss, Brier score and
+calibration error with bootstrap intervals. The modules: ``reading`` (predictions into arrays),
+``parts`` (a chunk's entries and candidates), ``scoring`` (the combiners and the ranking),
+``output`` (the result dicts), ``aggregation`` (the two entry points), ``calibration`` and
+``log_linear`` (the fit), ``crossval``, ``dawid_skene`` and ``metrics``.
 """
 
 from airflow_provider_oscar.ensemble.aggregation import aggregate, aggregate_arrays
