@@ -194,9 +194,17 @@ def test_a_fit_on_labelled_inputs_is_applied_saved_and_reported(oscar_default: o
 
 
 def test_folds_cross_validate_the_fit_and_mark_each_input(oscar_default: object) -> None:
+    from airflow_provider_oscar.hooks.storage import OscarStorageHook
+
     results, truth = _labelled(45)
     folds = {i: int(i[1:]) % 3 for i in truth}
-    report = _run(results, top_k=3, truth=truth, fit_on=truth, folds=folds)
+    folder = f"ensemble-tests/{uuid.uuid4().hex}"
+    storage = OscarStorageHook()
+    for name, data in (("truth", truth), ("folds", folds)):  # both read from bucket objects
+        storage.upload_bytes(f"{folder}/{name}.json", json.dumps(data).encode(), create_bucket=True)
+    report = _run(
+        results, top_k=3, truth=truth, fit_on=f"{folder}/truth.json", folds=f"{folder}/folds.json"
+    )
     assert report["calibration"]["in_sample"] is False
     assert set(report["calibration"]["folds"]) == {"0", "1", "2"}
     assert all(item["fold"] == folds[item["input"]] for item in report["inputs"])
