@@ -22,8 +22,10 @@ probability 0.85 ... 0.45 and otherwise answering one of three look-alike classe
 label: crowd-kit breaks ties by column order, ours by the soft-vote score), and ``DawidSkene``
 (100 iterations, ``tol`` 1e-5, its defaults) against ours. crowd-kit's Dawid-Skene keeps dense
 (answer x class) tables: at 100,000 x 5 over 1,000 classes its joined table alone is 500,000 x
-1,000 floats (4 GB) and it takes about 20 minutes here, so it is measured at ``DS_PEER_INPUTS``
-(ours at 100,000 too, with its memory). With 1,000 classes ours takes an input's candidate
+1,000 floats (4 GB), and at 20,000 x 5 it already took 4.5 minutes of CPU and about 6 GB of
+memory on the 2-core, 24 GB machine of the README's figures; 100,000 would need about five times
+both, more memory than that machine has. So it is measured at ``DS_PEER_INPUTS``, ours on the
+same answers and, for its time and memory (``tracemalloc`` peak), at 100,000. With 1,000 classes ours takes an input's candidate
 classes from its answers (see ``dawid_skene``), so the estimates agree on nearly every input,
 not all.
 
@@ -239,7 +241,8 @@ def _dawid_skene_figures() -> list[Figure]:
         "reliability_crowdkit": [round(x, 4) for x in their_reliability],
         "accuracy_ours": float((mine == truth[:DS_PEER_INPUTS]).mean()),
         "accuracy_crowdkit": float((theirs == truth[:DS_PEER_INPUTS]).mean()),
-        "why_not_100k": "crowd-kit's dense tables: about 4 GB and 20 minutes at 100,000 x 5",
+        "why_not_100k": "crowd-kit's dense tables: about 6 GB at 20,000 x 5, five times that "
+        "at 100,000, more than the 24 GB machine has",
     }
     ours_100k = {
         "inputs": DS_INPUTS,
