@@ -25,9 +25,9 @@ label: crowd-kit breaks ties by column order, ours by the soft-vote score), and 
 1,000 floats (4 GB), and at 20,000 x 5 it already took 4.5 minutes of CPU and about 6 GB of
 memory on the 2-core, 24 GB machine of the README's figures; 100,000 would need about five times
 both, more memory than that machine has. So it is measured at ``DS_PEER_INPUTS``, ours on the
-same answers and, for its time and memory (``tracemalloc`` peak), at 100,000. With 1,000 classes ours takes an input's candidate
-classes from its answers (see ``dawid_skene``), so the estimates agree on nearly every input,
-not all.
+same answers and, for its time and memory (``tracemalloc`` peak), at 100,000. With 1,000
+classes ours takes an input's candidate classes from its answers (see ``dawid_skene``), so the
+estimates agree on nearly every input, not all.
 
 Times: the best of a few calls, process CPU time (ranx runs in parallel on every core, so its CPU
 time is its work; wall times are in the detail). Inputs are prepared before timing for both:
