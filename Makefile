@@ -45,6 +45,7 @@ ui: setup
 	$(PY) scripts/ui.py $(UI_ARGS)
 
 bench: setup
+	$(UV) sync --frozen --all-extras --group bench --python python3
 	$(PY) -m benchmarks.run
 
 oscar-local: setup
