@@ -235,18 +235,27 @@ class OscarServiceReadySensor(OscarBaseSensor):
 
 
 def ready_deployment(hook: OscarHook, service: str, log: Logger) -> dict[str, Any] | None:
-    """The service's deployment status when ``ready``, ``None`` while it is not yet.
+    """The service's deployment status when ready, ``None`` while it is not yet.
 
-    Raises :class:`AirflowFailException` (after logging the deployment's logs) when it failed.
+    Before OSCAR 4.0 (no deployment status), and when OSCAR reports the deployment
+    ``unavailable``, a service that exists is ready. Raises :class:`AirflowFailException`
+    (after logging the deployment's logs) when it failed, or when the service does not exist.
     """
     with task_outcome():
-        deployment = hook.get_deployment(service)
-    state = deployment.get("state")
-    if state == "failed":
+        deployment = hook.get_readiness(service)
+    readiness = deployment.get("readiness")
+    if readiness == "failed":
         raise deployment_failure(hook, service, deployment, log)
-    if state != "ready":
-        log.info("OSCAR service %s is %s (%s)", service, state, deployment.get("reason") or "-")
+    if readiness != "ready":
+        log.info(
+            "OSCAR service %s is %s (%s)",
+            service,
+            deployment.get("state"),
+            deployment.get("reason") or "-",
+        )
         return None
+    if deployment.get("readiness_note"):
+        log.info("%s", deployment["readiness_note"])
     return deployment
 
 

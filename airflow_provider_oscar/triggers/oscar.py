@@ -161,9 +161,9 @@ class OscarServiceReadyTrigger(_OscarTrigger):
         base = {"service": self.service_name}
         try:
             while True:
-                deployment = await hook.aget_deployment(self.service_name)
+                deployment = await hook.aget_readiness(self.service_name)
                 state = deployment.get("state")
-                if state == "ready":
+                if deployment.get("readiness") == "ready":
                     yield TriggerEvent({**base, "status": "success", "deployment": deployment})
                     return
                 if state == "failed" or self._expired():

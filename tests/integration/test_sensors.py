@@ -293,7 +293,8 @@ def test_service_ready_sensor_fails_for_a_service_that_does_not_exist(
 ) -> None:
     name = unique_name("none")
     sensor = OscarServiceReadySensor(task_id="ready", service_name=name, deferrable=False, **FAST)
-    with pytest.raises(AirflowFailException, match="403"):  # deployment.go: 403 when unknown
+    # deployment.go answers 403 for an unknown service; the sensor says what it means
+    with pytest.raises(AirflowFailException, match=f"service '{name}' does not exist"):
         sensor.execute(ctx)
 
 
