@@ -131,14 +131,16 @@ async def test_job_trigger_times_out_at_its_deadline_with_the_last_status(
 
 
 @pytest.mark.usefixtures("connected")
-async def test_job_trigger_reports_an_error_when_the_job_does_not_exist(
+async def test_job_trigger_reports_a_job_absent_from_its_listings_as_gone(
     deploy: Callable[..., dict],
 ) -> None:
     service = deploy("echo done\n")
-    trigger = OscarJobTrigger(service_name=service["name"], job_name=f"{service['name']}-none")
+    trigger = OscarJobTrigger(
+        service_name=service["name"], job_name=f"{service['name']}-none", poll_interval=0.05
+    )
     event = await first_event(trigger)
-    assert event.payload["status"] == "error"
-    assert "disappeared" in event.payload["message"]
+    assert event.payload["status"] == "gone"
+    assert "deleted" in event.payload["message"]
 
 
 # service-ready trigger -------------------------------------------------------------------
