@@ -17,10 +17,11 @@ recorded in the cluster's own MinIO, under ``<bucket>/.oscar-airflow/`` of the s
 (or ``state_path``):
 
 * **a lease per service** (``leases/<service>.json``): created with ``If-None-Match: *``,
-  released and taken over with ``If-Match`` on the ETag read, so at most one provider
-  submitter per service holds it. It expires ``lease_ttl`` seconds after it was written, by the
-  MinIO server's clock (``Last-Modified`` against the answer's ``Date``), so a crashed holder
-  blocks others for that long at most.
+  renewed, released and taken over with ``If-Match`` on the ETag read, so at most one provider
+  submitter per service holds it. Its holder renews it every third of ``lease_ttl``
+  (:data:`LEASE_TTL`, 20 s); a lease not renewed for that long, by the MinIO server's clock
+  (``Last-Modified`` against the answer's ``Date``), is taken over, so a crashed holder blocks
+  the others for ``lease_ttl`` at most.
 * **under the lease**: the identity's record is read (a record naming a job re-attaches at
   once); the job list is read; a ``pending`` record holding that list is written; the input is
   submitted; the job list is polled until the new job appears. One new job is ours: it gets a
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
 __all__ = ["CorrelationError", "Correlator", "JobRef", "StatePath", "named_job"]
 
 STATE_FOLDER = ".oscar-airflow"
+LEASE_TTL = 20.0
 _NAMESPACE = uuid.UUID("3f0f2a8e-5d3c-4b7a-a6c1-6d1b9f0e4c21")
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,7 @@ class Correlator:
         s3: S3Session | None = None,
         state: StatePath | None = None,
         *,
-        lease_ttl: float = 120.0,
+        lease_ttl: float | None = None,
         appear_timeout: float = 60.0,
         poll: float = 0.2,
         logger: Any = log,
@@ -144,7 +146,7 @@ class Correlator:
         self.session = session
         self.s3 = s3
         self.state = state
-        self.lease_ttl = lease_ttl
+        self.lease_ttl = LEASE_TTL if lease_ttl is None else lease_ttl
         self.appear_timeout = appear_timeout
         self.poll = poll
         self.log = logger
@@ -199,7 +201,7 @@ class Correlator:
             found = await self._read(record_key)
             if found and found.get("job") and await self._exists(service, str(found["job"])):
                 return JobRef(service, str(found["job"]), False)
-        until = deadline if deadline is not None else time.time() + self.lease_ttl * 2
+        until = deadline if deadline is not None else time.time() + self.lease_ttl * 6
         async with (
             _local_lock((self.session.settings.endpoint, service)),
             self._lease(service, until),
@@ -322,13 +324,28 @@ class Correlator:
         key = self._key("leases", f"{service}.json")
         holder = uuid.uuid4().hex
         held = json.dumps({"state": "held", "holder": holder}).encode()
-        etag = await self._acquire(s3, state.bucket, key, held, deadline)
+        etags = [await self._acquire(s3, state.bucket, key, held, deadline)]
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease_ttl / 3)
+                body = json.dumps({"state": "held", "holder": holder, "at": time.time()})
+                etag = await s3.put(state.bucket, key, body.encode(), if_match=etags[-1])
+                if etag is None:
+                    self.log.error("the lease %s/%s was taken over while held", state.bucket, key)
+                    return
+                etags.append(etag)
+
+        renewing = asyncio.create_task(renew())
         try:
             yield
         finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OscarError, OSError):
+                await renewing
             released = json.dumps({"state": "released", "by": holder}).encode()
             with contextlib.suppress(OscarError, OSError):
-                await asyncio.shield(s3.put(state.bucket, key, released, if_match=etag))
+                await asyncio.shield(s3.put(state.bucket, key, released, if_match=etags[-1]))
 
     async def _acquire(
         self, s3: S3Session, bucket: str, key: str, held: bytes, deadline: float
@@ -362,7 +379,7 @@ class Correlator:
                     f"{self.lease_ttl:g} s after it was taken)"
                 )
             await asyncio.sleep(pause * (1 + random.random()))
-            pause = min(pause * 2, 1.0)
+            pause = min(pause * 2, 0.25)
 
     # records --------------------------------------------------------------------------------
 
