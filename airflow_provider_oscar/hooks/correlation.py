@@ -69,11 +69,12 @@ from airflow_provider_oscar.errors import OscarApiError, OscarClientError, Oscar
 from airflow_provider_oscar.fdl import job_prefix
 
 if TYPE_CHECKING:
+    from airflow_provider_oscar.fdl import Service
     from airflow_provider_oscar.hooks.models import JobInfo
     from airflow_provider_oscar.hooks.oscar import OscarAsyncSession
     from airflow_provider_oscar.hooks.s3 import S3Session
 
-__all__ = ["CorrelationError", "Correlator", "JobRef", "StatePath", "named_job"]
+__all__ = ["CorrelationError", "Correlator", "JobRef", "StatePath", "named_job", "state_path_for"]
 
 STATE_FOLDER = ".oscar-airflow"
 LEASE_TTL = 20.0
@@ -103,6 +104,24 @@ class StatePath:
 
     def key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix.strip("/"), STATE_FOLDER, *parts) if p)
+
+
+def state_path_for(service: Service, state_path: str | None = None) -> StatePath:
+    """Where a service's records live: ``state_path``, else its first MinIO bucket."""
+    from airflow_provider_oscar.hooks.storage import split_path
+
+    if state_path:
+        bucket, prefix = split_path(state_path)
+        return StatePath(bucket, prefix)
+    for io in [*(service.input or []), *(service.output or [])]:
+        if io.provider_type == "minio" and io.bucket:
+            return StatePath(io.bucket)
+    raise OscarClientError(
+        f"service {service.name!r} has no MinIO bucket to keep its job records in: before "
+        "OSCAR 4.1 the provider records which job is whose in the cluster's MinIO; give the "
+        "service a MinIO input or output path, or pass state_path='bucket/prefix'",
+        service=service.name,
+    )
 
 
 def named_job(service: str, identity: str) -> str:

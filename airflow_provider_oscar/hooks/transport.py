@@ -123,16 +123,13 @@ def _unreachable(
                 "'run_timeout' or the operator's 'timeout')"
             )
         else:
-            why = (
-                f"the connection closed after {seconds:.1f} s without an answer, as OSCAR "
-                "closes a synchronous run that outlasts its write timeout (WRITE_TIMEOUT, "
-                "300 s by default)"
-            )
+            why = f"the connection closed after {seconds:.1f} s without an answer"
         return OscarRunCutError(
             f"OSCAR cluster {settings.name}: {target}: {why}. The run may have happened, so it "
-            "is not sent again. A cold start counts against that time: warm the service "
-            "(synchronous.min_scale: 1), run long inferences as jobs (OscarSubmitJobOperator), "
-            "or raise the server's WRITE_TIMEOUT"
+            "is not sent again. OSCAR closes a synchronous run this way when it outlasts the "
+            "server's write timeout (WRITE_TIMEOUT, 300 s by default), and a cold start counts "
+            "against that time: warm the service (synchronous.min_scale: 1), run long "
+            "inferences as jobs (OscarSubmitJobOperator), or raise WRITE_TIMEOUT"
         )
     return OscarApiError(
         f"OSCAR cluster {settings.name}: {target} failed: "

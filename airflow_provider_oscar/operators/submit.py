@@ -28,7 +28,13 @@ from airflow_provider_oscar.compat import AirflowException, AirflowFailException
 from airflow_provider_oscar.errors import OscarClientError, OscarError
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.fdl import Service
-from airflow_provider_oscar.hooks.correlation import CorrelationError, Correlator, JobRef, StatePath
+from airflow_provider_oscar.hooks.correlation import (
+    CorrelationError,
+    Correlator,
+    JobRef,
+    StatePath,
+    state_path_for,
+)
 from airflow_provider_oscar.hooks.models import JobInfo
 from airflow_provider_oscar.hooks.oscar import OscarAsyncSession
 from airflow_provider_oscar.hooks.s3 import S3Session
@@ -230,18 +236,7 @@ class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
         }
 
     def _state(self, service: Service) -> StatePath:
-        if self.state_path:
-            bucket, prefix = split_path(self.state_path)
-            return StatePath(bucket, prefix)
-        for io in [*(service.input or []), *(service.output or [])]:
-            if io.provider_type == "minio" and io.bucket:
-                return StatePath(io.bucket)
-        raise OscarClientError(
-            f"service {self.service_name!r} has no MinIO bucket to keep its job records in: "
-            "before OSCAR 4.1 the provider records which job is whose in the cluster's MinIO; "
-            "give the service a MinIO input or output path, or pass state_path='bucket/prefix'",
-            service=self.service_name,
-        )
+        return state_path_for(service, self.state_path)
 
     def _persist_links(self, context: Context, sub: dict[str, Any]) -> None:
         endpoint = self.hook.settings.endpoint

@@ -28,3 +28,29 @@ def work(conn: str, name: str, run_id: str) -> None:
         poll_interval=0.1,
         timeout=60.0,
     ).execute({"ti": ti})
+
+
+def work_batch(conn: str, name: str, run_id: str, inputs: list[str]) -> None:
+    """Run an async batch of ``inputs`` in the worker, until the process is killed."""
+    os.environ["AIRFLOW_CONN_OSCAR_DEFAULT"] = conn
+    from airflow_provider_oscar.operators.batch import OscarBatchInvokeOperator
+
+    ti = SimpleNamespace(
+        dag_id="drills",
+        run_id=run_id,
+        task_id="batch",
+        map_index=-1,
+        try_number=1,
+        xcom_push=lambda **_: None,
+    )
+    OscarBatchInvokeOperator(
+        task_id="batch",
+        service_name=name,
+        inputs=inputs,
+        mode="async",
+        decode="text",
+        concurrency=16,
+        poll_interval=0.1,
+        progress_interval=0,
+        deferrable=False,
+    ).execute({"ti": ti})
