@@ -40,35 +40,26 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
 from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_oscar.aio import run_coroutine
-from airflow_provider_oscar.compat import AirflowException, AirflowFailException
-from airflow_provider_oscar.errors import PERMANENT, OscarError
+from airflow_provider_oscar.compat import AirflowFailException
+from airflow_provider_oscar.errors import OscarError
 from airflow_provider_oscar.failures import task_outcome
-from airflow_provider_oscar.fanout import FanOutSummary, Item, Outcome
+from airflow_provider_oscar.fanout import FanOutSummary, Item
 from airflow_provider_oscar.fdl import Service
 from airflow_provider_oscar.hooks.correlation import STATE_FOLDER, StatePath, state_path_for
-from airflow_provider_oscar.hooks.models import JobInfo
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.links import OscarServiceLink
 from airflow_provider_oscar.operators.base import OscarBaseOperator, default_deferrable
-from airflow_provider_oscar.operators.batch_results import Results
-from airflow_provider_oscar.operators.batch_run import (
-    BatchRun,
-    BatchState,
-    Cluster,
-    JobFailed,
-    JobTimedOut,
-)
+from airflow_provider_oscar.operators.batch_clusters import Cluster
+from airflow_provider_oscar.operators.batch_run import BatchRun, failure_exception, split_done
+from airflow_provider_oscar.operators.batch_steps import FAILED_IDS_LIMIT, DeferrableSteps
 from airflow_provider_oscar.operators.identity import TaskIdentity
 from airflow_provider_oscar.routing import CAPACITY_FRACTION, ROUTINGS
-from airflow_provider_oscar.triggers.batch import OscarJobsTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -77,7 +68,6 @@ if TYPE_CHECKING:
 
 Mode = Literal["sync", "async"]
 Decode = Literal["prediction", "text", "none"]
-_FAILED_IDS_LIMIT = 1000
 
 
 class OscarBatchInvokeOperator(OscarBaseOperator):
@@ -221,7 +211,7 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
             )
             checkpoint = self._checkpoint_path(context, clusters[0])
             if self._defers(clusters, checkpoint):
-                return self._step(context, None, None)
+                return DeferrableSteps(self).step(context, None, None)
             run = self._new_run(context, clusters, checkpoint)
             summary, earlier = run_coroutine(lambda: self._run(run, self._inline_items()))
         return self._finish(run, summary, earlier)
@@ -231,7 +221,7 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
     ) -> dict[str, Any]:
         """Resume a deferrable batch: record the jobs that ended, submit the next inputs."""
         with task_outcome():
-            return self._step(context, state, event or {})
+            return DeferrableSteps(self).step(context, state, event or {})
 
     def on_kill(self) -> None:
         """Delete the asynchronous jobs still running when the task is killed."""
@@ -351,7 +341,7 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
         async with contextlib.AsyncExitStack() as stack:
             await run.open(stack)
             items = await self._items(run, inline)
-            earlier, todo = _split_done(run, items, await run.previous())
+            earlier, todo = split_done(run, items, await run.previous())
             for record in earlier:
                 run.results.add({k: v for k, v in record.items() if k != "try"})
             if earlier:
@@ -362,145 +352,6 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
                     run.checkpoint_path,
                 )
             return await run.run(todo), earlier
-
-    # the deferrable steps -----------------------------------------------------------------
-
-    def _step(
-        self, context: Context, state: dict[str, Any] | None, event: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        clusters = self._clusters()
-        run = self._new_run(context, clusters, self._checkpoint_path(context, clusters[0]))
-        inline = self._inline_items()
-        after, records, stopped = run_coroutine(lambda: self._advance(run, state, event, inline))
-        if stopped is not None:
-            raise stopped
-        if after.in_flight:
-            deadline = min(after.deadlines.values())
-            self.defer(
-                trigger=OscarJobsTrigger(
-                    service_name=self.service_name,
-                    job_names=sorted(after.in_flight),
-                    enough=max(1, len(after.in_flight) // 2),
-                    oscar_conn_id=clusters[0].conn_id,
-                    poll_interval=self.poll_interval,
-                    deadline=deadline,
-                ),
-                method_name="execute_complete",
-                kwargs={"state": after.to_json()},
-                timeout=timedelta(seconds=max(deadline - time.time(), 0) + 60),
-            )
-        return self._publish_records(run, records)
-
-    async def _advance(
-        self,
-        run: BatchRun,
-        saved: dict[str, Any] | None,
-        event: dict[str, Any] | None,
-        inline: list[Item] | None,
-    ) -> tuple[BatchState, list[dict[str, Any]], Exception | None]:
-        state = BatchState.from_json(saved)
-        run.generation = {int(k): v for k, v in state.generation.items()}
-        stopped: Exception | None = None
-        async with contextlib.AsyncExitStack() as stack:
-            await run.open(stack, sized=saved is None and self.concurrency is None)
-            cluster = run.clusters[0]
-            items = {item.index: item for item in await self._items(run, inline)}
-            if saved is None:
-                state.concurrency = run.sized_concurrency()
-            concurrency = state.concurrency
-            try:
-                await self._collect(run, cluster, state, event or {}, items)
-                await run.flush()  # what was just recorded is done: never submitted again
-                previous = await run.previous()
-                _, todo = _split_done(run, list(items.values()), previous)
-                queue = [i for i in todo if i.index not in state.in_flight.values()]
-                while queue and len(state.in_flight) < concurrency:
-                    await self._submit_one(run, cluster, state, queue.pop(0))
-            except _Stop as stop:
-                stopped = stop.error
-                await self._abandon(cluster, state)
-            finally:
-                state.generation = {str(k): v for k, v in run.generation.items()}
-                await run.flush()
-            records = [] if state.in_flight else list((await run.previous()).values())
-        return state, records, stopped
-
-    async def _collect(
-        self,
-        run: BatchRun,
-        cluster: Cluster,
-        state: BatchState,
-        event: dict[str, Any],
-        items: dict[int, Item],
-    ) -> None:
-        """Record the jobs the event says ended (or disappeared, or timed out)."""
-        if event.get("status") == "error":
-            raise AirflowException(f"waiting for the batch's jobs failed: {event.get('message')}")
-        ended: dict[str, JobInfo | None] = {
-            job: JobInfo(**info) for job, info in (event.get("ended") or {}).items()
-        }
-        ended.update({job: None for job in event.get("gone") or []})
-        now = time.time()
-        if event.get("status") == "timeout":
-            ended.update(
-                {j: None for j, d in state.deadlines.items() if d <= now and j not in ended}
-            )
-        for job, info in ended.items():
-            index = state.in_flight.pop(job, None)
-            deadline = state.deadlines.pop(job, now)
-            if index is None:
-                continue
-            item = items[index]
-            started = time.monotonic()
-            try:
-                if info is None and deadline <= now:
-                    assert cluster.session is not None
-                    await cluster.session.adelete_job(self.service_name, job)
-                    raise JobTimedOut(f"OSCAR job {job} did not end within {self.job_timeout:g} s")
-                if info is None:
-                    run.generation[index] = run.generation.get(index, 0) + 1
-                    raise JobFailed(f"OSCAR job {job} is no longer in the job list")
-                fields = await run.collect(cluster, index, job, info)
-            except OscarError as exc:
-                self._failed_attempt(run, state, item, exc)
-                continue
-            record = {"index": index, "input": item.name, "status": "ok", "cluster": cluster.name}
-            record.update(job=job, **fields, seconds=round(time.monotonic() - started, 3))
-            run.record(Outcome(item, True, record, state.attempts.get(str(index), 0) + 1, 0.0))
-
-    def _failed_attempt(self, run: BatchRun, state: BatchState, item: Item, exc: Exception) -> None:
-        key = str(item.index)
-        state.attempts[key] = state.attempts.get(key, 0) + 1
-        if (
-            not isinstance(exc, (*PERMANENT, JobTimedOut))
-            and state.attempts[key] <= self.input_retries
-        ):
-            self.log.warning("input %s: %s; trying it again", item.name, exc)
-            return  # not recorded: the next step submits it again
-        record = {"index": item.index, "input": item.name, "cluster": run.clusters[0].name}
-        record.update(status="error", error=f"{type(exc).__name__}: {exc}"[:1000])
-        outcome = Outcome(item, False, record, state.attempts[key], 0.0, exc)
-        run.record(outcome)
-        if self.on_failure == "fail":
-            raise _Stop(_failure_exception(outcome))
-
-    async def _submit_one(
-        self, run: BatchRun, cluster: Cluster, state: BatchState, item: Item
-    ) -> None:
-        try:
-            job = await run.submit(cluster, item.index, await run.load(item))
-        except OscarError as exc:
-            self._failed_attempt(run, state, item, exc)
-            return
-        state.in_flight[job] = item.index
-        state.deadlines[job] = time.time() + self.job_timeout
-
-    async def _abandon(self, cluster: Cluster, state: BatchState) -> None:
-        assert cluster.session is not None
-        for job in list(state.in_flight):
-            with contextlib.suppress(OscarError):
-                await cluster.session.adelete_job(self.service_name, job)
-        state.in_flight.clear()
 
     # results ------------------------------------------------------------------------------
 
@@ -515,13 +366,13 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
             "total": summary.total + len(earlier),
             "succeeded": summary.succeeded + ok_before,
             "failed": summary.failed + len(earlier) - ok_before,
-            "failed_inputs": run.failed_ids[:_FAILED_IDS_LIMIT],
+            "failed_inputs": run.failed_ids[:FAILED_IDS_LIMIT],
             "clusters": run.router.summary() if run.router else {},
             "concurrency": run.concurrency,
             "seconds": round(summary.seconds, 3),
             "resumed": len(earlier),
         }
-        if len(run.failed_ids) > _FAILED_IDS_LIMIT:
+        if len(run.failed_ids) > FAILED_IDS_LIMIT:
             result["failed_inputs_truncated"] = True
         if summary.failed:
             self.log.warning(
@@ -533,71 +384,16 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
             )
         if summary.stopped and summary.first_failure is not None:
             run.results.close()
-            raise _failure_exception(summary.first_failure)
+            raise failure_exception(summary.first_failure)
         with task_outcome():
             result.update(run.results.publish(self.results_object, self.storage, self.log))
         return result
-
-    def _publish_records(self, run: BatchRun, records: list[dict[str, Any]]) -> dict[str, Any]:
-        results = Results(
-            self.results_threshold,
-            self.results_threshold_bytes,
-            spill=self.results_object is not None,
-        )
-        for record in sorted(records, key=lambda r: int(r["index"])):
-            results.add({k: v for k, v in record.items() if k != "try"})
-        failed = [str(r["input"]) for r in records if r.get("status") != "ok"]
-        result: dict[str, Any] = {
-            "service": self.service_name,
-            "mode": self.mode,
-            "total": len(records),
-            "succeeded": len(records) - len(failed),
-            "failed": len(failed),
-            "failed_inputs": failed[:_FAILED_IDS_LIMIT],
-            "deferrable": True,
-        }
-        result.update(results.publish(self.results_object, self.storage, self.log))
-        return result
-
-
-class _Stop(Exception):
-    """An input failed for good with on_failure='fail': the deferrable batch stops."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _split_done(
-    run: BatchRun, items: list[Item], previous: dict[int, dict[str, Any]]
-) -> tuple[list[dict[str, Any]], list[Item]]:
-    """The checkpointed records that need no new run, and the items still to run."""
-    done, todo = [], []
-    for item in items:
-        record = previous.get(item.index)
-        if record is not None and record.get("input") == item.name and run.finished_before(record):
-            done.append(record)
-        else:
-            todo.append(item)
-    return done, todo
 
 
 def _split(path: str) -> tuple[str, str]:
     from airflow_provider_oscar.hooks.storage import split_path
 
     return split_path(path)
-
-
-def _failure_exception(outcome: Outcome) -> Exception:
-    record = outcome.record
-    where = f" on {record['cluster']}" if record.get("cluster") else ""
-    message = (
-        f"input {outcome.item.name!r} failed after {outcome.attempts} attempt(s){where}: "
-        f"{record.get('error')} (on_failure='fail' stopped the batch)"
-    )
-    if isinstance(outcome.error, PERMANENT):
-        return AirflowFailException(message)
-    return AirflowException(message)
 
 
 def _as_list(value: Any, what: str) -> list[Any]:

@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_provider_oscar.errors import OscarApiError, OscarClientError, OscarError
+from airflow_provider_oscar.compat import AirflowException, AirflowFailException
+from airflow_provider_oscar.errors import PERMANENT, OscarApiError, OscarClientError, OscarError
 from airflow_provider_oscar.fanout import (
     AttemptError,
     FanOutSummary,
@@ -32,17 +33,14 @@ from airflow_provider_oscar.fanout import (
     format_duration,
 )
 from airflow_provider_oscar.hooks.correlation import Correlator
-from airflow_provider_oscar.hooks.models import ClusterSettings, JobInfo
+from airflow_provider_oscar.hooks.models import JobInfo
 from airflow_provider_oscar.hooks.oscar import OscarHook
-from airflow_provider_oscar.hooks.release import OscarRelease
+from airflow_provider_oscar.operators.batch_clusters import Cluster, Planner
 from airflow_provider_oscar.operators.batch_results import Checkpoint, Results
 from airflow_provider_oscar.patience import Patience
 from airflow_provider_oscar.routing import (
-    ClusterSlot,
     Router,
-    capacity_from_status,
     is_cluster_failure,
-    strategy_named,
 )
 from airflow_provider_oscar.triggers.coalesce import coalescer
 from airflow_provider_oscar.triggers.oscar import ABSENT_LISTINGS
@@ -50,16 +48,12 @@ from airflow_provider_oscar.triggers.oscar import ABSENT_LISTINGS
 if TYPE_CHECKING:
     import httpx
 
-    from airflow_provider_oscar.fdl import Service
-    from airflow_provider_oscar.hooks.oscar import OscarAsyncSession
     from airflow_provider_oscar.hooks.s3 import S3Session
     from airflow_provider_oscar.operators.batch import OscarBatchInvokeOperator
     from airflow_provider_oscar.operators.identity import TaskIdentity
 
 T = TypeVar("T")
 _TEXT_LIMIT = 1024
-_STATUS_REFRESH = 30.0  # seconds between status reads for least-loaded routing
-_DEFAULT_CONCURRENCY = 4  # when /system/status cannot size it
 CHECKPOINT_EVERY = 2.0  # seconds between checkpoint writes
 
 
@@ -74,31 +68,6 @@ class JobTimedOut(OscarError):
 def retryable(exc: BaseException) -> bool:
     cause = exc.cause if isinstance(exc, AttemptError) else exc
     return default_retryable(exc) and not isinstance(cause, JobTimedOut)
-
-
-@dataclass(eq=False)
-class Cluster:
-    """One cluster of the batch: its connection, settings and (inside the loop) sessions."""
-
-    conn_id: str
-    settings: ClusterSettings
-    session: OscarAsyncSession | None = None
-    release: OscarRelease | None = None
-    service: Service | None = None
-    correlator: Correlator | None = None
-    cpu: float = 0.0  # the service's needs on this cluster (read when sizing)
-    memory: int = 0
-
-    @classmethod
-    def read(cls, conn_id: str, *, several: bool) -> Cluster:
-        settings = OscarHook(conn_id).settings
-        if several:  # another cluster is a better retry than hammering this one
-            settings = replace(settings, retries=min(settings.retries, 1))
-        return cls(conn_id, settings)
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
 
 
 @dataclass
@@ -161,7 +130,7 @@ class BatchRun:
         self.router: Router | None = None
         self.generation: dict[int, int] = {}
         self._tried: dict[int, set[str]] = {}  # clusters each input failed on
-        self._unreachable: set[Cluster] = set()  # clusters that failed while sizing
+        self.planner = Planner(op, clusters, self.log)
         self._to_delete: list[tuple[Cluster, str]] = []  # recorded jobs, deleted once flushed
 
     # setting up ---------------------------------------------------------------------------
@@ -188,7 +157,7 @@ class BatchRun:
             self.s3 = await stack.enter_async_context(op.storage.as3())
         if self.checkpoint_path and self.s3 is not None:
             self.checkpoint = Checkpoint(self.s3, self.checkpoint_path)
-        self.router = await self._router() if sized else None
+        self.router = await self.planner.router() if sized else None
         if op.mode == "async":
             await self._prepare_jobs(stack)
 
@@ -228,7 +197,7 @@ class BatchRun:
 
     def sized_concurrency(self) -> int:
         """The batch's concurrency (sized from the clusters' status when not given)."""
-        self.concurrency = self._concurrency()
+        self.concurrency = self.planner.concurrency(self.router)
         return self.concurrency
 
     async def run(self, items: list[Item]) -> FanOutSummary:
@@ -247,7 +216,7 @@ class BatchRun:
         )
         background = [asyncio.ensure_future(self._checkpointing())]
         if op.routing == "least_loaded":
-            background.append(asyncio.ensure_future(self._refresh_status()))
+            background.append(asyncio.ensure_future(self.planner.refresh_status(self.router)))
         try:
             summary = await fan_out(
                 items,
@@ -299,101 +268,6 @@ class BatchRun:
             assert cluster.session is not None
             with contextlib.suppress(OscarError):
                 await cluster.session.adelete_job(self.op.service_name, job)
-
-    # clusters, capacity, routing ----------------------------------------------------------
-
-    async def _router(self) -> Router:
-        op = self.op
-        sized = op.concurrency is None or op.routing == "least_loaded" or len(self.clusters) > 1
-        slots = []
-        for cluster in self.clusters:
-            slot = ClusterSlot(cluster.name, key=cluster)
-            if sized:
-                await self._size(slot, cluster)
-            slots.append(slot)
-        usable = [s for s in slots if s.limit != 0]
-        if not usable:
-            raise OscarClientError(
-                f"service {op.service_name!r} is not usable on any cluster "
-                f"({', '.join(s.name for s in slots)})"
-            )
-        router = Router(usable, strategy_named(op.routing), op.cooldown)
-        for slot in usable:
-            if slot.key in self._unreachable:  # start it cooled down
-                router.report_failure(slot)
-        return router
-
-    async def _size(self, slot: ClusterSlot, cluster: Cluster) -> None:
-        """Read the service and the cluster status; set the slot's limit and capacity."""
-        op = self.op
-        assert cluster.session is not None
-        try:
-            service = await cluster.session.aget_service(op.service_name)
-        except OscarError as exc:
-            if not is_cluster_failure(exc) or len(self.clusters) < 2:
-                raise
-            self.log.warning("OSCAR cluster %s is unavailable: %s", cluster.name, exc)
-            self._unreachable.add(cluster)
-            return
-        if service is None:
-            if len(self.clusters) < 2:
-                raise OscarClientError(
-                    f"OSCAR cluster {cluster.name}: service {op.service_name!r} does not exist",
-                    status_code=404,
-                    service=op.service_name,
-                )
-            self.log.warning("OSCAR cluster %s has no service %s", cluster.name, op.service_name)
-            slot.limit = 0
-            return
-        cluster.service = service
-        cluster.cpu, cluster.memory = service.cpu_cores, service.memory_bytes
-        scale = service.synchronous.max_scale if op.mode == "sync" else 0
-        free = await self._free_slots(cluster)
-        if free is None:
-            if op.concurrency is None:
-                slot.limit = min(_DEFAULT_CONCURRENCY, scale or op.max_concurrency)
-            return
-        slot.set_status_capacity(free)
-        if op.concurrency is None:  # Knative runs one request per pod: no more than max_scale
-            slot.limit = max(1, min(free, scale or free, op.max_concurrency))
-            self.log.info(
-                "OSCAR cluster %s fits %d parallel invocations of %s (%.2f CPU, %d MiB each)",
-                cluster.name,
-                free,
-                op.service_name,
-                service.cpu_cores,
-                service.memory_bytes // 2**20,
-            )
-
-    async def _free_slots(self, cluster: Cluster) -> int | None:
-        """Invocations of the service that fit on the cluster now (``None``: unknown)."""
-        assert cluster.session is not None
-        if cluster.cpu <= 0 and cluster.memory <= 0:  # its service was never read
-            return None
-        try:
-            status = await cluster.session.aget_status()
-        except OscarError as exc:
-            self.log.warning("OSCAR cluster %s: no usable /system/status (%s)", cluster.name, exc)
-            return None
-        return capacity_from_status(status, cluster.cpu, cluster.memory, self.op.capacity_fraction)
-
-    def _concurrency(self) -> int:
-        op = self.op
-        if op.concurrency is not None:
-            return op.concurrency
-        if self.router is None:
-            return _DEFAULT_CONCURRENCY
-        total = sum(s.limit or _DEFAULT_CONCURRENCY for s in self.router.clusters)
-        return max(1, min(total, op.max_concurrency))
-
-    async def _refresh_status(self) -> None:
-        assert self.router is not None
-        while True:
-            await asyncio.sleep(_STATUS_REFRESH)
-            for slot in self.router.healthy():
-                free = await self._free_slots(slot.key)
-                if free is not None:
-                    slot.set_status_capacity(free)
 
     # one input ----------------------------------------------------------------------------
 
@@ -556,3 +430,29 @@ class BatchRun:
             )
             return {"text": text[:_TEXT_LIMIT]}
         return {"bytes": len(body)} if body is not None else {}
+
+
+def split_done(
+    run: BatchRun, items: list[Item], previous: dict[int, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[Item]]:
+    """The checkpointed records that need no new run, and the items still to run."""
+    done, todo = [], []
+    for item in items:
+        record = previous.get(item.index)
+        if record is not None and record.get("input") == item.name and run.finished_before(record):
+            done.append(record)
+        else:
+            todo.append(item)
+    return done, todo
+
+
+def failure_exception(outcome: Outcome) -> Exception:
+    record = outcome.record
+    where = f" on {record['cluster']}" if record.get("cluster") else ""
+    message = (
+        f"input {outcome.item.name!r} failed after {outcome.attempts} attempt(s){where}: "
+        f"{record.get('error')} (on_failure='fail' stopped the batch)"
+    )
+    if isinstance(outcome.error, PERMANENT):
+        return AirflowFailException(message)
+    return AirflowException(message)
