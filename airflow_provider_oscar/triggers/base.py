@@ -19,13 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
-from airflow.triggers.base import BaseTrigger
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_oscar import compat
+from airflow_provider_oscar.patience import Patience
 
-__all__ = ["OscarTrigger"]
+__all__ = ["DeadlinePassed", "OscarTrigger"]
+
+T = TypeVar("T")
+
+
+class DeadlinePassed(Exception):
+    """The deadline came while OSCAR could not be asked (the cause says why)."""
 
 
 class OscarTrigger(BaseTrigger):
@@ -59,15 +67,51 @@ class OscarTrigger(BaseTrigger):
             pause = max(0.0, min(pause, self.deadline - time.time()))
         await asyncio.sleep(pause)
 
-    async def _outcome(self, waiting: Any) -> dict[str, Any]:
-        """Await the wait's payload, noting a cancellation for :meth:`cleanup`."""
+    # the wait ---------------------------------------------------------------------------
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """One event: the payload of :meth:`_wait` (errors become ``"error"`` events)."""
         try:
-            payload: dict[str, Any] = await waiting
+            payload = await self._guarded(self._base())
         except asyncio.CancelledError:
-            self._cancelled = True
+            self._cancelled = True  # for cleanup(): a kill, or the triggerer stopping
             raise
         self._fired = True
-        return payload
+        yield TriggerEvent(payload)
+
+    def _base(self) -> dict[str, Any]:
+        """What every event of this trigger carries (what it waits for)."""
+        return {}
+
+    async def _wait(self, base: dict[str, Any]) -> dict[str, Any]:
+        """Wait; the event's payload."""
+        raise NotImplementedError
+
+    async def _guarded(self, base: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self._wait(base)
+        except DeadlinePassed as passed:
+            return {**base, "status": "timeout", "message": f"{passed} at the deadline"}
+        except Exception as exc:
+            return self._error(base, exc)
+
+    def _error(self, base: dict[str, Any], exc: Exception) -> dict[str, Any]:
+        return {**base, "status": "error", "message": f"{type(exc).__name__}: {exc}"}
+
+    async def _ask(self, ask: Callable[[], Awaitable[T]], patience: Patience) -> T:
+        """``await ask()`` until it works: failures that heal are logged and asked again after
+        a growing pause; others raise; past the deadline :class:`DeadlinePassed`."""
+        while True:
+            try:
+                value = await ask()
+            except Exception as exc:
+                pause = patience.failed(exc)  # re-raises what cannot heal
+                if self._expired():
+                    raise DeadlinePassed(f"OSCAR could not be asked ({exc})") from exc
+                await self._sleep(pause)
+                continue
+            patience.succeeded()
+            return value
 
     # cancellation ---------------------------------------------------------------------------
 

@@ -8,11 +8,9 @@ user kills the task it deletes the jobs still running (never on a triggerer rest
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import TriggerEvent
-
+from airflow_provider_oscar.hooks.models import JobInfo
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.patience import Patience
 from airflow_provider_oscar.triggers.base import OscarTrigger
@@ -57,15 +55,8 @@ class OscarJobsTrigger(OscarTrigger):
             "cancel_on_kill": self.cancel_on_kill,
         }
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield TriggerEvent(await self._outcome(self._guarded()))
-
-    async def _guarded(self) -> dict[str, Any]:
-        base = {"service": self.service_name}
-        try:
-            return await self._wait(base)
-        except Exception as exc:
-            return {**base, "status": "error", "message": f"{type(exc).__name__}: {exc}"}
+    def _base(self) -> dict[str, Any]:
+        return {"service": self.service_name}
 
     async def _wait(self, base: dict[str, Any]) -> dict[str, Any]:
         settings = await OscarHook(self.oscar_conn_id).asettings()
@@ -73,26 +64,21 @@ class OscarJobsTrigger(OscarTrigger):
         patience = Patience(what, self.log, base=self.poll_interval)
         absent: dict[str, int] = {}
         async with coalescer().watch(settings, self.service_name, self.poll_interval) as feed:
+
+            async def look() -> dict[str, JobInfo]:
+                return await feed.next(deadline=self.deadline)
+
             while True:
-                try:
-                    jobs = await feed.next(deadline=self.deadline)
-                except Exception as exc:
-                    pause = patience.failed(exc)
-                    if self._expired():
-                        return {**base, "status": "timeout", "message": str(exc), "states": {}}
-                    await self._sleep(pause)
-                    continue
-                patience.succeeded()
-                ended = {
-                    n: jobs[n].to_dict() for n in self.job_names if n in jobs and jobs[n].finished
-                }
+                jobs = await self._ask(look, patience)
+                listed = [n for n in self.job_names if n in jobs]
+                ended = {n: jobs[n].to_dict() for n in listed if jobs[n].finished}
                 for name in self.job_names:
                     absent[name] = 0 if name in jobs else absent.get(name, 0) + 1
                 gone = [n for n, count in absent.items() if count >= ABSENT_LISTINGS]
                 if len(ended) + len(gone) >= self.enough or gone:
                     return {**base, "status": "progress", "ended": ended, "gone": gone}
                 if self._expired():
-                    states = {n: jobs[n].status for n in self.job_names if n in jobs}
+                    states = {n: jobs[n].status for n in listed}
                     return {**base, "status": "timeout", "states": states, "message": "deadline"}
 
     async def cancel_remote(self) -> None:

@@ -11,12 +11,10 @@ errors, a listing that failed) are logged and tried again with back-off until th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import TriggerEvent
-
 from airflow_provider_oscar.errors import OscarClientError
+from airflow_provider_oscar.hooks.models import JobInfo
 from airflow_provider_oscar.hooks.oscar import OscarAsyncSession, OscarHook
 from airflow_provider_oscar.hooks.storage import OscarStorageHook, split_path
 from airflow_provider_oscar.patience import Patience
@@ -77,27 +75,21 @@ class OscarJobTrigger(OscarTrigger):
             "input_object": self.input_object,
         }
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll through the process's coalescer: one job listing per interval and service,
-        shared with every other trigger waiting on jobs of the same service and cluster."""
-        yield TriggerEvent(await self._outcome(self._guarded()))
+    def _base(self) -> dict[str, Any]:
+        return {"service": self.service_name, "job": self.job_name, "log_lines": self.log_lines}
 
-    async def _guarded(self) -> dict[str, Any]:
-        base = {"service": self.service_name, "job": self.job_name, "log_lines": self.log_lines}
-        try:
-            return await self._wait(base)
-        except OscarClientError as exc:
-            if exc.status_code != 404:
-                return {**base, "status": "error", "message": f"{type(exc).__name__}: {exc}"}
+    def _error(self, base: dict[str, Any], exc: Exception) -> dict[str, Any]:
+        if isinstance(exc, OscarClientError) and exc.status_code == 404:
             return {  # the service is gone, and its jobs with it: waiting again cannot help
                 **base,
                 "status": "missing",
                 "message": f"service {self.service_name!r} no longer exists: {exc}",
             }
-        except Exception as exc:
-            return {**base, "status": "error", "message": f"{type(exc).__name__}: {exc}"}
+        return super()._error(base, exc)
 
     async def _wait(self, base: dict[str, Any]) -> dict[str, Any]:
+        """Poll through the process's coalescer: one job listing per interval and service,
+        shared with every other trigger waiting on jobs of the same service and cluster."""
         hook = OscarHook(self.oscar_conn_id)
         settings = await hook.asettings()  # read once per run
         patience = Patience(f"OSCAR job {self.job_name}", self.log, base=self.poll_interval)
@@ -106,18 +98,15 @@ class OscarJobTrigger(OscarTrigger):
             coalescer().watch(settings, self.service_name, self.poll_interval) as feed,
             hook.asession(settings=settings, max_connections=2) as session,
         ):
+
+            async def look() -> JobInfo | None:
+                info = (await feed.next(deadline=self.deadline)).get(self.job_name)
+                if info is not None and self.live_logs and info.status == "Running":
+                    await self._copy_new_lines(session)
+                return info
+
             while True:
-                try:
-                    info = (await feed.next(deadline=self.deadline)).get(self.job_name)
-                    if info is not None and self.live_logs and info.status == "Running":
-                        await self._copy_new_lines(session)
-                except Exception as exc:
-                    pause = patience.failed(exc)  # re-raises what cannot heal
-                    if self._expired():
-                        return self._timeout(base, f"OSCAR could not be asked ({exc})")
-                    await self._sleep(pause)
-                    continue
-                patience.succeeded()
+                info = await self._ask(look, patience)
                 base["log_lines"] = self.log_lines
                 if info is None:
                     absent += 1
@@ -176,30 +165,19 @@ class OscarServiceReadyTrigger(OscarTrigger):
     def _kwargs(self) -> dict[str, Any]:
         return {**super()._kwargs(), "service_name": self.service_name}
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield TriggerEvent(await self._outcome(self._guarded()))
-
-    async def _guarded(self) -> dict[str, Any]:
-        base = {"service": self.service_name}
-        try:
-            return await self._wait(base)
-        except Exception as exc:
-            return {**base, "status": "error", "message": f"{type(exc).__name__}: {exc}"}
+    def _base(self) -> dict[str, Any]:
+        return {"service": self.service_name}
 
     async def _wait(self, base: dict[str, Any]) -> dict[str, Any]:
         hook = OscarHook(self.oscar_conn_id)
         patience = Patience(f"OSCAR service {self.service_name}", self.log, base=self.poll_interval)
         async with hook.asession() as session:
+
+            async def look() -> dict[str, Any]:
+                return await session.acall(lambda api: api.readiness(self.service_name))
+
             while True:
-                try:
-                    deployment = await session.acall(lambda api: api.readiness(self.service_name))
-                except Exception as exc:
-                    pause = patience.failed(exc)
-                    if self._expired():
-                        return {**base, "status": "timeout", "message": f"{exc} at the deadline"}
-                    await self._sleep(pause)
-                    continue
-                patience.succeeded()
+                deployment = await self._ask(look, patience)
                 readiness = deployment.get("readiness")
                 if readiness == "ready":
                     return {**base, "status": "success", "deployment": deployment}

@@ -8,10 +8,7 @@ holds the outputs: never the bucket around it), and rides out failures that heal
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_oscar.hooks.s3 import ObjectInfo, S3Session
 from airflow_provider_oscar.hooks.storage import OscarStorageHook, split_path
@@ -35,7 +32,7 @@ def matching(
     ]
 
 
-async def look(s3: S3Session, path: str, prefix: bool) -> list[ObjectInfo]:
+async def look_for(s3: S3Session, path: str, prefix: bool) -> list[ObjectInfo]:
     """The object at ``path``, or the objects under the folder ``path`` (``prefix``)."""
     bucket, key = split_path(path)
     if prefix:
@@ -85,31 +82,18 @@ class OscarOutputTrigger(OscarTrigger):
             "input_object": self.input_object,
         }
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield TriggerEvent(await self._outcome(self._guarded()))
-
-    async def _guarded(self) -> dict[str, Any]:
-        base = {"path": self.path, "contains": self.contains}
-        try:
-            return await self._wait(base)
-        except Exception as exc:
-            return {**base, "status": "error", "message": f"{type(exc).__name__}: {exc}"}
+    def _base(self) -> dict[str, Any]:
+        return {"path": self.path, "contains": self.contains}
 
     async def _wait(self, base: dict[str, Any]) -> dict[str, Any]:
         patience = Patience(f"outputs in {self.path}", self.log, base=self.poll_interval)
         async with OscarStorageHook(self.oscar_conn_id).as3() as s3:
+
+            async def look() -> list[ObjectInfo]:
+                return await look_for(s3, self.path, self.prefix)
+
             while True:
-                try:
-                    hits = matching(
-                        await look(s3, self.path, self.prefix), self.contains, self.newer_than
-                    )
-                except Exception as exc:
-                    pause = patience.failed(exc)
-                    if self._expired():
-                        return {**base, "status": "timeout", "message": f"{exc} at the deadline"}
-                    await self._sleep(pause)
-                    continue
-                patience.succeeded()
+                hits = matching(await self._ask(look, patience), self.contains, self.newer_than)
                 if hits:
                     return {**base, "status": "success", "objects": [o.to_dict() for o in hits]}
                 if self._expired():

@@ -18,6 +18,7 @@ from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.faults import FailingJobs, StuckJobs
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.triggers.batch import OscarJobsTrigger
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger, OscarServiceReadyTrigger
 from airflow_provider_oscar.triggers.storage import OscarOutputTrigger
 from tests.helpers import first_event
@@ -27,11 +28,16 @@ TRIGGERS = [
         service_name="svc", job_name="svc-1", oscar_conn_id="c", poll_interval=2, deadline=1e9
     ),
     OscarJobTrigger(service_name="svc", job_name="svc-1", cancel_on_kill=False),
+    OscarJobTrigger(
+        service_name="svc", job_name="svc-2", live_logs=True, log_lines=7, input_object="b/in/x"
+    ),
+    OscarJobsTrigger(service_name="svc", job_names=["svc-1", "svc-2"], enough=1, deadline=3e9),
     OscarServiceReadyTrigger(service_name="svc", oscar_conn_id="c", poll_interval=1, deadline=5.5),
     OscarOutputTrigger(
         path="out/x/", prefix=True, contains=".json", newer_than=1.7e9, deadline=2e9
     ),
     OscarOutputTrigger(path="out/x/result.json"),
+    OscarOutputTrigger(path="out/x/", prefix=True, contains="tok", input_object="in/x/tok-a"),
 ]
 
 
