@@ -15,6 +15,7 @@ __all__ = [
     "OscarError",
     "OscarModelError",
     "OscarResultError",
+    "OscarRunCutError",
 ]
 
 
@@ -70,7 +71,23 @@ class OscarClientError(OscarApiError):
     """A request OSCAR refused (4xx) or that cannot be made: retrying will not help."""
 
 
+class OscarRunCutError(OscarApiError):
+    """A synchronous run ended without an answer (the connection closed, or no answer came in
+    time): it may have run, so it is reported instead of sent again."""
+
+
 def _rebuild_api_error(
     kind: type[OscarApiError], message: str, status_code: int | None, service: str | None
 ) -> OscarApiError:
     return kind(message, status_code=status_code, service=service)
+
+
+#: Errors another attempt cannot fix, or must not repeat: refusals (4xx), invalid definitions,
+#: model errors, undecodable outputs, and runs cut without an answer (they may have run).
+PERMANENT: tuple[type[OscarError], ...] = (
+    OscarClientError,
+    OscarDefinitionError,
+    OscarModelError,
+    OscarResultError,
+    OscarRunCutError,
+)

@@ -1,7 +1,8 @@
 """How the provider's errors become Airflow task outcomes.
 
 Refusals that a retry cannot fix (4xx, invalid definitions or inputs, a model answering
-``status: error``) fail the task at once with :class:`AirflowFailException`; everything else
+``status: error``) and synchronous runs cut without an answer (they may have run: a retry must
+not repeat them) fail the task at once with :class:`AirflowFailException`; everything else
 (the cluster unreachable after the hook's own retries, 5xx) raises :class:`AirflowException`,
 so the task's ``retries`` apply.
 """
@@ -12,15 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from airflow_provider_oscar.compat import AirflowException, AirflowFailException
-from airflow_provider_oscar.errors import (
-    OscarClientError,
-    OscarDefinitionError,
-    OscarError,
-    OscarModelError,
-    OscarResultError,
-)
-
-PERMANENT = (OscarClientError, OscarDefinitionError, OscarModelError, OscarResultError)
+from airflow_provider_oscar.errors import PERMANENT, OscarError
 
 
 @contextmanager

@@ -19,12 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_oscar.errors import (
-    OscarClientError,
-    OscarDefinitionError,
-    OscarModelError,
-    OscarResultError,
-)
+from airflow_provider_oscar.errors import PERMANENT
 
 __all__ = [
     "AttemptError",
@@ -38,14 +33,6 @@ __all__ = [
 ]
 
 MAX_RETRY_DELAY = 60.0
-#: Errors another attempt cannot fix: refusals (4xx), invalid definitions, model errors and
-#: undecodable outputs.
-PERMANENT: tuple[type[Exception], ...] = (
-    OscarClientError,
-    OscarDefinitionError,
-    OscarModelError,
-    OscarResultError,
-)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """Typed OSCAR service definitions (FDL) and their JSON form.
 
-The models follow OSCAR v4.1's Go structs: fields are declared in the Go field order, so
-``Service.to_api()`` yields the keys in the order OSCAR answers them. Decoding is as lenient as
-Go's ``encoding/json``: keys match case-insensitively (``Variables`` is ``variables``); keys this
-model does not know (fields of newer releases: ``volume``, ``kserve``, ``federation``, ...) are
-kept and sent back as they came, so an update never drops them.
+The models follow OSCAR v4.1.2's Go structs (``pkg/types/service.go``): every field is declared,
+in the Go field order, so ``Service.to_api()`` yields the keys in the order OSCAR answers them.
+Nested structures OSCAR owns and the provider only carries (``federation``, ``volume``,
+``kserve``, ``expose``, ``volume_status``, ``deployment``) stay plain mappings. Decoding is as
+lenient as Go's ``encoding/json``: keys match case-insensitively (``Variables`` is
+``variables``); keys this model does not know (fields of other releases, such as ``replicas``
+up to v4.0) are kept and sent back as they came, so an update never drops them.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class Service(_GoStruct):
     enable_sgx: bool = False
     image_prefetch: bool = False
     synchronous: Synchronous = Field(default_factory=Synchronous)
+    federation: dict[str, Any] | None = None
     log_level: str = "INFO"
     image: str = ""
     alpine: bool = False
@@ -160,6 +163,10 @@ class Service(_GoStruct):
     isolation_level: str = ""
     bucket_list: list[str] | None = None
     mount: Mount = Field(default_factory=Mount)
+    volume: dict[str, Any] | None = None
+    volume_status: dict[str, Any] | None = None
+    deployment: dict[str, Any] | None = None
+    kserve: dict[str, Any] | None = None
 
     @field_validator("cpu", "memory", "total_cpu", "total_memory", mode="before")
     @classmethod
@@ -196,12 +203,23 @@ class Service(_GoStruct):
         data = self.model_dump(mode="json")
         data["input"] = [io.to_api() for io in self.input] if self.input else None
         data["output"] = [io.to_api() for io in self.output] if self.output else None
-        for optional in ("image_pull_secrets", "clusters"):
+        for optional in _OMIT_EMPTY:
             if not data[optional]:
                 del data[optional]
-        if not data["namespace"]:
-            del data["namespace"]
         return data
+
+
+#: ``omitempty`` fields of pkg/types/service.go (v4.1.2) that the model may hold empty.
+_OMIT_EMPTY = (
+    "federation",
+    "image_pull_secrets",
+    "clusters",
+    "namespace",
+    "volume",
+    "volume_status",
+    "deployment",
+    "kserve",
+)
 
 
 def parse_cpu(quantity: str) -> float:

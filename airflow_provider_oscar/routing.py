@@ -3,7 +3,10 @@
 * :func:`capacity_from_status` turns ``GET /system/status`` and a service's CPU and memory into
   the number of parallel invocations that fit, with the rule of OSCAR's batch tooling
   (oscar-batch): use 80 % of the free resources, ``N = min(free_cpu / service_cpu,
-  free_memory / service_memory)``, counted per node (an invocation runs on one node).
+  free_memory / service_memory)``, counted per node (an invocation runs on one node). The
+  ``*_cores`` fields are integer millicores on every release the provider supports
+  (``pkg/types/status.go``, filled from Kubernetes ``Quantity.MilliValue`` by
+  ``pkg/handlers/status.go`` since v3.6): they are read as millicores, never guessed.
 * :class:`Router` hands out clusters for invocations: a :class:`Strategy` picks among the
   healthy clusters with room (:class:`RoundRobin`, :class:`LeastLoaded`, :class:`Failover`); a
   cluster that errors or cannot be reached is skipped for a cool-down, so its inputs go
@@ -28,9 +31,7 @@ from airflow_provider_oscar.errors import OscarApiError, OscarClientError
 RoutingName = Literal["round_robin", "least_loaded", "failover"]
 ROUTINGS: tuple[RoutingName, ...] = ("round_robin", "least_loaded", "failover")
 CAPACITY_FRACTION = 0.8
-# Real OSCAR reports CPU in millicores (Kubernetes MilliValue) under *_cores names; the embedded
-# one reports cores. No node has this many cores, so a larger capacity means millicores.
-_MILLICORE_THRESHOLD = 512
+MILLICORES_PER_CORE = 1000
 
 __all__ = [
     "ROUTINGS",
@@ -59,7 +60,6 @@ def capacity_from_status(
     """
     cluster = status.get("cluster") or {}
     nodes = [n for n in cluster.get("nodes") or [] if _ready(n)]
-    millicores = _millicores(cluster, nodes)
     if nodes:
         by_cpu = by_memory = 0
         for node in nodes:
@@ -70,13 +70,13 @@ def capacity_from_status(
             free_memory = _number(node_memory.get("capacity_bytes")) - max(
                 _number(node_memory.get("usage_bytes")), _number(node_memory.get("request_bytes"))
             )
-            by_cpu += _fits(fraction * free_cpu / (1000 if millicores else 1), cpu)
+            by_cpu += _fits(fraction * free_cpu / MILLICORES_PER_CORE, cpu)
             by_memory += _fits(fraction * free_memory, memory)
         return min(by_cpu, by_memory)
     metrics = cluster.get("metrics") or {}
     free_cpu = _number((metrics.get("cpu") or {}).get("total_free_cores"))
     free_memory = _number((metrics.get("memory") or {}).get("total_free_bytes"))
-    free_cpu /= 1000 if millicores else 1
+    free_cpu /= MILLICORES_PER_CORE
     return min(_fits(fraction * free_cpu, cpu), _fits(fraction * free_memory, memory))
 
 
@@ -85,17 +85,6 @@ def _ready(node: Mapping[str, Any]) -> bool:
         return False
     conditions = node.get("conditions") or []
     return all(c.get("status") for c in conditions if c.get("type") == "Ready")
-
-
-def _millicores(cluster: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]]) -> bool:
-    capacities = [_number((n.get("cpu") or {}).get("capacity_cores")) for n in nodes]
-    if capacities:
-        return max(capacities) >= _MILLICORE_THRESHOLD
-    cpu = ((cluster.get("metrics") or {}).get("cpu")) or {}
-    on_node = _number(
-        cpu.get("total_schedulable_on_node_cores") or cpu.get("max_free_on_node_cores")
-    )
-    return on_node >= _MILLICORE_THRESHOLD
 
 
 def _number(value: Any) -> float:

@@ -16,6 +16,7 @@ MODULES = [
     "benchmarks.polling",
     "benchmarks.imports",
     "benchmarks.triggers_memory",
+    "benchmarks.exactly_once",
 ]
 RESULTS = Path(__file__).with_name("results.json")
 

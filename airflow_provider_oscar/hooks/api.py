@@ -12,114 +12,43 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-import time
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import httpx
 
 from airflow_provider_oscar.errors import OscarApiError, OscarClientError
 from airflow_provider_oscar.fdl import Service, parse_service
-from airflow_provider_oscar.hooks import names
+from airflow_provider_oscar.hooks import names, tokens
+from airflow_provider_oscar.hooks.bodies import (
+    JOB_BODY_LIMIT,
+    check_job_body,
+    check_secrets,
+    duplicate_service,
+    encode_input,
+    malformed_token,
+    needs_minio_user,
+    update_body,
+)
+from airflow_provider_oscar.hooks.models import JOB_STATUSES, ClusterSettings, JobInfo, RunResponse
+from airflow_provider_oscar.hooks.release import OscarRelease, remember, remembered
+
+__all__ = [
+    "JOB_BODY_LIMIT",
+    "JOB_STATUSES",
+    "ClusterSettings",
+    "JobInfo",
+    "OscarApi",
+    "RetryPolicy",
+    "RunResponse",
+    "Step",
+    "encode_input",
+    "malformed_token",
+]
 
 T = TypeVar("T")
 Step = Generator[httpx.Request, httpx.Response, T]
 RetryPolicy = Literal["idempotent", "logs", "invoke", "never"]
-JOB_STATUSES = ("Pending", "Running", "Succeeded", "Failed", "Suspended", "Unknown")
-
-
-@dataclass(frozen=True)
-class ClusterSettings:
-    """Everything needed to talk to one OSCAR cluster, read from an Airflow connection."""
-
-    endpoint: str
-    user: str | None = None
-    password: str | None = None
-    oidc_token: str | None = None
-    refresh_token: str | None = None
-    token_endpoint: str = "https://aai.egi.eu/auth/realms/egi/protocol/openid-connect/token"
-    client_id: str = "token-portal"
-    scopes: str = "openid email profile voperson_id eduperson_entitlement"
-    verify_ssl: bool = True
-    timeout: float = 30.0
-    run_timeout: float = 300.0
-    retries: int = 5
-    backoff: float = 0.5
-    minio_endpoint: str | None = None
-    cluster_id: str = ""
-
-    @property
-    def name(self) -> str:
-        """How messages name this cluster."""
-        return self.cluster_id or self.endpoint
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """One row of ``GET /system/logs/{service}``."""
-
-    name: str
-    status: str
-    creation_time: str | None = None
-    start_time: str | None = None
-    finish_time: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in ("Succeeded", "Failed")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "creation_time": self.creation_time,
-            "start_time": self.start_time,
-            "finish_time": self.finish_time,
-        }
-
-
-@dataclass(frozen=True)
-class RunResponse:
-    """The answer of a synchronous ``POST /run``: its status, body and content type."""
-
-    status_code: int
-    body: bytes
-    content_type: str = ""
-
-
-@dataclass
-class _AccessToken:
-    value: str
-    expires_at: float
-
-
-@dataclass
-class _Tokens:
-    """Process-wide caches, shared by every hook on the same cluster and credentials."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    services: dict[tuple[str, str], str] = field(default_factory=dict)
-    access: dict[tuple[str, str], _AccessToken] = field(default_factory=dict)
-
-
-_TOKENS = _Tokens()
-
-
-def encode_input(data: bytes | str | Mapping[str, Any] | list[Any]) -> bytes:
-    """The request body OSCAR's supervisor turns back into the input file.
-
-    Everything is sent base64-encoded: bytes as they are, text as UTF-8, and JSON documents as
-    their text (so keys such as ``event`` or ``Records`` are never mistaken for OSCAR events).
-    """
-    if isinstance(data, Mapping | list):
-        data = json.dumps(data)
-    if isinstance(data, str):
-        data = data.encode()
-    if not isinstance(data, bytes | bytearray):
-        raise TypeError(f"input must be bytes, text or a JSON document, not {type(data).__name__}")
-    return base64.b64encode(bytes(data))
 
 
 class OscarApi:
@@ -166,7 +95,11 @@ class OscarApi:
         """Headers for ``/system`` routes: Basic, or a (refreshed) OIDC access token."""
         settings = self.settings
         if settings.oidc_token or settings.refresh_token:
-            token = yield from self._access_token()
+            token = yield from tokens.access_token(
+                settings,
+                lambda url, **kw: self.request("POST", url, follow_redirects=False, **kw),
+                self._on_secret,
+            )
             return {"Authorization": f"Bearer {token}"}
         if settings.user is not None:
             raw = f"{settings.user}:{settings.password or ''}".encode()
@@ -207,6 +140,18 @@ class OscarApi:
     def info(self) -> Step[dict[str, Any]]:
         return (yield from self.system("GET", "/system/info")).json()
 
+    def release(self) -> Step[OscarRelease]:
+        """The cluster's release, read from ``/system/info`` once per process and credentials.
+
+        Releases before 3.6 raise :class:`OscarClientError`.
+        """
+        known = remembered(self.settings.key)
+        if known is not None:
+            return known
+        info = yield from self.info()
+        found = OscarRelease.parse(str(info.get("version") or ""))
+        return remember(self.settings.key, found.check_supported(self.settings.name))
+
     def config(self) -> Step[dict[str, Any]]:
         return (yield from self.system("GET", "/system/config")).json()
 
@@ -234,34 +179,41 @@ class OscarApi:
     def apply_service(self, service: Service) -> Step[Literal["created", "updated"]]:
         """Create the service, or update it when it exists (oscar-cli's ``apply``).
 
-        An update sends back what the stored service has and the definition does not say: its
-        owner (OSCAR's update.go stores the owner an admin sends, and an empty owner puts the
-        service's jobs in a Kueue queue that does not exist) and the fields OSCAR refuses to
-        change or would drop (``volume``, ``kserve``, ``federation``).
+        An update sends back what the stored service has and the definition does not say (see
+        :func:`update_body`): OSCAR's update.go stores what it is sent, so a field left out
+        would be reset (an admin's update stores an empty owner, whose jobs then wait in a Kueue
+        queue that does not exist) or refused (``volume`` cannot change). The create is sent
+        once: a POST is not idempotent (a 500 is Kubernetes refusing the service, and is
+        reported, not repeated).
         """
         existing = yield from self.get_service(service.name)
-        body = service.model_dump(mode="json", exclude={"token"})
-        body["input"] = [io.to_api() for io in service.input] if service.input else None
-        body["output"] = [io.to_api() for io in service.output] if service.output else None
-        if existing is not None:
-            body["owner"] = existing.owner
-            for key, value in (existing.model_extra or {}).items():
-                if key in _KEPT_ON_UPDATE:
-                    body.setdefault(key, value)
         timeout = max(60.0, self.settings.timeout)
         headers = yield from self.system_auth()
-        method = "PUT" if existing else "POST"
-        response = yield self.request(
-            method, "/system/services", headers=headers, json=body, timeout=timeout
-        )
-        if method == "POST" and _duplicate(response):  # created meanwhile by someone else
-            method = "PUT"
+        if existing is None:
+            check_secrets(service)
             response = yield self.request(
-                method, "/system/services", headers=headers, json=body, timeout=timeout
+                "POST",
+                "/system/services",
+                headers=headers,
+                json=update_body(service, None),
+                timeout=timeout,
+                retry="invoke",
             )
+            if not duplicate_service(response):
+                self.check(response, service.name)
+                self.forget_token(service.name)
+                return "created"
+            existing = yield from self.get_service(service.name)  # created meanwhile
+        response = yield self.request(
+            "PUT",
+            "/system/services",
+            headers=headers,
+            json=update_body(service, existing),
+            timeout=timeout,
+        )
         self.check(response, service.name)
         self.forget_token(service.name)
-        return "updated" if method == "PUT" else "created"
+        return "updated"
 
     def delete_service(self, name: str) -> Step[bool]:
         """Delete a service (and, as OSCAR does, its buckets); ``False`` if it did not exist."""
@@ -278,30 +230,69 @@ class OscarApi:
         path = f"/system/services/{self.segment(names.service, name)}/deployment"
         return (yield from self.system("GET", path, name)).json()
 
+    def readiness(self, name: str) -> Step[dict[str, Any]]:
+        """The service's deployment status with ``readiness``: ``ready``, ``pending`` or
+        ``failed`` (and ``readiness_note`` when it was not read from a deployment status).
+
+        Before OSCAR 4.0 there is no deployment status: a service that exists counts as ready.
+        A deployment OSCAR reports ``unavailable`` (no Knative service to observe) counts as
+        ready too, rather than waited on for ever. A service that does not exist raises
+        :class:`OscarClientError` (404), whatever the release answers (404, or 403 from v4.0).
+        """
+        release = yield from self.release()
+        note = ""
+        if release.has_deployment_status:
+            path = f"/system/services/{self.segment(names.service, name)}/deployment"
+            headers = yield from self.system_auth()
+            response = yield self.request("GET", path, headers=headers)
+            # deployment.go answers 403 for unknown and forbidden services alike
+            if response.status_code == 403 and (yield from self.get_service(name)) is None:
+                raise self._no_service(name)
+            self.check(response, name)
+            status: dict[str, Any] = response.json()
+            state = status.get("state")
+            if state != "unavailable":
+                readiness = {"ready": "ready", "failed": "failed"}.get(str(state), "pending")
+                return {**status, "readiness": readiness}
+            note = (
+                f"OSCAR reports the deployment of {name!r} unavailable (no Knative service to "
+                "observe): the service exists, so it is taken as ready"
+            )
+        else:
+            status = {"service_name": name, "state": "unknown"}
+            note = (
+                f"OSCAR {release.version} has no deployment status (it came with 4.0): the "
+                f"service {name!r} exists, so it is taken as ready"
+            )
+        if (yield from self.get_service(name)) is None:
+            raise self._no_service(name)
+        return {**status, "readiness": "ready", "readiness_note": note}
+
+    def _no_service(self, name: str) -> OscarClientError:
+        return OscarClientError(
+            f"OSCAR cluster {self.settings.name}: service {name!r} does not exist (or this "
+            "connection may not see it)",
+            status_code=404,
+            service=name,
+        )
+
     def deployment_logs(self, name: str) -> Step[dict[str, Any]]:
         path = f"/system/services/{self.segment(names.service, name)}/deployment/logs"
         return (yield from self.system("GET", path, name)).json()
 
     def service_token(self, name: str, *, refresh: bool = False) -> Step[str]:
         """The service's token for ``/run`` and ``/job``, cached per cluster and service."""
-        key = (self._base, name)
         if not refresh:
-            with _TOKENS.lock:
-                cached = _TOKENS.services.get(key)
+            cached = tokens.service_token(self._base, name)
             if cached:
                 return cached
         service = yield from self.get_service(name)
         if service is None:
-            raise OscarClientError(
-                f"OSCAR cluster {self.settings.name}: service {name!r} does not exist",
-                status_code=404,
-                service=name,
-            )
+            raise self._no_service(name)
         return service.token
 
     def forget_token(self, name: str) -> None:
-        with _TOKENS.lock:
-            _TOKENS.services.pop((self._base, name), None)
+        tokens.forget_service_token(self._base, name)
 
     # invocations --------------------------------------------------------------------------
 
@@ -311,7 +302,11 @@ class OscarApi:
         data: bytes | str | Mapping[str, Any] | list[Any],
         timeout: float | None = None,
     ) -> Step[RunResponse]:
-        """``POST /run/{name}`` with the service token (re-read once on 401)."""
+        """``POST /run/{name}`` with the service token (re-read once on 401).
+
+        A connection closed without an answer raises :class:`OscarRunCutError`: the run may
+        have happened, so it is reported and never sent again.
+        """
         body = encode_input(data)
         response = yield from self._invoke(
             "run", name, body, {}, timeout or self.settings.run_timeout
@@ -325,12 +320,32 @@ class OscarApi:
         name: str,
         data: bytes | str | Mapping[str, Any] | list[Any],
         job_name: str | None = None,
-    ) -> Step[None]:
-        """``POST /job/{name}``; ``job_name`` is asked for through ``X-Delegated-Job-ID``."""
+    ) -> Step[bool]:
+        """``POST /job/{name}``; whether a job was created.
+
+        ``job_name`` is asked for through ``X-Delegated-Job-ID`` (honoured from OSCAR 4.1);
+        when a job of that name exists already, OSCAR answers 500 ``already exists`` and this
+        returns ``False``: the job was submitted before, and is not submitted again. A body
+        that cannot travel in the job's ``EVENT`` variable is refused before it is sent.
+        """
         if job_name is not None:
             self.segment(names.job, job_name, name)
+        body = encode_input(data)
+        check_job_body(len(body), self.settings.name, name)
         headers = {"X-Delegated-Job-ID": job_name} if job_name else {}
-        yield from self._invoke("job", name, encode_input(data), headers, self.settings.timeout)
+        try:
+            yield from self._invoke("job", name, body, headers, self.settings.timeout)
+        except OscarApiError as exc:
+            if job_name and exc.status_code == 500 and "already exists" in str(exc):
+                return False
+            raise
+        return True
+
+    def submit_event(self, name: str, event: Mapping[str, Any]) -> Step[None]:
+        """``POST /job/{name}`` with a storage event (a JSON document, not base64)."""
+        body = json.dumps(event, separators=(",", ":")).encode()
+        check_job_body(len(body), self.settings.name, name)
+        yield from self._invoke("job", name, body, {}, self.settings.timeout)
 
     def _invoke(
         self, route: str, name: str, body: bytes, headers: dict[str, str], timeout: float
@@ -342,13 +357,13 @@ class OscarApi:
         # the jobs they own: an OIDC connection submits jobs with its own token, or it could
         # never find them again.
         own_token = route == "job" and bool(settings.oidc_token or settings.refresh_token)
-        for attempt in range(1 if own_token else 2):
+        for attempt in range(2):
             if own_token:
                 authorization = yield from self.system_auth()
             else:
                 token = yield from self.service_token(name, refresh=attempt > 0)
                 authorization = {"Authorization": f"Bearer {token}"}
-            response = yield self.request(
+            request = self.request(
                 "POST",
                 path,
                 headers={**headers, **authorization},
@@ -356,9 +371,22 @@ class OscarApi:
                 retry="invoke",
                 timeout=timeout,
             )
-            if response.status_code != 401:
+            request.extensions["oscar_invocation"] = route
+            response = yield request
+            if own_token and needs_minio_user(response) and attempt == 0:
+                yield from self.info()  # any /system request provisions the MinIO user (v4.1)
+                continue
+            if response.status_code != 401 or own_token:
                 break
         assert response is not None
+        if malformed_token(response):
+            raise OscarClientError(
+                f"OSCAR cluster {settings.name}: POST {path} answered {response.status_code}: "
+                f"{response.text.strip()[:300]} (OSCAR takes OIDC access tokens as JWTs only: "
+                "the connection's token is not one)",
+                status_code=response.status_code,
+                service=name,
+            )
         self.check(response, name)
         return response
 
@@ -435,90 +463,7 @@ class OscarApi:
         response = yield from self.system("POST", path, json=body)
         return response.json()
 
-    # OIDC ---------------------------------------------------------------------------------
-
-    def _access_token(self) -> Step[str]:
-        settings = self.settings
-        if not settings.refresh_token:
-            assert settings.oidc_token
-            return settings.oidc_token
-        key = (settings.token_endpoint, settings.refresh_token)
-        with _TOKENS.lock:
-            cached = _TOKENS.access.get(key)
-        if cached and cached.expires_at - 60 > time.time():
-            return cached.value
-        if (
-            settings.oidc_token
-            and not cached
-            and _jwt_expiry(settings.oidc_token) - 60 > time.time()
-        ):
-            return settings.oidc_token
-        # A redirect would carry the refresh token on to wherever it points (307 and 308 keep
-        # the body, to any host): it is reported instead of followed.
-        response = yield self.request(
-            "POST",
-            settings.token_endpoint,
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": settings.refresh_token,
-                "client_id": settings.client_id,
-                "scope": settings.scopes,
-            },
-            follow_redirects=False,
-        )
-        if response.is_redirect:
-            raise OscarClientError(
-                f"OSCAR cluster {settings.name}: the OIDC token endpoint "
-                f"{settings.token_endpoint} answered {response.status_code} with a redirect to "
-                f"{response.headers.get('location', '?')!r}; the refresh token is not sent on "
-                "to another address: set the connection's 'token_endpoint' to the final URL",
-                status_code=response.status_code,
-            )
-        if not response.is_success:
-            raise OscarClientError(
-                f"OSCAR cluster {settings.name}: refreshing the OIDC token at "
-                f"{settings.token_endpoint} failed with {response.status_code}: "
-                f"{response.text.strip()[:300]}",
-                status_code=response.status_code,
-            )
-        try:
-            payload = response.json()
-            token = str(payload["access_token"])
-        except (ValueError, KeyError, TypeError):
-            raise OscarClientError(
-                f"OSCAR cluster {settings.name}: the OIDC token endpoint "
-                f"{settings.token_endpoint} answered without an access token: "
-                f"{response.text.strip()[:200]}",
-                status_code=response.status_code,
-            ) from None
-        self._on_secret(token)
-        expires = time.time() + float(payload.get("expires_in") or 300)
-        with _TOKENS.lock:
-            _TOKENS.access[key] = _AccessToken(token, min(expires, _jwt_expiry(token)))
-        return token
-
     def _remember_token(self, name: str, token: str) -> None:
         if token:
             self._on_secret(token)
-            with _TOKENS.lock:
-                _TOKENS.services[(self._base, name)] = token
-
-
-_KEPT_ON_UPDATE = ("volume", "kserve", "federation")
-
-
-def _duplicate(response: httpx.Response) -> bool:
-    """OSCAR's refusal of a POST for an existing name: 409 up to v4.0, 400 from v4.1."""
-    return response.status_code in (400, 409) and (
-        "service with the provided name already exists" in response.text
-    )
-
-
-def _jwt_expiry(token: str) -> float:
-    """The ``exp`` claim of a JWT (not verified: the server does that), or +inf."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
-    except (IndexError, ValueError, KeyError, TypeError):
-        return float("inf")
+            tokens.remember_service_token(self._base, name, token)

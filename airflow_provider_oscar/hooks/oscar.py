@@ -27,6 +27,7 @@ from airflow_provider_oscar.hooks.api import (
     Step,
 )
 from airflow_provider_oscar.hooks.connection import settings_from_connection, unverified_urls
+from airflow_provider_oscar.hooks.release import OscarRelease
 from airflow_provider_oscar.hooks.transport import AsyncDriver, Driver, RetryPolicy, client_options
 
 if TYPE_CHECKING:
@@ -141,6 +142,12 @@ class OscarHook(BaseHook):
     def _client(self) -> httpx.Client:
         return httpx.Client(**client_options(self.settings))
 
+    def close(self) -> None:
+        """Close the hook's HTTP client (a later call opens a new one)."""
+        client = self.__dict__.pop("_client", None)
+        if client is not None:
+            client.close()
+
     def call(self, operation: Callable[[OscarApi], Step[T]]) -> T:
         """Run an API operation with the blocking client."""
         driver = Driver(self.get_conn(), RetryPolicy(self.settings, self.log))
@@ -203,6 +210,13 @@ class OscarHook(BaseHook):
     def get_info(self) -> dict[str, Any]:
         return self.call(lambda api: api.info())
 
+    def release(self) -> OscarRelease:
+        """The cluster's OSCAR release (read once per process and connection)."""
+        return self.call(lambda api: api.release())
+
+    async def arelease(self) -> OscarRelease:
+        return await self.acall(lambda api: api.release())
+
     def get_config(self) -> dict[str, Any]:
         return self.call(lambda api: api.config())
 
@@ -240,6 +254,13 @@ class OscarHook(BaseHook):
     async def aget_deployment(self, name: str) -> dict[str, Any]:
         return await self.acall(lambda api: api.deployment(name))
 
+    def get_readiness(self, name: str) -> dict[str, Any]:
+        """The deployment status with ``readiness`` (see :meth:`OscarApi.readiness`)."""
+        return self.call(lambda api: api.readiness(name))
+
+    async def aget_readiness(self, name: str) -> dict[str, Any]:
+        return await self.acall(lambda api: api.readiness(name))
+
     def get_deployment_logs(self, name: str) -> dict[str, Any]:
         return self.call(lambda api: api.deployment_logs(name))
 
@@ -252,9 +273,14 @@ class OscarHook(BaseHook):
         """Invoke ``/run/{name}`` synchronously; the body is OSCAR's raw answer."""
         return self.call(lambda api: api.run(name, data, timeout))
 
-    def submit_job(self, name: str, data: Input, *, job_name: str | None = None) -> None:
-        """Invoke ``/job/{name}``; OSCAR answers without the job's name (ask for one here)."""
-        self.call(lambda api: api.submit_job(name, data, job_name))
+    def submit_job(self, name: str, data: Input, *, job_name: str | None = None) -> bool:
+        """Invoke ``/job/{name}``; whether a job was created.
+
+        OSCAR answers without the job's name. From OSCAR 4.1 ``job_name`` names the job, and a
+        job of that name that exists already is not submitted again (``False``); earlier
+        releases ignore it (see :mod:`~airflow_provider_oscar.hooks.correlation`).
+        """
+        return self.call(lambda api: api.submit_job(name, data, job_name))
 
     # jobs ---------------------------------------------------------------------------------
 
@@ -342,9 +368,12 @@ class OscarAsyncSession:
         """``POST /run/{name}`` (see :meth:`OscarHook.run_service`)."""
         return await self.acall(lambda api: api.run(name, data, timeout))
 
-    async def asubmit_job(self, name: str, data: Input, *, job_name: str | None = None) -> None:
+    async def asubmit_job(self, name: str, data: Input, *, job_name: str | None = None) -> bool:
         """``POST /job/{name}`` (see :meth:`OscarHook.submit_job`)."""
-        await self.acall(lambda api: api.submit_job(name, data, job_name))
+        return await self.acall(lambda api: api.submit_job(name, data, job_name))
+
+    async def arelease(self) -> OscarRelease:
+        return await self.acall(lambda api: api.release())
 
     async def alist_jobs(self, name: str) -> dict[str, JobInfo]:
         return await self.acall(lambda api: api.list_jobs(name))

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import io
 import json
-import xml.etree.ElementTree as ElementTree
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,32 +24,14 @@ from airflow_provider_oscar.errors import OscarApiError, OscarClientError
 from airflow_provider_oscar.hooks import names
 from airflow_provider_oscar.hooks.api import ClusterSettings
 from airflow_provider_oscar.hooks.oscar import OscarHook, _mask_value
+from airflow_provider_oscar.hooks.s3 import ObjectInfo, S3Session, Signer
 
 if TYPE_CHECKING:  # the minio SDK is imported when first used (it takes ~0.5 s to import)
     from minio import Minio
 
-_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound")
 
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What a bucket listing or a ``stat`` tells about one object."""
-
-    bucket: str
-    key: str
-    size: int
-    etag: str
-    last_modified: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "bucket": self.bucket,
-            "key": self.key,
-            "size": self.size,
-            "etag": self.etag,
-            "last_modified": self.last_modified.isoformat() if self.last_modified else None,
-        }
+__all__ = ["ObjectInfo", "OscarStorageHook", "S3Session", "split_path"]
 
 
 def split_path(path: str) -> tuple[str, str]:
@@ -188,96 +168,37 @@ class OscarStorageHook(OscarHook):
 
     # awaitable ----------------------------------------------------------------------------
 
-    async def _asigner(self) -> tuple[_Signer, ClusterSettings]:
+    async def _asigner(self) -> tuple[Signer, ClusterSettings]:
         settings = await self.asettings()
         config = await self.acall(lambda api: api.config())
         provider = self._provider(dict(config.get("minio_provider") or {}), settings)
-        return _Signer(provider), settings
+        return Signer(provider), settings
+
+    @asynccontextmanager
+    async def as3(self) -> AsyncIterator[S3Session]:
+        """One S3 session (one client, credentials read once) for many awaitable operations."""
+        signer, settings = await self._asigner()
+        async with httpx.AsyncClient(verify=settings.verify_ssl, timeout=settings.timeout) as http:
+            yield S3Session(signer, http)
 
     async def astat(self, path: str) -> ObjectInfo | None:
         """Like :meth:`stat`, without blocking the event loop."""
         bucket, key = split_path(path)
-        signer, settings = await self._asigner()
-        url = signer.url("HEAD", bucket, key)
-        async with httpx.AsyncClient(verify=settings.verify_ssl, timeout=settings.timeout) as http:
-            response = await http.head(url)
-        if response.status_code == 404:
-            return None
-        if not response.is_success:
-            raise OscarApiError(f"S3 HEAD {bucket}/{key} answered {response.status_code}")
-        modified = response.headers.get("last-modified")
-        return ObjectInfo(
-            bucket,
-            key,
-            int(response.headers.get("content-length") or 0),
-            response.headers.get("etag", "").strip('"'),
-            parsedate_to_datetime(modified) if modified else None,
-        )
+        async with self.as3() as s3:
+            return await s3.stat(bucket, key)
 
     async def alist_objects(self, path: str, *, start_after: str = "") -> list[ObjectInfo]:
         """Like :meth:`list_objects` (all pages), without blocking the event loop."""
         bucket, prefix = split_path(path)
-        signer, settings = await self._asigner()
-        found: list[ObjectInfo] = []
-        token = ""
-        async with httpx.AsyncClient(verify=settings.verify_ssl, timeout=settings.timeout) as http:
-            while True:
-                params = {"list-type": "2", "prefix": prefix}
-                if start_after:
-                    params["start-after"] = start_after
-                if token:
-                    params["continuation-token"] = token
-                url = signer.url("GET", bucket, "", params)
-                response = await http.get(url)
-                if response.status_code == 404:
-                    return found
-                if not response.is_success:
-                    raise OscarApiError(
-                        f"S3 list {bucket}/{prefix} answered {response.status_code}"
-                    )
-                root = ElementTree.fromstring(response.content)
-                for item in root.iter(f"{_S3_NS}Contents"):
-                    key = item.findtext(f"{_S3_NS}Key") or ""
-                    if key.endswith("/"):
-                        continue
-                    modified = item.findtext(f"{_S3_NS}LastModified")
-                    found.append(
-                        ObjectInfo(
-                            bucket,
-                            key,
-                            int(item.findtext(f"{_S3_NS}Size") or 0),
-                            (item.findtext(f"{_S3_NS}ETag") or "").strip('"'),
-                            datetime.fromisoformat(modified.replace("Z", "+00:00"))
-                            if modified
-                            else None,
-                        )
-                    )
-                token = root.findtext(f"{_S3_NS}NextContinuationToken") or ""
-                if root.findtext(f"{_S3_NS}IsTruncated") != "true" or not token:
-                    return found
+        async with self.as3() as s3:
+            return await s3.list(bucket, prefix, start_after=start_after)
 
     async def aget_object(self, path: str) -> tuple[bytes, ObjectInfo] | None:
         """An object's content and metadata, or ``None`` when it does not exist (no waiting)."""
         bucket, key = split_path(path)
-        signer, settings = await self._asigner()
-        async with httpx.AsyncClient(verify=settings.verify_ssl, timeout=settings.timeout) as http:
-            response = await http.get(signer.url("GET", bucket, key))
-        if response.status_code == 404:
-            return None
-        if not response.is_success:
-            raise OscarApiError(
-                f"S3 GET {bucket}/{key} answered {response.status_code}",
-                status_code=response.status_code,
-            )
-        modified = response.headers.get("last-modified")
-        info = ObjectInfo(
-            bucket,
-            key,
-            len(response.content),
-            response.headers.get("etag", "").strip('"'),
-            parsedate_to_datetime(modified) if modified else None,
-        )
-        return response.content, info
+        async with self.as3() as s3:
+            found = await s3.get(bucket, key)
+        return (found.data, found.info) if found else None
 
     async def aput_bytes(
         self,
@@ -292,25 +213,12 @@ class OscarStorageHook(OscarHook):
 
         ``if_match`` (an ETag) writes only over that version of the object, ``if_none_match``
         only when no object exists: a conditional write that lost the race returns ``None``.
-        Servers without conditional writes (older MinIO) ignore both and always write.
         """
         bucket, key = split_path(path)
-        headers = {"Content-Type": content_type}
-        if if_match is not None:
-            headers["If-Match"] = f'"{if_match}"'
-        if if_none_match:
-            headers["If-None-Match"] = "*"
-        signer, settings = await self._asigner()
-        async with httpx.AsyncClient(verify=settings.verify_ssl, timeout=settings.timeout) as http:
-            response = await http.put(signer.url("PUT", bucket, key), content=data, headers=headers)
-        if response.status_code in (409, 412) or (if_match and response.status_code == 404):
-            return None  # somebody else wrote (or deleted) the object first
-        if not response.is_success:
-            raise OscarApiError(
-                f"S3 PUT {bucket}/{key} answered {response.status_code}",
-                status_code=response.status_code,
+        async with self.as3() as s3:
+            return await s3.put(
+                bucket, key, data, content_type, if_match=if_match, if_none_match=if_none_match
             )
-        return response.headers.get("etag", "").strip('"')
 
     async def alisten(
         self, path: str, *, event: str = "s3:ObjectCreated:*"
@@ -340,35 +248,6 @@ class OscarStorageHook(OscarHook):
                 if line.strip():
                     for record in json.loads(line).get("Records") or []:
                         yield record
-
-
-class _Signer:
-    """Presigns S3 requests locally (path-style), so async code can send them with httpx."""
-
-    def __init__(self, provider: dict[str, Any]) -> None:
-        from minio.credentials import Credentials
-
-        endpoint = str(provider["endpoint"])
-        self.base = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-        self.region = provider.get("region") or "us-east-1"
-        self.credentials = Credentials(
-            str(provider.get("access_key") or ""), str(provider.get("secret_key") or "")
-        )
-
-    def url(self, method: str, bucket: str, key: str, query: dict[str, str] | None = None) -> str:
-        from minio.signer import presign_v4
-
-        path = f"/{bucket}/{quote(key, safe='/')}" if key else f"/{bucket}/"
-        target = SplitResult(self.base.scheme, self.base.netloc, path, urlencode(query or {}), "")
-        signed = presign_v4(
-            method=method,
-            url=target,
-            region=self.region,
-            credentials=self.credentials,
-            date=datetime.now(timezone.utc).replace(tzinfo=None),
-            expires=300,
-        )
-        return urlunsplit(signed)
 
 
 def _client(provider: dict[str, Any], settings: ClusterSettings) -> Minio:

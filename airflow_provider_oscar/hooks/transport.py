@@ -11,6 +11,7 @@ honoured; the jitter is as small as the backoff.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,8 +28,8 @@ from tenacity import (
     wait_random,
 )
 
-from airflow_provider_oscar.errors import OscarApiError
-from airflow_provider_oscar.hooks.api import ClusterSettings, Step
+from airflow_provider_oscar.errors import OscarApiError, OscarRunCutError
+from airflow_provider_oscar.hooks.api import ClusterSettings, Step, malformed_token
 
 T = TypeVar("T")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -65,7 +66,8 @@ class RetryPolicy:
             )
 
         def transient_answer(response: httpx.Response) -> bool:
-            return response.status_code in statuses
+            # a 502 for a bearer token that is no JWT is no cold start: it stays 502
+            return response.status_code in statuses and not malformed_token(response)
 
         return {
             "retry": retry_if_exception(transient_error) | retry_if_result(transient_answer),
@@ -110,10 +112,27 @@ def _last_outcome(state: RetryCallState) -> Any:
 
 
 def _unreachable(
-    settings: ClusterSettings, request: httpx.Request, exc: httpx.HTTPError
+    settings: ClusterSettings, request: httpx.Request, exc: httpx.HTTPError, seconds: float
 ) -> OscarApiError:
+    target = f"{request.method} {request.url.path}"
+    if request.extensions.get("oscar_invocation") == "run" and isinstance(exc, _MAYBE_SENT):
+        if isinstance(exc, httpx.ReadTimeout):
+            limit = (request.extensions.get("timeout") or {}).get("read") or seconds
+            why = (
+                f"no answer came within the run timeout ({limit:g} s, the connection's "
+                "'run_timeout' or the operator's 'timeout')"
+            )
+        else:
+            why = f"the connection closed after {seconds:.1f} s without an answer"
+        return OscarRunCutError(
+            f"OSCAR cluster {settings.name}: {target}: {why}. The run may have happened, so it "
+            "is not sent again. OSCAR closes a synchronous run this way when it outlasts the "
+            "server's write timeout (WRITE_TIMEOUT, 300 s by default), and a cold start counts "
+            "against that time: warm the service (synchronous.min_scale: 1), run long "
+            "inferences as jobs (OscarSubmitJobOperator), or raise WRITE_TIMEOUT"
+        )
     return OscarApiError(
-        f"OSCAR cluster {settings.name}: {request.method} {request.url.path} failed: "
+        f"OSCAR cluster {settings.name}: {target} failed: "
         f"{type(exc).__name__}: {exc or 'no answer'}"
     )
 
@@ -135,10 +154,12 @@ class Driver:
 
     def send(self, request: httpx.Request) -> httpx.Response:
         retrying = Retrying(**self.policy.arguments(request))
+        started = time.monotonic()
         try:
             return retrying(self._send_once, request)
         except httpx.HTTPError as exc:
-            raise _unreachable(self.policy.settings, request, exc) from exc
+            elapsed = time.monotonic() - started
+            raise _unreachable(self.policy.settings, request, exc, elapsed) from exc
 
     def _send_once(self, request: httpx.Request) -> httpx.Response:
         response = self.client.send(request, follow_redirects=_follows(request))
@@ -163,10 +184,12 @@ class AsyncDriver:
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         retrying = AsyncRetrying(**self.policy.arguments(request))
+        started = time.monotonic()
         try:
             return await retrying(self._send_once, request)
         except httpx.HTTPError as exc:
-            raise _unreachable(self.policy.settings, request, exc) from exc
+            elapsed = time.monotonic() - started
+            raise _unreachable(self.policy.settings, request, exc, elapsed) from exc
 
     async def _send_once(self, request: httpx.Request) -> httpx.Response:
         response = await self.client.send(request, follow_redirects=_follows(request))

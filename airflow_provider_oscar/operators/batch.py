@@ -9,10 +9,17 @@ its own, progress in the task log at a steady rate.
   ``bucket/key`` objects; or every object under a ``bucket/prefix``. Objects are read when
   their turn comes, so a large batch is never in memory at once.
 * **Invocation**: ``mode="sync"`` posts each input to ``/run`` with the service token;
-  ``mode="async"`` posts it to ``/job`` under a job name derived from the DAG, run, task, map
-  index, try and input index (``X-Delegated-Job-ID``), so a re-run of the same try resubmits
-  nothing, and waits for the jobs through the process's job-list coalescer (one listing per
-  poll interval for all of them).
+  ``mode="async"`` runs each input as one job, exactly once: the job belongs to the DAG, run,
+  task, map index and input, never to the try (named after them from OSCAR 4.1, correlated
+  under a lease before), so a retried request or a retried task re-attaches to it; only a job
+  that *failed* is followed by a new one. Jobs are waited for through the process's job-list
+  coalescer (one listing per poll interval for all of them), riding out failures that heal.
+* **Deferrable** (``deferrable``, default ``[operators] default_deferrable``; async mode on one
+  cluster): submits up to ``concurrency`` jobs, defers while they run, and resumes to record
+  the finished ones and submit the next inputs, so hours of inference hold no worker slot.
+* **Checkpoints**: finished inputs are written to ``<results_object>.parts/`` as they finish
+  (:mod:`~airflow_provider_oscar.operators.batch_results`); a retry of the task runs only the
+  inputs without a successful record.
 * **Concurrency**: ``concurrency``; or, when not set, sized from ``/system/status`` and the
   service's CPU and memory as OSCAR's batch tooling does (80 % of the free resources), capped
   by ``max_concurrency``.
@@ -22,80 +29,45 @@ its own, progress in the task log at a steady rate.
   elsewhere. Every result records the cluster that served it.
 * **Results**: per input ``{index, input, cluster, status, prediction | text | bytes | error,
   seconds}``. Small batches return them in XCom; above ``results_threshold`` results (or
-  ``results_threshold_bytes`` of JSON) they are written as JSON lines to ``results_object`` and
-  XCom holds its path and the counts.
+  ``results_threshold_bytes`` of JSON) they are written as JSON lines to ``results_object`` (by
+  default ``<service bucket>/.oscar-airflow/batches/<task>.jsonl``) and XCom holds its path and
+  the counts.
 * **Failures**: ``on_failure="fail"`` stops at the first input that fails for good (after its
   retries) and fails the task; ``"continue"`` finishes the batch and reports the failed inputs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import tempfile
-import threading
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 from pathlib import PurePosixPath
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_oscar.compat import AirflowException, AirflowFailException
-from airflow_provider_oscar.errors import OscarApiError, OscarClientError, OscarError
+from airflow_provider_oscar.aio import run_coroutine
+from airflow_provider_oscar.compat import AirflowFailException
+from airflow_provider_oscar.errors import OscarError
 from airflow_provider_oscar.failures import task_outcome
-from airflow_provider_oscar.fanout import (
-    PERMANENT,
-    AttemptError,
-    FanOutSummary,
-    Item,
-    Outcome,
-    Progress,
-    default_retryable,
-    fan_out,
-    format_duration,
-)
-from airflow_provider_oscar.fdl import job_prefix
-from airflow_provider_oscar.hooks.api import ClusterSettings, JobInfo
+from airflow_provider_oscar.fanout import FanOutSummary, Item
+from airflow_provider_oscar.fdl import Service
+from airflow_provider_oscar.hooks.correlation import STATE_FOLDER, StatePath, state_path_for
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.links import OscarServiceLink
-from airflow_provider_oscar.operators.base import OscarBaseOperator
-from airflow_provider_oscar.routing import (
-    CAPACITY_FRACTION,
-    ROUTINGS,
-    ClusterSlot,
-    Router,
-    capacity_from_status,
-    is_cluster_failure,
-    strategy_named,
-)
-from airflow_provider_oscar.triggers.coalesce import coalescer
+from airflow_provider_oscar.operators.base import OscarBaseOperator, default_deferrable
+from airflow_provider_oscar.operators.batch_clusters import Cluster
+from airflow_provider_oscar.operators.batch_run import BatchRun, failure_exception, split_done
+from airflow_provider_oscar.operators.batch_steps import FAILED_IDS_LIMIT, DeferrableSteps
+from airflow_provider_oscar.operators.identity import TaskIdentity
+from airflow_provider_oscar.routing import CAPACITY_FRACTION, ROUTINGS
 
 if TYPE_CHECKING:
-    import httpx
     from airflow.sdk import Context
 
-    from airflow_provider_oscar.hooks.oscar import OscarAsyncSession
     from airflow_provider_oscar.hooks.storage import OscarStorageHook
 
-T = TypeVar("T")
 Mode = Literal["sync", "async"]
 Decode = Literal["prediction", "text", "none"]
-_NAMESPACE = uuid.UUID("0b7e2c1e-6a4f-4f0e-9d55-3c1b8f9a2e47")
-_TEXT_LIMIT = 1024
-_FAILED_IDS_LIMIT = 1000
-_MISSING_ROUNDS = 3  # listings a submitted job may be absent from before it counts as lost
-_STATUS_REFRESH = 30.0  # seconds between status reads for least-loaded routing
-_DEFAULT_CONCURRENCY = 4  # when /system/status cannot size it
-
-
-class JobFailed(OscarError):
-    """An asynchronous job ended ``Failed`` (worth another attempt)."""
-
-
-class JobTimedOut(OscarError):
-    """A job did not end within ``job_timeout`` (it was deleted; not retried)."""
 
 
 class OscarBatchInvokeOperator(OscarBaseOperator):
@@ -119,7 +91,8 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
         (with several clusters, the next attempt goes to another cluster when it can).
     :param input_retry_delay: seconds before the first retry of an input (doubled each time).
     :param on_failure: ``"fail"`` (stop and fail the task) or ``"continue"`` (report them).
-    :param results_object: ``bucket/key`` for JSON-lines results of a large batch.
+    :param results_object: ``bucket/key`` for JSON-lines results of a large batch; its
+        ``.parts/`` hold the checkpoint (default under the service's bucket).
     :param results_threshold: more results than this go to ``results_object``.
     :param results_threshold_bytes: more JSON than this goes to ``results_object``.
     :param oscar_conn_ids: several OSCAR connections to spread the inputs over (default: just
@@ -129,9 +102,13 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
     :param timeout: seconds to wait for each synchronous answer (default: the connection's).
     :param job_timeout: seconds an asynchronous job may take before it is deleted.
     :param poll_interval: seconds between job listings (async mode).
-    :param delete_jobs: delete each succeeded job once its result is read (keeps the job
-        list, and so every poll, short).
+    :param delete_jobs: delete each succeeded job once its result is checkpointed (keeps the
+        job list, and so every poll, short).
     :param progress_interval: seconds between progress lines in the task log.
+    :param deferrable: in async mode on one cluster, wait in the triggerer between
+        submissions instead of holding a worker slot.
+    :param state_path: ``bucket/prefix`` for the job records kept before OSCAR 4.1 (default:
+        the service's MinIO bucket).
     """
 
     template_fields = (
@@ -173,6 +150,8 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
         poll_interval: float = 5.0,
         delete_jobs: bool = True,
         progress_interval: float = 10.0,
+        deferrable: bool = default_deferrable(),
+        state_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -218,44 +197,93 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
         self.poll_interval = poll_interval
         self.delete_jobs = delete_jobs
         self.progress_interval = progress_interval
-        self._jobs_in_flight: dict[str, tuple[str, str]] = {}  # job -> (conn id, service)
+        self.deferrable = deferrable
+        self.state_path = state_path
+        self.jobs_in_flight: dict[str, tuple[str, str]] = {}  # job -> (conn id, service)
 
     # Airflow entry points -----------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
         with task_outcome():
-            conn_ids = self.oscar_conn_ids or [self.oscar_conn_id]
-            clusters = [_Cluster.read(conn_id, several=len(conn_ids) > 1) for conn_id in conn_ids]
+            clusters = self._clusters()
             OscarServiceLink.persist(
                 context, endpoint=clusters[0].settings.endpoint, service=self.service_name
             )
-            storage = self._storage() if self._needs_storage() else None
-            items = self._inline_items()
-            batch = _Batch(self, context, clusters, storage, items)
-            summary = _run_coroutine(batch.run)
-        return self._finish(batch, summary)
+            checkpoint = self._checkpoint_path(context, clusters[0])
+            if self._defers(clusters, checkpoint):
+                return DeferrableSteps(self).step(context, None, None)
+            run = self._new_run(context, clusters, checkpoint)
+            summary, earlier = run_coroutine(lambda: self._run(run, self._inline_items()))
+        return self._finish(run, summary, earlier)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, *, state: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Resume a deferrable batch: record the jobs that ended, submit the next inputs."""
+        with task_outcome():
+            return DeferrableSteps(self).step(context, state, event or {})
 
     def on_kill(self) -> None:
         """Delete the asynchronous jobs still running when the task is killed."""
-        for job, (conn_id, service) in list(self._jobs_in_flight.items()):
+        for job, (conn_id, service) in list(self.jobs_in_flight.items()):
             with contextlib.suppress(Exception):
                 OscarHook(conn_id).delete_job(service, job)
 
-    # inputs -------------------------------------------------------------------------------
+    # what the run needs -------------------------------------------------------------------
 
-    def _needs_storage(self) -> bool:
-        return (
-            self.input_objects is not None
-            or self.input_prefix is not None
-            or self.results_object is not None
-        )
+    def _clusters(self) -> list[Cluster]:
+        conn_ids = self.oscar_conn_ids or [self.oscar_conn_id]
+        return [Cluster.read(conn_id, several=len(conn_ids) > 1) for conn_id in conn_ids]
 
-    def _storage(self) -> OscarStorageHook:
+    def _new_run(
+        self, context: Context, clusters: list[Cluster], checkpoint: str | None
+    ) -> BatchRun:
+        ti = context["ti"]
+        return BatchRun(self, clusters, TaskIdentity.of(context), int(ti.try_number), checkpoint)
+
+    def _defers(self, clusters: list[Cluster], checkpoint: str | None) -> bool:
+        if not self.deferrable or self.mode != "async":
+            return False
+        if len(clusters) > 1 or checkpoint is None:
+            self.log.info(
+                "the batch waits in the worker: deferring needs async mode on one cluster and "
+                "a bucket for its checkpoint (results_object, or a service with a MinIO path)"
+            )
+            return False
+        return True
+
+    def _checkpoint_path(self, context: Context, cluster: Cluster) -> str | None:
+        """``results_object``, or ``<service bucket>/.oscar-airflow/batches/<task>.jsonl``."""
+        if self.results_object:
+            return self.results_object
+        try:
+            service = OscarHook(cluster.conn_id).get_service(self.service_name)
+        except OscarError as exc:  # (another cluster may serve the batch)
+            self.log.warning("no checkpoint: the service's bucket is unknown (%s)", exc)
+            return None
+        for io in [*(service.output or []), *(service.input or [])] if service else []:
+            if io.provider_type == "minio" and io.bucket:
+                token = TaskIdentity.of(context).token()
+                return f"{io.bucket}/{STATE_FOLDER}/batches/{token}.jsonl"
+        return None
+
+    @cached_property
+    def storage(self) -> OscarStorageHook:
+        return self.storage_of(self.oscar_conn_id)
+
+    def storage_of(self, conn_id: str) -> OscarStorageHook:
         from airflow_provider_oscar.hooks.storage import OscarStorageHook
 
-        storage = OscarStorageHook(self.oscar_conn_id)
+        storage = OscarStorageHook(conn_id)
         _ = storage.minio_provider  # read the MinIO credentials once, before the event loop
         return storage
+
+    def state_of(self, service: Service | None) -> StatePath:
+        if service is None:
+            raise AirflowFailException(f"service {self.service_name!r} does not exist")
+        return state_path_for(service, self.state_path)
+
+    # inputs -------------------------------------------------------------------------------
 
     def _inline_items(self) -> list[Item] | None:
         """Items of ``inputs`` or ``input_objects``; ``None`` for a prefix (listed later)."""
@@ -297,495 +325,75 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
             raise AirflowFailException(f"input_ids has {len(ids)} names for {len(defaults)} inputs")
         return ids
 
+    async def _items(self, run: BatchRun, inline: list[Item] | None) -> list[Item]:
+        if inline is not None:
+            return inline
+        assert run.s3 is not None
+        bucket, prefix = _split(str(self.input_prefix))
+        objects = await run.s3.list(bucket, prefix)
+        return self._prefix_items([(o.bucket, o.key) for o in objects])
+
+    # the in-worker run --------------------------------------------------------------------
+
+    async def _run(
+        self, run: BatchRun, inline: list[Item] | None
+    ) -> tuple[FanOutSummary, list[dict[str, Any]]]:
+        async with contextlib.AsyncExitStack() as stack:
+            await run.open(stack)
+            items = await self._items(run, inline)
+            earlier, todo = split_done(run, items, await run.previous())
+            for record in earlier:
+                run.results.add({k: v for k, v in record.items() if k != "try"})
+            if earlier:
+                self.log.info(
+                    "%d of %d inputs finished in an earlier try (checkpoint %s): not run again",
+                    len(earlier),
+                    len(items),
+                    run.checkpoint_path,
+                )
+            return await run.run(todo), earlier
+
     # results ------------------------------------------------------------------------------
 
-    def _finish(self, batch: _Batch, summary: FanOutSummary) -> dict[str, Any]:
-        self.log.info(batch.progress.line() if batch.progress else "no inputs")
+    def _finish(
+        self, run: BatchRun, summary: FanOutSummary, earlier: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        self.log.info(run.progress.line() if run.progress else "no inputs")
+        ok_before = sum(1 for r in earlier if r.get("status") == "ok")
         result: dict[str, Any] = {
             "service": self.service_name,
             "mode": self.mode,
-            "total": summary.total,
-            "succeeded": summary.succeeded,
-            "failed": summary.failed,
-            "failed_inputs": batch.failed_ids[:_FAILED_IDS_LIMIT],
-            "clusters": batch.served,
-            "concurrency": batch.concurrency,
+            "total": summary.total + len(earlier),
+            "succeeded": summary.succeeded + ok_before,
+            "failed": summary.failed + len(earlier) - ok_before,
+            "failed_inputs": run.failed_ids[:FAILED_IDS_LIMIT],
+            "clusters": run.router.summary() if run.router else {},
+            "concurrency": run.concurrency,
             "seconds": round(summary.seconds, 3),
+            "resumed": len(earlier),
         }
-        if len(batch.failed_ids) > _FAILED_IDS_LIMIT:
+        if len(run.failed_ids) > FAILED_IDS_LIMIT:
             result["failed_inputs_truncated"] = True
         if summary.failed:
             self.log.warning(
                 "%d of %d inputs failed: %s%s",
                 summary.failed,
                 summary.total,
-                ", ".join(batch.failed_ids[:20]),
+                ", ".join(run.failed_ids[:20]),
                 " ..." if summary.failed > 20 else "",
             )
         if summary.stopped and summary.first_failure is not None:
-            batch.results.close()
-            raise _failure_exception(summary.first_failure)
+            run.results.close()
+            raise failure_exception(summary.first_failure)
         with task_outcome():
-            result.update(batch.results.publish(self.results_object, batch.storage, self.log))
+            result.update(run.results.publish(self.results_object, self.storage, self.log))
         return result
 
 
-@dataclass(eq=False)
-class _Cluster:
-    """One cluster of the batch: its connection, settings and (inside the loop) session."""
+def _split(path: str) -> tuple[str, str]:
+    from airflow_provider_oscar.hooks.storage import split_path
 
-    conn_id: str
-    settings: ClusterSettings
-    session: OscarAsyncSession | None = None
-    existing_jobs: set[str] = field(default_factory=set)
-    cpu: float = 0.0  # the service's needs on this cluster (read when sizing)
-    memory: int = 0
-
-    @classmethod
-    def read(cls, conn_id: str, *, several: bool) -> _Cluster:
-        settings = OscarHook(conn_id).settings
-        if several:  # another cluster is a better retry than hammering this one
-            settings = replace(settings, retries=min(settings.retries, 1))
-        return cls(conn_id, settings)
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-
-class _Batch:
-    """One execution of the operator: everything that lives inside the event loop."""
-
-    def __init__(
-        self,
-        op: OscarBatchInvokeOperator,
-        context: Context,
-        clusters: list[_Cluster],
-        storage: OscarStorageHook | None,
-        items: list[Item] | None,
-    ) -> None:
-        self.op = op
-        self.log = op.log
-        self.ti = context["ti"]
-        self.clusters = clusters
-        self.storage = storage
-        self.items = items
-        self.results = _Results(
-            op.results_threshold,
-            op.results_threshold_bytes,
-            spill=op.results_object is not None,
-        )
-        self.failed_ids: list[str] = []
-        self.served: dict[str, int] = {}
-        self.concurrency = 0
-        self.progress: Progress | None = None
-        self.router: Router | None = None
-        self._s3: httpx.AsyncClient | None = None
-        self._tried: dict[int, set[str]] = {}  # clusters each input failed on
-        self._unreachable: set[_Cluster] = set()  # clusters that failed while sizing
-
-    # the run ------------------------------------------------------------------------------
-
-    async def run(self) -> FanOutSummary:
-        import httpx
-
-        op = self.op
-        width = (op.concurrency or op.max_concurrency) + 4
-        async with contextlib.AsyncExitStack() as stack:
-            for cluster in self.clusters:
-                cluster.session = await stack.enter_async_context(
-                    OscarHook(cluster.conn_id).asession(
-                        settings=cluster.settings, max_connections=width
-                    )
-                )
-            if self.storage is not None:
-                limits = httpx.Limits(max_connections=width, max_keepalive_connections=width)
-                verify = self.clusters[0].settings.verify_ssl
-                self._s3 = await stack.enter_async_context(
-                    httpx.AsyncClient(limits=limits, verify=verify, timeout=60.0)
-                )
-            items = self.items if self.items is not None else await self._list_prefix()
-            self.router = await self._router()
-            self.concurrency = self._concurrency()
-            label = f"OSCAR batch {op.service_name}"
-            self.progress = Progress(len(items), self.log.info, op.progress_interval, label)
-            self.log.info(
-                "%s: %d inputs, %s mode, concurrency %d over %s",
-                label,
-                len(items),
-                op.mode,
-                self.concurrency,
-                ", ".join(f"{c.name} (limit {c.limit or '-'})" for c in self.router.clusters),
-            )
-            if op.mode == "async":
-                await self._known_jobs()
-            refresher = (
-                asyncio.ensure_future(self._refresh_status())
-                if op.routing == "least_loaded"
-                else None
-            )
-            try:
-                summary = await fan_out(
-                    items,
-                    self._sync_attempt if op.mode == "sync" else self._job_attempt,
-                    concurrency=max(1, min(self.concurrency, len(items) or 1)),
-                    retries=op.input_retries,
-                    retry_delay=op.input_retry_delay,
-                    retryable=_retryable,
-                    stop_on_failure=op.on_failure == "fail",
-                    on_outcome=self._record,
-                    progress=self.progress,
-                )
-            finally:
-                if refresher is not None:
-                    refresher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await refresher
-        self.served = self.router.summary()
-        return summary
-
-    def _record(self, outcome: Outcome) -> None:
-        self._tried.pop(outcome.item.index, None)
-        self.results.add(outcome.record)
-        if not outcome.ok:
-            self.failed_ids.append(outcome.item.name)
-            self.log.warning(
-                "input %s failed after %d attempt(s): %s",
-                outcome.item.name,
-                outcome.attempts,
-                outcome.record.get("error"),
-            )
-
-    async def _list_prefix(self) -> list[Item]:
-        assert self.storage is not None
-        objects = await self.storage.alist_objects(str(self.op.input_prefix))
-        return self.op._prefix_items([(o.bucket, o.key) for o in objects])
-
-    # clusters, capacity, routing ----------------------------------------------------------
-
-    async def _router(self) -> Router:
-        op = self.op
-        sized = op.concurrency is None or op.routing == "least_loaded" or len(self.clusters) > 1
-        slots = []
-        for cluster in self.clusters:
-            slot = ClusterSlot(cluster.name, key=cluster)
-            if sized:
-                await self._size(slot, cluster)
-            slots.append(slot)
-        usable = [s for s in slots if s.limit != 0]
-        if not usable:
-            raise OscarClientError(
-                f"service {op.service_name!r} is not usable on any cluster "
-                f"({', '.join(s.name for s in slots)})"
-            )
-        router = Router(usable, strategy_named(op.routing), op.cooldown)
-        for slot in usable:
-            if slot.key in self._unreachable:  # start it cooled down
-                router.report_failure(slot)
-        return router
-
-    async def _size(self, slot: ClusterSlot, cluster: _Cluster) -> None:
-        """Read the service and the cluster status; set the slot's limit and capacity."""
-        op = self.op
-        assert cluster.session is not None
-        try:
-            service = await cluster.session.aget_service(op.service_name)
-        except OscarError as exc:
-            if not is_cluster_failure(exc) or len(self.clusters) < 2:
-                raise
-            self.log.warning("OSCAR cluster %s is unavailable: %s", cluster.name, exc)
-            self._unreachable.add(cluster)
-            return
-        if service is None:
-            if len(self.clusters) < 2:
-                raise OscarClientError(
-                    f"OSCAR cluster {cluster.name}: service {op.service_name!r} does not exist",
-                    status_code=404,
-                    service=op.service_name,
-                )
-            self.log.warning("OSCAR cluster %s has no service %s", cluster.name, op.service_name)
-            slot.limit = 0
-            return
-        cluster.cpu, cluster.memory = service.cpu_cores, service.memory_bytes
-        scale = service.synchronous.max_scale if op.mode == "sync" else 0
-        free = await self._free_slots(cluster)
-        if free is None:
-            if op.concurrency is None:
-                slot.limit = min(_DEFAULT_CONCURRENCY, scale or op.max_concurrency)
-            return
-        slot.set_status_capacity(free)
-        if op.concurrency is None:  # Knative runs one request per pod: no more than max_scale
-            slot.limit = max(1, min(free, scale or free, op.max_concurrency))
-            self.log.info(
-                "OSCAR cluster %s fits %d parallel invocations of %s (%.2f CPU, %d MiB each)",
-                cluster.name,
-                free,
-                op.service_name,
-                service.cpu_cores,
-                service.memory_bytes // 2**20,
-            )
-
-    async def _free_slots(self, cluster: _Cluster) -> int | None:
-        """Invocations of the service that fit on the cluster now (``None``: unknown)."""
-        assert cluster.session is not None
-        if cluster.cpu <= 0 and cluster.memory <= 0:  # its service was never read
-            return None
-        try:
-            status = await cluster.session.aget_status()
-        except OscarError as exc:
-            self.log.warning("OSCAR cluster %s: no usable /system/status (%s)", cluster.name, exc)
-            return None
-        return capacity_from_status(status, cluster.cpu, cluster.memory, self.op.capacity_fraction)
-
-    def _concurrency(self) -> int:
-        op = self.op
-        assert self.router is not None
-        if op.concurrency is not None:
-            return op.concurrency
-        total = sum(s.limit or _DEFAULT_CONCURRENCY for s in self.router.clusters)
-        return max(1, min(total, op.max_concurrency))
-
-    async def _refresh_status(self) -> None:
-        assert self.router is not None
-        while True:
-            await asyncio.sleep(_STATUS_REFRESH)
-            for slot in self.router.healthy():
-                free = await self._free_slots(slot.key)
-                if free is not None:
-                    slot.set_status_capacity(free)
-
-    # one input ----------------------------------------------------------------------------
-
-    async def _load(self, item: Item) -> Any:
-        kind, value = item.source
-        if kind == "data":
-            return value
-        assert self.storage is not None and self._s3 is not None
-        url = self.storage.presigned_url(value, expires=900)  # signed locally, no request
-        try:
-            response = await self._s3.get(url)
-        except Exception as exc:
-            raise OscarApiError(f"reading {value}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code == 404:
-            raise OscarClientError(f"object {value!r} does not exist", status_code=404)
-        if not response.is_success:
-            raise OscarApiError(f"reading {value}: S3 answered {response.status_code}")
-        return response.content
-
-    async def _leased(
-        self, item: Item, tried: set[str], work: Callable[[_Cluster], Awaitable[T]]
-    ) -> tuple[_Cluster, T]:
-        """Run ``work`` on a cluster leased from the router; errors name the cluster."""
-        assert self.router is not None
-        slot = await self.router.acquire(avoid=tried)
-        cluster: _Cluster = slot.key
-        try:
-            value = await work(cluster)
-        except Exception as exc:
-            tried.add(slot.name)
-            if is_cluster_failure(exc) and self.router.report_failure(slot):
-                self.log.warning(
-                    "OSCAR cluster %s failed (%s); skipping it for %s",
-                    slot.name,
-                    exc,
-                    format_duration(self.router.cooldown),
-                )
-            raise AttemptError(exc, slot.name) from exc
-        finally:
-            await self.router.release(slot)
-        self.router.report_success(slot)
-        return cluster, value
-
-    async def _sync_attempt(self, item: Item, attempt: int) -> dict[str, Any]:
-        data = await self._load(item)
-        tried = self._tried.setdefault(item.index, set())
-        service, timeout = self.op.service_name, self.op.timeout
-
-        async def run(cluster: _Cluster) -> dict[str, Any]:
-            assert cluster.session is not None
-            response = await cluster.session.arun_service(service, data, timeout=timeout)
-            return self._summarise(response.body, None)
-
-        cluster, fields = await self._leased(item, tried, run)
-        return {"cluster": cluster.name, **fields}
-
-    def _job_name(self, index: int, attempt: int) -> str:
-        ti = self.ti
-        parts = [ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number, index]
-        if attempt > 1:
-            parts.append(attempt)
-        token = uuid.uuid5(_NAMESPACE, "|".join(map(str, parts)))
-        return f"{job_prefix(self.op.service_name)}-{token}"
-
-    async def _known_jobs(self) -> None:
-        """Jobs already on each cluster (a re-run of this try waits on them, never resubmits)."""
-        for cluster in self.clusters:
-            assert cluster.session is not None
-            try:
-                cluster.existing_jobs = set(await cluster.session.alist_jobs(self.op.service_name))
-            except OscarError as exc:
-                self.log.warning("could not list the jobs on %s: %s", cluster.name, exc)
-
-    async def _job_attempt(self, item: Item, attempt: int) -> dict[str, Any]:
-        data = await self._load(item)
-        tried = self._tried.setdefault(item.index, set())
-        job = self._job_name(item.index, attempt)
-        op = self.op
-
-        async def run(cluster: _Cluster) -> dict[str, Any]:
-            session = cluster.session
-            assert session is not None
-            self.op._jobs_in_flight[job] = (cluster.conn_id, op.service_name)
-            try:
-                if job not in cluster.existing_jobs:
-                    await session.asubmit_job(op.service_name, data, job_name=job)
-                info = await self._wait_for_job(cluster, job)
-                logs = await session.aget_job_logs(op.service_name, job)
-                if info.status != "Succeeded":
-                    tail = " | ".join((logs or "").strip().splitlines()[-3:])[:500]
-                    raise JobFailed(f"OSCAR job {job} ended {info.status}: {tail or 'no log'}")
-                fields = self._summarise(None, logs or "")
-                if op.delete_jobs:
-                    await session.adelete_job(op.service_name, job)
-                return fields
-            except asyncio.CancelledError:  # the batch stopped: do not leave the job running
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(session.adelete_job(op.service_name, job))
-                raise
-            finally:
-                self.op._jobs_in_flight.pop(job, None)
-
-        cluster, fields = await self._leased(item, tried, run)
-        return {"cluster": cluster.name, "job": job, **fields}
-
-    async def _wait_for_job(self, cluster: _Cluster, job: str) -> JobInfo:
-        op = self.op
-        deadline = time.time() + op.job_timeout
-        missing = 0
-        async with coalescer().watch(cluster.settings, op.service_name, op.poll_interval) as feed:
-            while True:
-                info = (await feed.next(deadline=deadline)).get(job)
-                if info is None:
-                    missing += 1
-                    if missing >= _MISSING_ROUNDS:
-                        raise JobFailed(
-                            f"OSCAR job {job} is not in the job list (deleted, expired, or the "
-                            "cluster ignores X-Delegated-Job-ID: use mode='sync')"
-                        )
-                    continue
-                if info.finished:
-                    return info
-                if time.time() >= deadline:
-                    assert cluster.session is not None
-                    with contextlib.suppress(OscarError):
-                        await cluster.session.adelete_job(op.service_name, job)
-                    raise JobTimedOut(
-                        f"OSCAR job {job} was still {info.status} after "
-                        f"{format_duration(op.job_timeout)}; it was deleted"
-                    )
-
-    def _summarise(self, body: bytes | None, logs: str | None) -> dict[str, Any]:
-        from airflow_provider_oscar.results import decode_prediction, decode_run_body
-
-        decode = self.op.decode
-        # a job's log ends with the supervisor's answer, exactly as a synchronous body does
-        answer = body if body is not None else logs or ""
-        if decode == "prediction":
-            prediction = decode_prediction(answer)
-            data = prediction.raise_for_status().to_dict()
-            return {"prediction": {k: v for k, v in data.items() if v is not None}}
-        if decode == "text":
-            output = decode_run_body(answer)
-            text = (
-                output.text
-                if output.text is not None
-                else (output.data or b"").decode(errors="replace")
-            )
-            return {"text": text[:_TEXT_LIMIT]}
-        return {"bytes": len(body)} if body is not None else {}
-
-
-def _retryable(exc: BaseException) -> bool:
-    cause = exc.cause if isinstance(exc, AttemptError) else exc
-    return default_retryable(exc) and not isinstance(cause, JobTimedOut)
-
-
-def _failure_exception(outcome: Outcome) -> Exception:
-    record = outcome.record
-    where = f" on {record['cluster']}" if record.get("cluster") else ""
-    message = (
-        f"input {outcome.item.name!r} failed after {outcome.attempts} attempt(s){where}: "
-        f"{record.get('error')} (on_failure='fail' stopped the batch)"
-    )
-    if isinstance(outcome.error, PERMANENT):
-        return AirflowFailException(message)
-    return AirflowException(message)
-
-
-class _Results:
-    """Result records: kept in memory, or spilled to a JSON-lines file above a threshold."""
-
-    def __init__(self, count_limit: int, byte_limit: int, *, spill: bool) -> None:
-        self.count_limit = count_limit
-        self.byte_limit = byte_limit
-        self.spill = spill
-        self.records: list[dict[str, Any]] = []
-        self.count = 0
-        self.size = 0
-        self.file: IO[bytes] | None = None
-
-    def add(self, record: dict[str, Any]) -> None:
-        line = _json_line(record)
-        self.count += 1
-        self.size += len(line)
-        if self.file is None and self.spill and self._over():
-            # closed in publish() or close()
-            self.file = tempfile.NamedTemporaryFile(prefix="oscar-batch-", suffix=".jsonl")  # noqa: SIM115
-            for kept in self.records:
-                self.file.write(_json_line(kept))
-            self.records = []
-        if self.file is not None:
-            self.file.write(line)
-        else:
-            self.records.append(record)
-
-    def _over(self) -> bool:
-        return self.count > self.count_limit or self.size > self.byte_limit
-
-    def publish(
-        self, results_object: str | None, storage: OscarStorageHook | None, log: Any
-    ) -> dict[str, Any]:
-        """What XCom gets: the records (by input order), or where the JSON lines went."""
-        try:
-            if self.file is not None and results_object and storage is not None:
-                self.file.flush()
-                storage.upload_file(results_object, self.file.name)
-                log.info(
-                    "wrote %d results (%d bytes of JSON lines) to %s",
-                    self.count,
-                    self.size,
-                    results_object,
-                )
-                return {"results_object": results_object}
-            if self._over():
-                log.warning(
-                    "%d results (%d bytes) go to XCom; set results_object to write large "
-                    "batches to a bucket instead",
-                    self.count,
-                    self.size,
-                )
-            return {"results": sorted(self.records, key=lambda r: r["index"])}
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-
-
-def _json_line(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+    return split_path(path)
 
 
 def _as_list(value: Any, what: str) -> list[Any]:
@@ -798,29 +406,3 @@ def _as_list(value: Any, what: str) -> list[Any]:
     if isinstance(value, bytes | Mapping) or not isinstance(value, Iterable):
         raise AirflowFailException(f"{what} must be a list, not {type(value).__name__}")
     return list(value)
-
-
-def _run_coroutine(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to its end from sync code, even when a loop already runs here."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_call(factory))
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(_call(factory))
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="oscar-batch")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-async def _call(factory: Callable[[], Awaitable[T]]) -> T:
-    return await factory()

@@ -2,7 +2,8 @@
 
 Each sensor pokes in the worker (``mode="poke"`` or ``"reschedule"``) or, when deferrable, pokes
 once and then hands the wait to a trigger with an absolute deadline; ``poke_interval`` is the
-trigger's poll interval too.
+trigger's poll interval too. A poke that fails with something that heals (5xx, 429, a
+connection error) is logged and counts as "not yet"; the sensor's ``timeout`` bounds the wait.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.links import OscarJobLogsLink, OscarServiceLink
 from airflow_provider_oscar.operators.base import default_deferrable
+from airflow_provider_oscar.patience import can_heal
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger, OscarServiceReadyTrigger
 
 if TYPE_CHECKING:
@@ -67,7 +69,7 @@ class OscarBaseSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         try:
-            done = self.poke(context)
+            done = self.patient_poke(context)
         except AirflowFailException as exc:
             if self.soft_fail or self.never_fail:
                 raise AirflowSkipException(f"skipped (soft_fail/never_fail): {exc}") from exc
@@ -97,6 +99,26 @@ class OscarBaseSensor(BaseSensorOperator):
 
     def persist_links(self, context: Context) -> None:
         """Store what the sensor's extra links need (before any deferral)."""
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        return self.patient_poke(context)
+
+    def patient_poke(self, context: Context) -> bool | PokeReturnValue:
+        """:meth:`check`, with a failure that heals taken as "not yet" (and logged)."""
+        try:
+            return self.check(context)
+        except (AirflowException, OscarError) as exc:
+            cause = exc.__cause__ if isinstance(exc, AirflowException) else exc
+            if cause is None or not can_heal(cause):
+                raise
+            self.log.warning(
+                "%s: %s; asking again in %s s", self.task_id, cause, self.poke_interval
+            )
+            return False
+
+    @abstractmethod
+    def check(self, context: Context) -> bool | PokeReturnValue:
+        """One look at the condition (the sensor's ``poke``)."""
 
     @abstractmethod
     def trigger(self, deadline: float) -> BaseTrigger:
@@ -145,7 +167,7 @@ class OscarJobSensor(OscarBaseSensor):
             context, endpoint=endpoint, service=self.service_name, job=self.job_name
         )
 
-    def poke(self, context: Context) -> bool | PokeReturnValue:
+    def check(self, context: Context) -> bool | PokeReturnValue:
         with task_outcome():
             info = self.hook.list_jobs(self.service_name).get(self.job_name)
             cluster = self.hook.settings.name
@@ -215,7 +237,7 @@ class OscarServiceReadySensor(OscarBaseSensor):
             endpoint = self.hook.settings.endpoint
         OscarServiceLink.persist(context, endpoint=endpoint, service=self.service_name)
 
-    def poke(self, context: Context) -> bool | PokeReturnValue:
+    def check(self, context: Context) -> bool | PokeReturnValue:
         deployment = ready_deployment(self.hook, self.service_name, self.log)
         return PokeReturnValue(True, deployment) if deployment else False
 
@@ -235,18 +257,27 @@ class OscarServiceReadySensor(OscarBaseSensor):
 
 
 def ready_deployment(hook: OscarHook, service: str, log: Logger) -> dict[str, Any] | None:
-    """The service's deployment status when ``ready``, ``None`` while it is not yet.
+    """The service's deployment status when ready, ``None`` while it is not yet.
 
-    Raises :class:`AirflowFailException` (after logging the deployment's logs) when it failed.
+    Before OSCAR 4.0 (no deployment status), and when OSCAR reports the deployment
+    ``unavailable``, a service that exists is ready. Raises :class:`AirflowFailException`
+    (after logging the deployment's logs) when it failed, or when the service does not exist.
     """
     with task_outcome():
-        deployment = hook.get_deployment(service)
-    state = deployment.get("state")
-    if state == "failed":
+        deployment = hook.get_readiness(service)
+    readiness = deployment.get("readiness")
+    if readiness == "failed":
         raise deployment_failure(hook, service, deployment, log)
-    if state != "ready":
-        log.info("OSCAR service %s is %s (%s)", service, state, deployment.get("reason") or "-")
+    if readiness != "ready":
+        log.info(
+            "OSCAR service %s is %s (%s)",
+            service,
+            deployment.get("state"),
+            deployment.get("reason") or "-",
+        )
         return None
+    if deployment.get("readiness_note"):
+        log.info("%s", deployment["readiness_note"])
     return deployment
 
 

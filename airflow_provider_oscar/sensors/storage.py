@@ -59,7 +59,7 @@ class OscarOutputSensor(OscarBaseSensor):
             context, endpoint=endpoint, service=None, bucket=bucket, key=key or path_key
         )
 
-    def poke(self, context: Context) -> bool | PokeReturnValue:
+    def check(self, context: Context) -> bool | PokeReturnValue:
         with task_outcome():
             if self.prefix:
                 objects = self.hook.list_objects(self.path)

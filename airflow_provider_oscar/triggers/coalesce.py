@@ -11,6 +11,11 @@ listing to every waiter; when the last waiter leaves, the poller stops and close
 A waiter only ever receives listings that *started* after it registered (or after its previous
 listing), so a job submitted just before registering is always in the first listing it sees.
 
+A listing that fails reaches every waiter as the exception it raised, to be taken as "try
+again" when it can heal (:func:`~airflow_provider_oscar.patience.can_heal`): the poller keeps
+going, pausing twice as long after each failure in a row (up to a minute), so an outage costs
+the cluster one request per growing interval, not one per waiter.
+
 Usage (inside a coroutine)::
 
     async with coalescer().watch(settings, "plants", interval=5.0) as feed:
@@ -22,7 +27,6 @@ Usage (inside a coroutine)::
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import weakref
@@ -34,6 +38,7 @@ from typing import Any
 
 from airflow_provider_oscar.hooks.api import ClusterSettings, JobInfo
 from airflow_provider_oscar.hooks.oscar import OscarHook
+from airflow_provider_oscar.patience import MAX_PAUSE
 
 log = logging.getLogger(__name__)
 Jobs = dict[str, JobInfo]
@@ -47,12 +52,8 @@ def coalesce_key(settings: ClusterSettings, service: str) -> Key:
 
     Credentials are part of the key because OSCAR shows OIDC users only their own jobs.
     """
-    secret = "\0".join(
-        str(v or "")
-        for v in (settings.user, settings.password, settings.oidc_token, settings.refresh_token)
-    )
-    fingerprint = hashlib.sha256(secret.encode()).hexdigest()[:16]
-    return settings.endpoint.rstrip("/"), fingerprint, service
+    endpoint, fingerprint = settings.key
+    return endpoint, fingerprint, service
 
 
 @dataclass(eq=False)
@@ -72,6 +73,7 @@ class Feed:
         self.settings = settings
         self.service = key[2]
         self.listings = 0  # listings finished (each may be several page requests)
+        self.failures = 0  # listings failed in a row
         self._owner = owner
         self._loop = asyncio.get_running_loop()
         self._intervals: dict[int, float] = {}
@@ -149,8 +151,10 @@ class Feed:
                     try:
                         jobs = await session.alist_jobs(self.service)
                     except Exception as exc:
+                        self.failures += 1
                         round_.future.set_exception(exc)
                     else:
+                        self.failures = 0
                         round_.future.set_result(jobs)
                     self.listings += 1
         except Exception as exc:  # the session itself failed: tell whoever waits
@@ -164,7 +168,8 @@ class Feed:
     async def _pause(self) -> None:
         """Until one interval after the previous listing started (or until hurried)."""
         while not self._urgent and self._intervals:
-            remaining = self._last_started + self.interval - self._loop.time()
+            pause = min(self.interval * 2 ** min(self.failures, 16), max(MAX_PAUSE, self.interval))
+            remaining = self._last_started + pause - self._loop.time()
             if remaining <= 0:
                 break
             self._wake.clear()

@@ -21,8 +21,12 @@ loses nothing. Other S3 servers (and moto, which never delivers notifications) a
 
 **Where the cursor lives, and why there.** Trigger arguments are fixed when the ``AssetWatcher``
 is defined (and Airflow de-duplicates watchers by them), so a trigger cannot record progress in its
-own arguments. The cursor is a small JSON object in the bucket itself,
-``<bucket>/.oscar-events/<digest of path and name>.json`` (or ``cursor_path``):
+own arguments. The cursor is a small JSON object in the bucket itself, under the provider's own
+prefix ``<bucket>/.oscar-airflow/events/<digest of path and name>.json`` (or ``cursor_path``),
+outside every watched path and every service's input folder: the trigger refuses, with a clear
+error, a cursor inside a MinIO input folder of any service on the cluster, where writing it
+would start a job. A cursor left at the old default (``<bucket>/.oscar-events/``) is read once
+and carried over.
 
 * the triggerer reaches it with the same credentials and the same awaitable, locally signed S3
   requests as the listing (no blocking call, no extra service, no Airflow database access);
@@ -56,8 +60,12 @@ for duplicates, since a trigger learns nothing of its events being stored; Airfl
 shared-stream "ack mode" does tell, at the price of a 3.3-only code path, and would turn the
 window into at-least-once. The payload's ``id`` (bucket, key, ETag, ``LastModified``) lets
 consumers de-duplicate replays, and a periodic sweep such as ``oscar_plant_daily`` catches any
-object left unprocessed. Failures to list or to write are logged and retried with back-off;
-they never become events, which would schedule DAG runs.
+object left unprocessed. Failures to list or to write that heal are logged and retried with
+back-off; they never become events, which would schedule DAG runs. 401 and 403 (on the listing
+or the cursor) do not heal: they fail the watcher with a message saying which and where.
+
+**Lean.** One S3 session (one HTTP client, ``/system/config`` read once) serves the whole run;
+the listing asks for the watched prefix only.
 """
 
 from __future__ import annotations
@@ -76,19 +84,23 @@ from typing import Any
 import httpx
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_oscar.errors import OscarApiError
+from airflow_provider_oscar.errors import OscarApiError, OscarClientError
+from airflow_provider_oscar.hooks.correlation import STATE_FOLDER
+from airflow_provider_oscar.hooks.s3 import S3Session
 from airflow_provider_oscar.hooks.storage import ObjectInfo, OscarStorageHook, split_path
+from airflow_provider_oscar.patience import can_heal
 
-CURSOR_FOLDER = ".oscar-events"
+CURSOR_FOLDER = f"{STATE_FOLDER}/events"
+LEGACY_FOLDER = ".oscar-events"  # the default cursor folder of earlier provider versions
 CURSOR_VERSION = 1
 MAX_BACKOFF = 300.0
 
 
-def cursor_path_for(path: str, name: str) -> str:
+def cursor_path_for(path: str, name: str, folder: str = CURSOR_FOLDER) -> str:
     """Where the cursor of the watcher ``name`` on ``bucket/prefix`` lives by default."""
     bucket, prefix = split_path(path)
     digest = hashlib.sha256(f"{bucket}/{prefix}\n{name}".encode()).hexdigest()[:32]
-    return f"{bucket}/{CURSOR_FOLDER}/{digest}.json"
+    return f"{bucket}/{folder}/{digest}.json"
 
 
 def _stamp(moment: datetime | None) -> str:
@@ -277,8 +289,9 @@ class OscarBucketEventTrigger(BaseEventTrigger):
         _, prefix = split_path(self.path)
         if prefix.endswith("/") and not key.startswith(prefix):
             return False  # "in/" watches the folder, not also "inbox/..." beside it
-        if key.startswith(f"{CURSOR_FOLDER}/") or f"/{CURSOR_FOLDER}/" in key:
-            return False
+        for folder in (STATE_FOLDER, LEGACY_FOLDER):
+            if key.startswith(f"{folder}/") or f"/{folder}/" in key:
+                return False
         if self.include and not any(fnmatch.fnmatchcase(key, p) for p in self.include):
             return False
         return not (self.exclude and any(fnmatch.fnmatchcase(key, p) for p in self.exclude))
@@ -287,39 +300,69 @@ class OscarBucketEventTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = OscarStorageHook(self.oscar_conn_id)
+        await self._check_cursor_place(hook)
         wake = asyncio.Event()
         listener = asyncio.create_task(self._listen(hook, wake)) if self.listen else None
         state: tuple[Cursor, str | None] | None = None
         failures = 0
         try:
-            while True:
-                wake.clear()
-                try:
-                    if state is None:
-                        state = await self._load(hook)
-                    state, batch = await self._poll(hook, *state)
-                    failures = 0
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    failures += 1
-                    state = None  # read the cursor again: it may have moved meanwhile
-                    self.log.warning(
-                        "watching %s failed (%d in a row): %s: %s",
-                        self.path,
-                        failures,
-                        type(exc).__name__,
-                        exc,
-                    )
-                    batch = []
-                for obj in batch:
-                    yield TriggerEvent(self._payload(obj))
-                await self._pause(wake, failures)
+            async with hook.as3() as s3:
+                while True:
+                    wake.clear()
+                    try:
+                        if state is None:
+                            state = await self._load(s3)
+                        state, batch = await self._poll(s3, *state)
+                        failures = 0
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        if not can_heal(exc):
+                            raise self._fatal(exc) from exc
+                        failures += 1
+                        state = None  # read the cursor again: it may have moved meanwhile
+                        self.log.warning(
+                            "watching %s failed (%d in a row): %s: %s",
+                            self.path,
+                            failures,
+                            type(exc).__name__,
+                            exc,
+                        )
+                        batch = []
+                    for obj in batch:
+                        yield TriggerEvent(self._payload(obj))
+                    await self._pause(wake, failures)
         finally:
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+
+    def _fatal(self, exc: Exception) -> OscarClientError:
+        status = getattr(exc, "status_code", None)
+        return OscarClientError(
+            f"the watcher of {self.path} (cursor {self.cursor}) stops: {exc}. The connection "
+            f"{self.oscar_conn_id!r} must be allowed to list {self.path} and to read and write "
+            "the cursor; fix its credentials or give cursor_path a place it may write",
+            status_code=status,
+        )
+
+    async def _check_cursor_place(self, hook: OscarStorageHook) -> None:
+        """Refuse a cursor inside a service's input folder: writing it would start a job."""
+        try:
+            services = await hook.acall(lambda api: api.list_services())
+        except Exception as exc:  # nothing learnt, nothing refused
+            self.log.info("could not read the cluster's services (%s)", exc)
+            return
+        for service in services:
+            for io in service.input or []:
+                folder = io.path.strip("/")
+                if io.provider_type == "minio" and self.cursor.startswith(f"{folder}/"):
+                    raise OscarClientError(
+                        f"the cursor {self.cursor} of the watcher of {self.path} is inside the "
+                        f"input folder {folder} of service {service.name!r}: every write of it "
+                        "would start a job; give cursor_path a place outside input folders"
+                    )
 
     async def _pause(self, wake: asyncio.Event, failures: int) -> None:
         """Wait for the next listing: the poll interval, a notification, or a back-off."""
@@ -330,17 +373,23 @@ class OscarBucketEventTrigger(BaseEventTrigger):
             await asyncio.wait_for(wake.wait(), timeout=self.poll_interval)
         await asyncio.sleep(min(1.0, self.poll_interval) / 4)  # let a burst of uploads settle
 
-    async def _load(self, hook: OscarStorageHook) -> tuple[Cursor, str | None]:
-        """The stored cursor and its ETag; a fresh cursor (and ``None``) when there is none."""
+    async def _load(self, s3: S3Session) -> tuple[Cursor, str | None]:
+        """The stored cursor and its ETag; a fresh cursor (and ``None``) when there is none.
+
+        With the default place, a cursor at the old default is carried over (its ETag is not
+        kept: the first write creates the cursor at the new place)."""
         fresh = Cursor(self.path, self.name, self.lookback)
-        found = await hook.aget_object(self.cursor)
+        found = await s3.get(*split_path(self.cursor))
+        carried = False
+        if found is None and self.cursor_path is None:
+            found = await s3.get(*split_path(cursor_path_for(self.path, self.name, LEGACY_FOLDER)))
+            carried = found is not None
         if found is None:
             return fresh, None
-        data, info = found
+        data, info = found.data, found.info
         try:
-            return Cursor.from_json(
-                data, path=self.path, name=self.name, lookback=self.lookback
-            ), info.etag
+            cursor = Cursor.from_json(data, path=self.path, name=self.name, lookback=self.lookback)
+            return cursor, None if carried else info.etag
         except (ValueError, TypeError) as exc:
             self.log.error(
                 "the cursor %s is unreadable (%s); starting again from the objects there now",
@@ -350,10 +399,10 @@ class OscarBucketEventTrigger(BaseEventTrigger):
             return fresh, info.etag  # a new baseline, even with include_existing
 
     async def _poll(
-        self, hook: OscarStorageHook, cursor: Cursor, etag: str | None
+        self, s3: S3Session, cursor: Cursor, etag: str | None
     ) -> tuple[tuple[Cursor, str | None] | None, list[ObjectInfo]]:
         """List once; commit the new objects to the cursor; return the state and what to yield."""
-        listed = [o for o in await hook.alist_objects(self.path) if self.selects(o.key)]
+        listed = [o for o in await s3.list(*split_path(self.path)) if self.selects(o.key)]
         first_run = cursor.generation == 0  # nothing stored yet (or nothing readable)
         new: list[ObjectInfo] = []
         if first_run and not (self.include_existing and etag is None):
@@ -369,7 +418,7 @@ class OscarBucketEventTrigger(BaseEventTrigger):
             following = cursor.advanced(listed, new)
         following.writer = uuid.uuid4().hex
         try:
-            stored = await self._commit(hook, following, etag)
+            stored = await self._commit(s3, following, etag)
         except OscarApiError as exc:
             if not (first_run and not listed and exc.status_code == 404):
                 raise
@@ -390,21 +439,25 @@ class OscarBucketEventTrigger(BaseEventTrigger):
             )
         return (following, stored), new
 
-    async def _commit(self, hook: OscarStorageHook, cursor: Cursor, etag: str | None) -> str | None:
+    async def _commit(self, s3: S3Session, cursor: Cursor, etag: str | None) -> str | None:
         """Write the cursor over version ``etag``: its new ETag, or ``None`` if it had moved."""
+        bucket, key = split_path(self.cursor)
         try:
-            return await hook.aput_bytes(
-                self.cursor,
+            return await s3.put(
+                bucket,
+                key,
                 cursor.to_json(),
                 "application/json",
                 if_match=etag,
                 if_none_match=etag is None,
             )
-        except (httpx.TransportError, OscarApiError):
+        except (httpx.TransportError, OscarApiError) as exc:
+            if not can_heal(exc):
+                raise
             # The write may have happened with its answer lost: ours if it bears our token.
-            found = await hook.aget_object(self.cursor)
-            if found is not None and _writer(found[0]) == cursor.writer:
-                return found[1].etag
+            found = await s3.get(bucket, key)
+            if found is not None and _writer(found.data) == cursor.writer:
+                return found.info.etag
             raise
 
     def _payload(self, obj: ObjectInfo) -> dict[str, Any]:

@@ -1,14 +1,19 @@
-"""Deferrable wait for output objects to appear in an OSCAR cluster's buckets."""
+"""Deferrable wait for output objects to appear in an OSCAR cluster's buckets.
+
+The trigger keeps one S3 session for its run (one HTTP client, ``/system/config`` read once),
+asks for exactly what it waits on (a ``HEAD`` of one object, or a listing of the folder that
+holds the outputs: never the bucket around it), and rides out failures that heal
+(:mod:`~airflow_provider_oscar.patience`); 401 and 403 end the wait with a clear error.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import TriggerEvent
-
-from airflow_provider_oscar.hooks.storage import ObjectInfo, OscarStorageHook
-from airflow_provider_oscar.triggers.oscar import _OscarTrigger
+from airflow_provider_oscar.hooks.s3 import ObjectInfo, S3Session
+from airflow_provider_oscar.hooks.storage import OscarStorageHook, split_path
+from airflow_provider_oscar.patience import Patience
+from airflow_provider_oscar.triggers.base import OscarTrigger
 
 
 def matching(
@@ -27,12 +32,23 @@ def matching(
     ]
 
 
-class OscarOutputTrigger(_OscarTrigger):
+async def look_for(s3: S3Session, path: str, prefix: bool) -> list[ObjectInfo]:
+    """The object at ``path``, or the objects under the folder ``path`` (``prefix``)."""
+    bucket, key = split_path(path)
+    if prefix:
+        return await s3.list(bucket, key)
+    found = await s3.stat(bucket, key)
+    return [found] if found else []
+
+
+class OscarOutputTrigger(OscarTrigger):
     """Wait until ``bucket/prefix`` holds an object (whose name contains ``contains``).
 
     :param path: ``bucket/key`` of one object, or ``bucket/prefix`` with ``prefix=True``.
     :param contains: with a prefix, only objects whose file name contains this text count.
     :param newer_than: epoch seconds; only objects written at or after it count.
+    :param input_object: ``bucket/key`` of the input whose upload started the work: removed when
+        the user kills the deferred task, so no job starts from it later.
     """
 
     def __init__(
@@ -45,6 +61,7 @@ class OscarOutputTrigger(_OscarTrigger):
         oscar_conn_id: str = OscarStorageHook.default_conn_name,
         poll_interval: float = 5.0,
         deadline: float | None = None,
+        input_object: str | None = None,
     ) -> None:
         super().__init__(
             oscar_conn_id=oscar_conn_id, poll_interval=poll_interval, deadline=deadline
@@ -53,6 +70,7 @@ class OscarOutputTrigger(_OscarTrigger):
         self.prefix = prefix
         self.contains = contains
         self.newer_than = newer_than
+        self.input_object = input_object
 
     def _kwargs(self) -> dict[str, Any]:
         return {
@@ -61,31 +79,31 @@ class OscarOutputTrigger(_OscarTrigger):
             "prefix": self.prefix,
             "contains": self.contains,
             "newer_than": self.newer_than,
+            "input_object": self.input_object,
         }
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = OscarStorageHook(self.oscar_conn_id)
-        base = {"path": self.path, "contains": self.contains}
-        try:
+    def _base(self) -> dict[str, Any]:
+        return {"path": self.path, "contains": self.contains}
+
+    async def _wait(self, base: dict[str, Any]) -> dict[str, Any]:
+        patience = Patience(f"outputs in {self.path}", self.log, base=self.poll_interval)
+        async with OscarStorageHook(self.oscar_conn_id).as3() as s3:
+
+            async def look() -> list[ObjectInfo]:
+                return await look_for(s3, self.path, self.prefix)
+
             while True:
-                if self.prefix:
-                    objects = await hook.alist_objects(self.path)
-                else:
-                    found = await hook.astat(self.path)
-                    objects = [found] if found else []
-                hits = matching(objects, self.contains, self.newer_than)
+                hits = matching(await self._ask(look, patience), self.contains, self.newer_than)
                 if hits:
-                    yield TriggerEvent(
-                        {**base, "status": "success", "objects": [o.to_dict() for o in hits]}
-                    )
-                    return
+                    return {**base, "status": "success", "objects": [o.to_dict() for o in hits]}
                 if self._expired():
-                    yield TriggerEvent(
-                        {**base, "status": "timeout", "message": f"no output under {self.path}"}
-                    )
-                    return
+                    return {**base, "status": "timeout", "message": f"no output under {self.path}"}
                 await self._sleep()
-        except Exception as exc:
-            yield TriggerEvent(
-                {**base, "status": "error", "message": f"{type(exc).__name__}: {exc}"}
-            )
+
+    async def cancel_remote(self) -> None:
+        """Remove the pending input object, so no job starts from it after the kill."""
+        if self.input_object:
+            bucket, key = split_path(self.input_object)
+            async with OscarStorageHook(self.oscar_conn_id).as3() as s3:
+                await s3.delete(bucket, key)
+            self.log.info("removed the pending input %s", self.input_object)

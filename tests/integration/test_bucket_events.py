@@ -24,8 +24,9 @@ from airflow.sdk import Asset, AssetWatcher
 from airflow.sdk.module_loading import import_string
 from minio import Minio
 
-from airflow_provider_oscar.errors import OscarApiError
+from airflow_provider_oscar.errors import OscarApiError, OscarClientError
 from airflow_provider_oscar.hooks.oscar import OscarHook
+from airflow_provider_oscar.hooks.s3 import S3Session
 from airflow_provider_oscar.hooks.storage import OscarStorageHook
 from airflow_provider_oscar.local.server import OscarLocal
 from airflow_provider_oscar.triggers.events import (
@@ -139,7 +140,7 @@ def test_the_trigger_is_accepted_by_an_asset_watcher() -> None:
 
 def test_the_default_cursor_depends_on_the_path_and_the_watcher_name() -> None:
     one = cursor_path_for("inbox/a/", "w1")
-    assert one.startswith("inbox/.oscar-events/") and one.endswith(".json")
+    assert one.startswith("inbox/.oscar-airflow/events/") and one.endswith(".json")
     assert one == cursor_path_for("inbox/a/", "w1")
     assert len({one, cursor_path_for("inbox/a/", "w2"), cursor_path_for("inbox/b/", "w1")}) == 3
 
@@ -273,15 +274,15 @@ async def test_a_watcher_started_before_its_bucket_exists_reports_what_lands_the
     s3: Minio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bucket = f"later-{uuid.uuid4().hex[:10]}"
-    real_list = OscarStorageHook.alist_objects
+    real_list = S3Session.list
     listings: list[int] = []
 
-    async def counted(self: OscarStorageHook, *args: Any, **kw: Any) -> Any:
+    async def counted(self: S3Session, *args: Any, **kw: Any) -> Any:
         found = await real_list(self, *args, **kw)
         listings.append(len(found))
         return found
 
-    monkeypatch.setattr(OscarStorageHook, "alist_objects", counted)
+    monkeypatch.setattr(S3Session, "list", counted)
     trigger = OscarBucketEventTrigger(path=f"{bucket}/in/", name="later", **FAST)
     watch = Watch(trigger)
     await watch.until(lambda: len(listings) >= 2)  # the bucket was missing, twice
@@ -298,13 +299,13 @@ async def test_a_second_triggerer_with_a_stale_cursor_reports_nothing(
 ) -> None:
     one = OscarBucketEventTrigger(path=bucket, name="pair", **FAST)
     two = restarted(one)
-    hook = OscarStorageHook()
-    baseline, _ = await one._poll(hook, *await one._load(hook))
-    assert baseline is not None
-    stale = await two._load(hook)  # both now hold the same cursor version
-    put(s3, bucket, "x.json")
-    after_one, reported_by_one = await one._poll(hook, *baseline)
-    after_two, reported_by_two = await two._poll(hook, *stale)
+    async with OscarStorageHook().as3() as session:
+        baseline, _ = await one._poll(session, *await one._load(session))
+        assert baseline is not None
+        stale = await two._load(session)  # both now hold the same cursor version
+        put(s3, bucket, "x.json")
+        after_one, reported_by_one = await one._poll(session, *baseline)
+        after_two, reported_by_two = await two._poll(session, *stale)
     assert [o.key for o in reported_by_one] == ["x.json"]
     assert after_one is not None
     assert (after_two, reported_by_two) == (None, [])  # lost the conditional write: re-read
@@ -317,16 +318,16 @@ async def test_a_cursor_write_whose_answer_was_lost_still_reports_its_objects(
     trigger = OscarBucketEventTrigger(path=bucket, name="lost-answer", **FAST)
     watch = Watch(trigger)
     await watch.until(lambda: cursor_exists(s3, trigger))
-    real_put = OscarStorageHook.aput_bytes
+    real_put = S3Session.put
 
-    async def put_then_drop_the_answer(self: OscarStorageHook, *args: Any, **kw: Any) -> Any:
+    async def put_then_drop_the_answer(self: S3Session, *args: Any, **kw: Any) -> Any:
         await real_put(self, *args, **kw)
         raise httpx.ReadError("connection reset while reading the answer")
 
-    monkeypatch.setattr(OscarStorageHook, "aput_bytes", put_then_drop_the_answer)
+    monkeypatch.setattr(S3Session, "put", put_then_drop_the_answer)
     put(s3, bucket, "y.json")
     await watch.until(lambda: watch.events)
-    monkeypatch.setattr(OscarStorageHook, "aput_bytes", real_put)
+    monkeypatch.setattr(S3Session, "put", real_put)
     put(s3, bucket, "sentinel.json")
     await watch.until(lambda: "sentinel.json" in watch.reported())
     await watch.stop()
@@ -340,16 +341,16 @@ async def test_listing_failures_are_retried_and_never_become_events(
     trigger = OscarBucketEventTrigger(path=bucket, name="flaky", **FAST)
     watch = Watch(trigger)
     await watch.until(lambda: cursor_exists(s3, trigger))
-    real_list = OscarStorageHook.alist_objects
+    real_list = S3Session.list
     calls: list[int] = []
 
-    async def failing_twice(self: OscarStorageHook, *args: Any, **kw: Any) -> Any:
+    async def failing_twice(self: S3Session, *args: Any, **kw: Any) -> Any:
         calls.append(1)
         if len(calls) <= 2:
             raise OscarApiError("S3 list answered 503", status_code=503)
         return await real_list(self, *args, **kw)
 
-    monkeypatch.setattr(OscarStorageHook, "alist_objects", failing_twice)
+    monkeypatch.setattr(S3Session, "list", failing_twice)
     put(s3, bucket, "z.json")
     await watch.until(lambda: watch.events)
     await watch.stop()
@@ -430,3 +431,31 @@ async def test_a_minio_notification_wakes_the_trigger_before_its_poll_interval(
         with contextlib.suppress(asyncio.CancelledError):
             await listening
     assert minio_stream
+
+
+@pytest.mark.usefixtures("connected")
+async def test_a_listing_refused_with_403_fails_the_watcher_with_a_clear_message(
+    bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(self: S3Session, *args: Any, **kw: Any) -> Any:
+        raise OscarClientError("S3 list answered 403", status_code=403)
+
+    monkeypatch.setattr(S3Session, "list", refused)
+    trigger = OscarBucketEventTrigger(path=bucket, name="forbidden", **FAST)
+    with pytest.raises(OscarClientError, match="must be allowed to list") as stopped:
+        await asyncio.wait_for(trigger.run().__anext__(), 10)
+    assert stopped.value.status_code == 403
+
+
+@pytest.mark.usefixtures("connected")
+async def test_a_cursor_inside_a_services_input_folder_is_refused(
+    deploy: Callable[..., dict[str, Any]], unique_name: Callable[[str], str]
+) -> None:
+    name = unique_name("watched")
+    io = {"storage_provider": "minio.default", "path": f"{name}/in"}
+    deploy("true\n", name=name, input=[io])
+    trigger = OscarBucketEventTrigger(
+        path=f"{name}/in/", name="w", cursor_path=f"{name}/in/cursor.json", **FAST
+    )
+    with pytest.raises(OscarClientError, match="would start a job"):
+        await asyncio.wait_for(trigger.run().__anext__(), 10)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_oscar.errors import OscarApiError, OscarClientError
+from airflow_provider_oscar.errors import OscarClientError, OscarRunCutError
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.local.server import OscarLocal
 
@@ -92,7 +92,7 @@ def test_run_longer_than_its_timeout_fails_clearly(
     hook: OscarHook, deploy: Callable[..., dict[str, Any]]
 ) -> None:
     name = deploy("#!/bin/sh\nsleep 3\n", log_level="CRITICAL")["name"]
-    with pytest.raises(OscarApiError, match=rf"POST /run/{name} failed: ReadTimeout"):
+    with pytest.raises(OscarRunCutError, match=rf"POST /run/{name}: no answer came within the run"):
         hook.run_service(name, "x", timeout=0.5)
 
 

@@ -23,7 +23,7 @@ import pytest
 from airflow.sdk._shared.secrets_masker import redact
 
 from airflow_provider_oscar.errors import OscarClientError
-from airflow_provider_oscar.hooks import api
+from airflow_provider_oscar.hooks import tokens
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.local.api import request_counts
 from airflow_provider_oscar.local.server import OscarLocal
@@ -99,7 +99,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
         offset += seconds
 
     fake = types.SimpleNamespace(time=lambda: time.time() + offset)
-    monkeypatch.setattr(api, "time", fake)
+    monkeypatch.setattr(tokens, "time", fake)
     return advance
 
 
@@ -234,7 +234,7 @@ def test_access_token_is_refreshed_a_minute_before_it_expires(
     refreshing.get_info()
     (first,) = user.minted()
     clock(user.oscar.settings.access_token_lifetime - 59)
-    assert api._jwt_expiry(first) > api.time.time()  # still valid, yet replaced
+    assert tokens.jwt_expiry(first) > tokens.time.time()  # still valid, yet replaced
     refreshing.get_info()
     assert len(user.minted()) == 2
 

@@ -34,7 +34,6 @@ from airflow_provider_oscar.operators.invoke import (
     OscarSubmitJobOperator,
 )
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger
-from airflow_provider_oscar.triggers.storage import OscarOutputTrigger
 from tests.helpers import wait_until
 
 PLANTS = Path(__file__).resolve().parents[2] / "example_dags" / "services" / "plants"
@@ -159,8 +158,9 @@ async def resume_after_deferral(
     trigger = import_string(classpath)(**kwargs)
     event = await trigger.run().__anext__()
     payload = json.loads(json.dumps(event.payload))  # what the metadata DB would hand back
+    kwargs = json.loads(json.dumps(deferred.value.kwargs or {}))  # next_kwargs, likewise
     resumed = getattr(make_operator(), deferred.value.method_name)
-    return deferred.value, resumed(context=context, event=payload)
+    return deferred.value, resumed(context=context, event=payload, **kwargs)
 
 
 async def submit(
@@ -456,7 +456,7 @@ async def test_submit_job_defers_to_a_job_trigger_bounded_by_the_timeout(
     assert deferred.timeout is not None and deferred.timeout.total_seconds() >= 20.0
 
 
-def test_submit_job_names_the_job_after_dag_run_task_map_index_and_try(
+def test_submit_job_names_the_job_after_dag_run_task_and_map_index_never_the_try(
     admin: httpx.Client, plants: str
 ) -> None:
     run_id = f"manual__{uuid.uuid4()}"
@@ -466,8 +466,9 @@ def test_submit_job_names_the_job_after_dag_run_task_map_index_and_try(
         return str(make().execute(task_context(run_id=run_id, **ti))["job"])
 
     first = job_name(map_index=0)
-    names = {first, job_name(map_index=1), job_name(map_index=0, try_number=2)}
-    assert len(names) == 3
+    names = {first, job_name(map_index=1)}
+    assert len(names) == 2
+    assert job_name(map_index=0, try_number=2) == first  # a retry re-attaches
     assert job_name(map_index=0) == first  # a fresh operator, equal task instance fields
     assert set(jobs_of(admin, plants)) == names
     assert all(name.startswith(f"{plants}-") and len(name) <= 63 for name in names)
@@ -519,7 +520,7 @@ async def test_submit_job_copies_the_remote_log_into_the_task_log_in_chunks(
     deploy: Callable[..., dict[str, Any]], context: Context, deferrable: bool
 ) -> None:
     service = deploy('#!/bin/sh\nseq 1 450 | sed "s/^/remote line /"\n', log_level="CRITICAL")
-    make = job_operator(service["name"], decode="none", deferrable=deferrable)
+    make = job_operator(service["name"], decode="none", deferrable=deferrable, live_logs=False)
     with structlog.testing.capture_logs() as logs:
         result = await submit(make, context)
     lines = remote_log_lines(logs, result["job"]["name"])
@@ -546,7 +547,7 @@ async def test_submit_job_that_succeeded_without_printing_a_result_fails_clearly
     script = '#!/bin/sh\necho "model weights missing" >&2\nexit 3\n'
     service = deploy(script)["name"]
     with pytest.raises(AirflowFailException, match="succeeded but printed no model result") as e:
-        await submit(job_operator(service, deferrable=deferrable), context)
+        await submit(job_operator(service, deferrable=deferrable, decode="prediction"), context)
     assert "model weights missing" in str(e.value)
 
 
@@ -575,7 +576,12 @@ def test_submit_job_without_waiting_returns_while_the_job_is_pending(
 ) -> None:
     oscar.faults.add(StuckJobs(service=plants))
     result = job_operator(plants, wait_for_completion=False)().execute(context)
-    assert result == {"service": plants, "job": result["job"], "status": "submitted"}
+    assert result == {
+        "service": plants,
+        "job": result["job"],
+        "created": True,
+        "status": "submitted",
+    }
     assert jobs_of(admin, plants)[result["job"]]["status"] == "Pending"
 
 
@@ -601,7 +607,7 @@ def test_submit_job_killed_while_waiting_deletes_the_running_job(
             )
         )
         op.on_kill()
-        with pytest.raises(AirflowException, match="disappeared"):
+        with pytest.raises(AirflowException, match="was deleted before it finished"):
             waiting.result(timeout=10)
     assert job not in jobs_of(admin, service)
 
@@ -624,12 +630,16 @@ async def test_submit_via_bucket_returns_the_prediction_in_the_output_named_with
     assert uploaded_inputs(s3, plants) == [f"in/{result['token']}-specimen-055.json"]
 
 
-async def test_submit_via_bucket_defers_to_an_output_trigger(plants: str, context: Context) -> None:
-    deferred, _ = await resume_after_deferral(
+async def test_submit_via_bucket_defers_to_the_job_its_upload_started(
+    plants: str, context: Context
+) -> None:
+    deferred, result = await resume_after_deferral(
         job_operator(plants, via="bucket", deferrable=True), context
     )
-    assert isinstance(deferred.trigger, OscarOutputTrigger)
-    assert deferred.method_name == "execute_complete_bucket"
+    assert isinstance(deferred.trigger, OscarJobTrigger)
+    assert deferred.trigger.job_name == result["job"]["name"]
+    assert deferred.trigger.input_object == f"{plants}/in/{result['token']}-specimen-005.json"
+    assert deferred.method_name == "execute_complete"
 
 
 @pytest.mark.parametrize("deferrable", MODES)

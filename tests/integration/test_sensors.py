@@ -171,6 +171,9 @@ def test_deferrable_job_sensor_defers_to_a_job_trigger_that_leaves_the_job_alone
         "service_name": service["name"],
         "job_name": job,
         "cancel_on_kill": False,
+        "live_logs": False,
+        "log_lines": 0,
+        "input_object": None,
     }
     assert deferred.value.method_name == "execute_complete"
     assert deferred.value.timeout == timedelta(seconds=120)
@@ -246,7 +249,7 @@ async def test_deferred_job_sensor_fails_for_a_retry_when_the_job_disappears(
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(ctx)
     assert admin.delete(f"/system/logs/{service['name']}/{job}").status_code == 204
-    with pytest.raises(AirflowException, match="disappeared") as failure:
+    with pytest.raises(AirflowException, match="was deleted") as failure:
         await resume(sensor, ctx, deferred.value)
     assert not isinstance(failure.value, AirflowFailException)
 
@@ -293,7 +296,8 @@ def test_service_ready_sensor_fails_for_a_service_that_does_not_exist(
 ) -> None:
     name = unique_name("none")
     sensor = OscarServiceReadySensor(task_id="ready", service_name=name, deferrable=False, **FAST)
-    with pytest.raises(AirflowFailException, match="403"):  # deployment.go: 403 when unknown
+    # deployment.go answers 403 for an unknown service; the sensor says what it means
+    with pytest.raises(AirflowFailException, match=f"service '{name}' does not exist"):
         sensor.execute(ctx)
 
 

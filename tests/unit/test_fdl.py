@@ -212,8 +212,51 @@ def test_exact_key_wins_over_a_differently_cased_duplicate() -> None:
 
 
 def test_unknown_keys_are_kept_and_sent_back() -> None:
-    service = parse_service({"name": "s", "volume": {"size": "1Gi", "mount_path": "/data"}})
-    assert service.to_api()["volume"] == {"size": "1Gi", "mount_path": "/data"}
+    service = parse_service({"name": "s", "replicas": [{"type": "oscar", "priority": 1}]})
+    assert service.to_api()["replicas"] == [{"type": "oscar", "priority": 1}]
+
+
+#: Every field of pkg/types/service.go ``Service`` at v4.1.2, in its order.
+V4_1_2_FIELDS = [
+    "name", "cluster_id", "memory", "cpu", "total_memory", "total_cpu",
+    "ephemeral_storage_request", "enable_gpu", "enable_sgx", "image_prefetch", "synchronous",
+    "federation", "log_level", "image", "alpine", "token", "file_stage_in", "input", "output",
+    "script", "image_pull_secrets", "expose", "environment", "annotations", "vo", "labels",
+    "storage_providers", "clusters", "owner", "namespace", "interlink_node_name", "visibility",
+    "allowed_users", "isolation_level", "bucket_list", "mount", "volume", "volume_status",
+    "deployment", "kserve",
+]  # fmt: skip
+
+
+def test_every_field_of_oscar_4_1_2_round_trips_in_go_order() -> None:
+    document = {
+        "name": "s", "cluster_id": "c", "memory": "1Gi", "cpu": "1", "total_memory": "4Gi",
+        "total_cpu": "4", "ephemeral_storage_request": "1Gi", "enable_gpu": True,
+        "enable_sgx": False, "image_prefetch": True,
+        "synchronous": {"min_scale": 1, "max_scale": 3},
+        "federation": {"group_id": "g", "topology": "star", "members": []},
+        "log_level": "DEBUG", "image": "img", "alpine": False, "token": "t" * 64,
+        "file_stage_in": False,
+        "input": [{"storage_provider": "minio.default", "path": "s/in"}],
+        "output": [{"storage_provider": "minio.default", "path": "s/out", "suffix": [".json"]}],
+        "script": "true", "image_pull_secrets": ["regcred"],
+        "expose": {"min_scale": 1, "max_scale": 2, "api_port": [8080], "cpu_threshold": 80},
+        "environment": {"variables": {"A": "1"}, "secrets": {"B": ""}},
+        "annotations": {"a": "b"}, "vo": "vo.example", "labels": {"l": "v"},
+        "storage_providers": {"minio": {"default": {"endpoint": "http://m"}}},
+        "clusters": {"other": {"endpoint": "https://o"}}, "owner": "alice",
+        "namespace": "oscar-svc", "interlink_node_name": "", "visibility": "restricted",
+        "allowed_users": ["bob"], "isolation_level": "USER", "bucket_list": ["s-bob"],
+        "mount": {"storage_provider": "minio.default", "path": "data"},
+        "volume": {"name": "v", "size": "1Gi", "mount_path": "/data"},
+        "volume_status": {"enabled": True, "name": "v", "phase": "Bound"},
+        "deployment": {"state": "ready", "active_instances": 1},
+        "kserve": {"type": "inference", "storage_uri": "s3://m/x", "cpu": "1", "memory": "1Gi"},
+        "from_a_newer_release": {"kept": True},
+    }  # fmt: skip
+    sent = parse_service(document).to_api()
+    assert list(sent) == [*V4_1_2_FIELDS, "from_a_newer_release"]
+    assert sent == document
 
 
 def test_variables_are_stringified() -> None:

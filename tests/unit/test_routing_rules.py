@@ -23,9 +23,10 @@ GIB = 1024**3
 
 
 def node(cpu: float, used_cpu: float, memory: int, used_memory: int, **extra: Any) -> dict:
+    """A node of ``cpu`` cores, reported as OSCAR does: integer millicores."""
     return {
         "name": "n",
-        "cpu": {"capacity_cores": cpu, "usage_cores": used_cpu},
+        "cpu": {"capacity_cores": round(cpu * 1000), "usage_cores": round(used_cpu * 1000)},
         "memory": {"capacity_bytes": memory, "usage_bytes": used_memory},
         "status": "Ready",
         "conditions": [{"type": "Ready", "status": True}],
@@ -69,16 +70,16 @@ def test_capacity_skips_nodes_that_are_not_ready() -> None:
     assert capacity_from_status(status(node(1, 0, 16 * GIB, 0), down), 0.2, GIB) == 4
 
 
-def test_capacity_reads_real_oscar_millicores() -> None:
-    # OSCAR reports *_cores in millicores (Kubernetes MilliValue): 4000 = 4 cores
-    assert capacity_from_status(status(node(4000, 1000, 16 * GIB, 0)), 0.5, GIB) == 4
+def test_capacity_reads_cores_as_millicores_even_on_a_small_node() -> None:
+    # half a core is 500 millicores (status.go MilliValue): 0.8 x 0.5 / 0.2 = 2, not 2000
+    assert capacity_from_status(status(node(0.5, 0, 16 * GIB, 0)), 0.2, GIB) == 2
 
 
 def test_capacity_falls_back_to_cluster_totals_without_nodes() -> None:
     totals = {
         "cluster": {
             "metrics": {
-                "cpu": {"total_free_cores": 2, "max_free_on_node_cores": 2},
+                "cpu": {"total_free_cores": 2000, "max_free_on_node_cores": 2000},
                 "memory": {"total_free_bytes": 4 * GIB},
             }
         }

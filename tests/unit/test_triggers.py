@@ -18,6 +18,7 @@ from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.faults import FailingJobs, StuckJobs
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.triggers.batch import OscarJobsTrigger
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger, OscarServiceReadyTrigger
 from airflow_provider_oscar.triggers.storage import OscarOutputTrigger
 from tests.helpers import first_event
@@ -27,11 +28,16 @@ TRIGGERS = [
         service_name="svc", job_name="svc-1", oscar_conn_id="c", poll_interval=2, deadline=1e9
     ),
     OscarJobTrigger(service_name="svc", job_name="svc-1", cancel_on_kill=False),
+    OscarJobTrigger(
+        service_name="svc", job_name="svc-2", live_logs=True, log_lines=7, input_object="b/in/x"
+    ),
+    OscarJobsTrigger(service_name="svc", job_names=["svc-1", "svc-2"], enough=1, deadline=3e9),
     OscarServiceReadyTrigger(service_name="svc", oscar_conn_id="c", poll_interval=1, deadline=5.5),
     OscarOutputTrigger(
         path="out/x/", prefix=True, contains=".json", newer_than=1.7e9, deadline=2e9
     ),
     OscarOutputTrigger(path="out/x/result.json"),
+    OscarOutputTrigger(path="out/x/", prefix=True, contains="tok", input_object="in/x/tok-a"),
 ]
 
 
@@ -131,14 +137,16 @@ async def test_job_trigger_times_out_at_its_deadline_with_the_last_status(
 
 
 @pytest.mark.usefixtures("connected")
-async def test_job_trigger_reports_an_error_when_the_job_does_not_exist(
+async def test_job_trigger_reports_a_job_absent_from_its_listings_as_gone(
     deploy: Callable[..., dict],
 ) -> None:
     service = deploy("echo done\n")
-    trigger = OscarJobTrigger(service_name=service["name"], job_name=f"{service['name']}-none")
+    trigger = OscarJobTrigger(
+        service_name=service["name"], job_name=f"{service['name']}-none", poll_interval=0.05
+    )
     event = await first_event(trigger)
-    assert event.payload["status"] == "error"
-    assert "disappeared" in event.payload["message"]
+    assert event.payload["status"] == "gone"
+    assert "deleted" in event.payload["message"]
 
 
 # service-ready trigger -------------------------------------------------------------------
