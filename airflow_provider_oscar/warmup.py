@@ -12,7 +12,8 @@ connection closes without an answer. Two ways out:
   was given;
 * ``"min_scale"``: raise the service's ``synchronous.min_scale`` (Knative's
   ``autoscaling.knative.dev/min-scale``) so a pod stays up for the run, and put it back after
-  (:func:`restore_min_scale`).
+  (:func:`restore_min_scale`). Updating a service makes Knative start a new revision, so wait
+  for the deployment to be ready again (the readiness sensor does).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ __all__ = ["WARM_UPS", "WarmUp", "raise_min_scale", "restore_min_scale", "warm_b
 WarmUp = Literal["call", "min_scale"]
 WARM_UPS: tuple[WarmUp, ...] = ("call", "min_scale")
 RETRY_INTERVAL = 5.0  # seconds between warm-up calls that were cut
+#: The service label that holds the ``min_scale`` a warm-up raised, until it is put back.
+MIN_SCALE_LABEL = "airflow-provider-oscar/min-scale-before"
 
 
 def check_warm_up(value: str | None) -> None:
@@ -90,26 +93,35 @@ def warm_by_call(
 
 
 def raise_min_scale(hook: OscarHook, service: Service, min_scale: int = 1) -> dict[str, Any]:
-    """Keep at least ``min_scale`` pods of ``service`` up; what :func:`restore_min_scale` needs.
+    """Keep at least ``min_scale`` pods of ``service`` up until :func:`restore_min_scale`.
 
-    Nothing changes when the service already keeps that many.
+    The value found is kept in the service's label :data:`MIN_SCALE_LABEL`, so raising again
+    (a rescheduled sensor, a retry) changes nothing and the restore finds it wherever it runs.
+    Nothing changes when the service already keeps that many pods.
     """
-    before = service.synchronous.min_scale
-    if before < min_scale:
-        hook.apply_service(_with_min_scale(service, min_scale))
+    labels = service.labels or {}
+    if MIN_SCALE_LABEL in labels:
+        before = int(labels[MIN_SCALE_LABEL])
+    else:
+        before = service.synchronous.min_scale
+        if before < min_scale:
+            hook.apply_service(
+                _with_min_scale(service, min_scale, {**labels, MIN_SCALE_LABEL: str(before)})
+            )
     return {"warm_up": "min_scale", "service": service.name, "min_scale_before": before}
 
 
-def restore_min_scale(hook: OscarHook, warm_up: dict[str, Any]) -> bool:
-    """Put back the ``min_scale`` :func:`raise_min_scale` found; whether it changed anything."""
-    name, before = warm_up["service"], int(warm_up["min_scale_before"])
+def restore_min_scale(hook: OscarHook, name: str) -> bool:
+    """Put back the ``min_scale`` :func:`raise_min_scale` found; whether anything changed."""
     service = hook.get_service(name)
-    if service is None or service.synchronous.min_scale == before:
+    labels = dict((service.labels if service else None) or {})
+    if service is None or MIN_SCALE_LABEL not in labels:
         return False
-    hook.apply_service(_with_min_scale(service, before))
+    before = int(labels.pop(MIN_SCALE_LABEL))
+    hook.apply_service(_with_min_scale(service, before, labels))
     return True
 
 
-def _with_min_scale(service: Service, min_scale: int) -> Service:
+def _with_min_scale(service: Service, min_scale: int, labels: dict[str, str]) -> Service:
     synchronous = Synchronous(min_scale=min_scale, max_scale=service.synchronous.max_scale)
-    return service.model_copy(update={"synchronous": synchronous})
+    return service.model_copy(update={"synchronous": synchronous, "labels": labels})

@@ -43,6 +43,13 @@ from pathlib import PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 from airflow_provider_oscar.compat import AirflowException, AirflowFailException
+from airflow_provider_oscar.deepaas import (
+    DEFAULT_ARGUMENT,
+    DeepaasFile,
+    InputFormat,
+    deepaas_document,
+    resolve_format,
+)
 from airflow_provider_oscar.errors import OscarApiError, OscarClientError, OscarError
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.fanout import (
@@ -61,6 +68,7 @@ from airflow_provider_oscar.hooks.api import ClusterSettings, JobInfo
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.links import OscarServiceLink
 from airflow_provider_oscar.operators.base import OscarBaseOperator
+from airflow_provider_oscar.operators.hub import check_target
 from airflow_provider_oscar.routing import (
     CAPACITY_FRACTION,
     ROUTINGS,
@@ -101,7 +109,13 @@ class JobTimedOut(OscarError):
 class OscarBatchInvokeOperator(OscarBaseOperator):
     """Invoke a service for many inputs from one task, with bounded concurrency.
 
-    :param service_name: the OSCAR service (deployed on every cluster used).
+    :param service_name: the OSCAR service (deployed on every cluster used); or
+    :param hub_module: the AI4OS hub module it runs (the same service name on every cluster).
+    :param input_format: ``"raw"``, ``"deepaas"`` (each input as a file of the document that
+        services deployed from the AI4OS dashboard read) or ``"auto"`` (``deepaas`` for such a
+        service); see :class:`~airflow_provider_oscar.operators.invoke.OscarRunServiceOperator`.
+    :param deepaas_argument: the predict argument the file is given as.
+    :param deepaas_arguments: other predict arguments, by name.
     :param inputs: inline inputs: a list (or an upstream ``XComArg``) of bytes, text or JSON
         documents; or
     :param input_objects: a list (or ``XComArg``) of ``bucket/key`` objects to send; or
@@ -136,6 +150,8 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
 
     template_fields = (
         "service_name",
+        "hub_module",
+        "deepaas_arguments",
         "inputs",
         "input_objects",
         "input_prefix",
@@ -149,7 +165,11 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
     def __init__(
         self,
         *,
-        service_name: str,
+        service_name: str | None = None,
+        hub_module: str | None = None,
+        input_format: InputFormat = "raw",
+        deepaas_argument: str = DEFAULT_ARGUMENT,
+        deepaas_arguments: Mapping[str, Any] | None = None,
         inputs: Any = None,
         input_objects: Any = None,
         input_prefix: str | None = None,
@@ -194,7 +214,13 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
             raise ValueError(
                 f"give exactly one of inputs, input_objects, input_prefix (got {given or 'none'})"
             )
-        self.service_name = service_name
+        check_target(service_name, hub_module, input_format)
+        self.service_name = service_name or ""  # a hub module's is found when the task runs
+        self.hub_module = hub_module
+        self.input_format = input_format
+        self.deepaas_argument = deepaas_argument
+        self.deepaas_arguments = deepaas_arguments
+        self._deepaas = False  # whether inputs go as DEEPaaS documents (set when run)
         self.inputs = inputs
         self.input_objects = input_objects
         self.input_prefix = input_prefix
@@ -226,6 +252,7 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
         with task_outcome():
             conn_ids = self.oscar_conn_ids or [self.oscar_conn_id]
             clusters = [_Cluster.read(conn_id, several=len(conn_ids) > 1) for conn_id in conn_ids]
+            self._resolve_target(conn_ids)
             OscarServiceLink.persist(
                 context, endpoint=clusters[0].settings.endpoint, service=self.service_name
             )
@@ -234,6 +261,29 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
             batch = _Batch(self, context, clusters, storage, items)
             summary = _run_coroutine(batch.run)
         return self._finish(batch, summary)
+
+    def _resolve_target(self, conn_ids: list[str]) -> None:
+        """Find the hub module's service (one name on every cluster) and the input format."""
+        from airflow_provider_oscar.hooks.hub import find_service
+
+        if self.hub_module is None and self.input_format != "auto":
+            self._deepaas = self.input_format == "deepaas"
+            return
+        name, module = self.service_name or None, self.hub_module
+        found = {
+            conn_id: find_service(OscarHook(conn_id), service_name=name, hub_module=module)
+            for conn_id in conn_ids
+        }
+        names = {service.name for service in found.values()}
+        if len(names) > 1:
+            listed = ", ".join(f"{c}: {s.name}" for c, s in found.items())
+            raise OscarClientError(
+                f"hub module {self.hub_module!r} runs under different names on the clusters "
+                f"({listed}); one batch calls one name: run one task per cluster"
+            )
+        first = next(iter(found.values()))
+        self.service_name = first.name
+        self._deepaas = resolve_format(self.input_format, first) == "deepaas"
 
     def on_kill(self) -> None:
         """Delete the asynchronous jobs still running when the task is killed."""
@@ -303,6 +353,7 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
         self.log.info(batch.progress.line() if batch.progress else "no inputs")
         result: dict[str, Any] = {
             "service": self.service_name,
+            **({"hub_module": self.hub_module} if self.hub_module else {}),
             "mode": self.mode,
             "total": summary.total,
             "succeeded": summary.succeeded,
@@ -557,6 +608,16 @@ class _Batch:
     # one input ----------------------------------------------------------------------------
 
     async def _load(self, item: Item) -> Any:
+        data = await self._read(item)
+        if not self.op._deepaas:
+            return data
+        kind, value = item.source
+        name = PurePosixPath(value).name if kind == "object" else None
+        content = data if isinstance(data, bytes) else _encoded(data)
+        files = {self.op.deepaas_argument: DeepaasFile(name, content)}
+        return deepaas_document(files, self.op.deepaas_arguments, what=f"input {item.name!r}")
+
+    async def _read(self, item: Item) -> Any:
         kind, value = item.source
         if kind == "data":
             return value
@@ -782,6 +843,11 @@ class _Results:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _encoded(data: str | Mapping[str, Any] | list[Any]) -> bytes:
+    """Inline text as UTF-8, a JSON document as its text."""
+    return data.encode() if isinstance(data, str) else json.dumps(data).encode()
 
 
 def _json_line(record: dict[str, Any]) -> bytes:

@@ -17,13 +17,15 @@ from airflow_provider_oscar.pictures import is_picture
 
 
 def model_names(results: Sequence[Mapping[str, Any]]) -> list[str]:
-    """A model name per result: its service, or ``cluster/service`` when clusters share names."""
+    """A model name per result: its hub module or service, prefixed ``cluster/`` when clusters
+    share that name."""
+    named = [str(r.get("hub_module") or r["service"]) for r in results]
     clusters: dict[str, set[str]] = {}
-    for result in results:
-        clusters.setdefault(result["service"], set()).add(result.get("cluster") or "")
+    for name, result in zip(named, results, strict=True):
+        clusters.setdefault(name, set()).add(result.get("cluster") or "")
     return [
-        f"{r.get('cluster')}/{r['service']}" if len(clusters[r["service"]]) > 1 else r["service"]
-        for r in results
+        f"{r.get('cluster')}/{name}" if len(clusters[name]) > 1 else name
+        for name, r in zip(named, results, strict=True)
     ]
 
 
@@ -342,6 +344,7 @@ class OscarEnsembleOperator(BaseOperator):
             if record.get("prediction") is not None:
                 yield {
                     "service": batch["service"],
+                    "hub_module": batch.get("hub_module"),
                     "input": record["input"],
                     "prediction": record["prediction"],
                 }

@@ -21,6 +21,7 @@ from airflow.sdk import Context
 
 from airflow_provider_oscar.assets import cluster_name, publish_objects
 from airflow_provider_oscar.compat import AirflowException, AirflowFailException
+from airflow_provider_oscar.deepaas import DEFAULT_ARGUMENT, InputFormat
 from airflow_provider_oscar.errors import OscarClientError, OscarResultError
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.fdl import job_prefix
@@ -28,9 +29,11 @@ from airflow_provider_oscar.hooks.api import JobInfo
 from airflow_provider_oscar.hooks.storage import OscarStorageHook, split_path
 from airflow_provider_oscar.links import OscarJobLogsLink, OscarOutputLink, OscarServiceLink
 from airflow_provider_oscar.operators.base import OscarBaseOperator, default_deferrable
+from airflow_provider_oscar.operators.hub import WARM_UP_TIMEOUT, HubTarget
 from airflow_provider_oscar.results import RunOutput, decode_prediction, decode_run_body
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger
 from airflow_provider_oscar.triggers.storage import OscarOutputTrigger, matching
+from airflow_provider_oscar.warmup import WarmUp
 
 OutputKind = Literal["prediction", "text", "files"]
 LOG_CHUNK_LINES = 200
@@ -68,9 +71,21 @@ class _InputMixin:
             return PurePosixPath(self.input_object).name
         return "input.json" if isinstance(self.input_data, Mapping | list) else "input"
 
+    def _file_name(self) -> str | None:
+        """The input's own file name: none for inline bytes or text (their type is sniffed)."""
+        if self.input_data is not None and not isinstance(self.input_data, Mapping | list):
+            return None
+        return self._input_name()
+
     def _input_id(self) -> str:
         """How results name this input: ``input_id``, or the input's file name without suffix."""
         return self.input_id or PurePosixPath(self._input_name()).stem
+
+    def _origin(self) -> dict[str, Any]:
+        """Where the input came from, for the results page (the object, never its bytes)."""
+        if self.input_object is None:
+            return {}
+        return {"input_object": self.input_object, "oscar_conn_id": self.oscar_conn_id}
 
     def _read_input(self) -> bytes | str | Mapping[str, Any] | list[Any]:
         """The input's content."""
@@ -114,10 +129,21 @@ def log_remote(operator: OscarBaseOperator, title: str, text: str | None) -> Non
         )
 
 
-class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
+class OscarRunServiceOperator(HubTarget, _InputMixin, OscarBaseOperator):
     """Invoke a service synchronously (``POST /run``) and return its decoded result.
 
-    :param service_name: the OSCAR service.
+    :param service_name: the OSCAR service; or
+    :param hub_module: the AI4OS hub module the service runs (its image ``ai4oshub/<module>``
+        or its ``PAPI_TITLE``): the one service of the cluster running it is called.
+    :param input_format: ``"raw"`` (the input as it is), ``"deepaas"`` (the input as a file of
+        the JSON document that services deployed from the AI4OS dashboard read, its type from
+        its name or content) or ``"auto"`` (``deepaas`` for such a service, else ``raw``).
+    :param deepaas_argument: the predict argument the file is given as (``files`` for the AI4OS
+        image classifiers).
+    :param deepaas_arguments: other predict arguments, by name.
+    :param warm_up: ``"call"`` (call the service until it answers, through the cuts of a cold
+        start, before the real call) or ``"min_scale"`` (keep a pod up during the call).
+    :param warm_up_timeout: seconds the warm-up may take.
     :param input_path: a local file to send; or
     :param input_data: bytes, text or a JSON document to send; or
     :param input_object: ``bucket/key`` of an object to send.
@@ -136,10 +162,12 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
 
     template_fields = (
         "service_name",
+        "hub_module",
         "input_path",
         "input_data",
         "input_object",
         "input_id",
+        "deepaas_arguments",
         "output_path",
         "output_object",
         "oscar_conn_id",
@@ -150,7 +178,13 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
     def __init__(
         self,
         *,
-        service_name: str,
+        service_name: str | None = None,
+        hub_module: str | None = None,
+        input_format: InputFormat = "raw",
+        deepaas_argument: str = DEFAULT_ARGUMENT,
+        deepaas_arguments: Mapping[str, Any] | None = None,
+        warm_up: WarmUp | None = None,
+        warm_up_timeout: float = WARM_UP_TIMEOUT,
         input_path: str | None = None,
         input_data: Any = None,
         input_object: str | None = None,
@@ -165,7 +199,15 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
         super().__init__(**kwargs)
         if decode not in ("prediction", "text", "files"):
             raise ValueError(f"decode must be 'prediction', 'text' or 'files', not {decode!r}")
-        self.service_name = service_name
+        self.set_hub_options(
+            service_name=service_name,
+            hub_module=hub_module,
+            input_format=input_format,
+            deepaas_argument=deepaas_argument,
+            deepaas_arguments=deepaas_arguments,
+            warm_up=warm_up,
+            warm_up_timeout=warm_up_timeout,
+        )
         self.input_path = input_path
         self.input_data = input_data
         self.input_object = input_object
@@ -194,10 +236,13 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
         except Exception:
             cluster = self.oscar_conn_id  # the connection itself is what failed
         message = reason[:1000]
+        service = self.service_name or self.hub_module
         return {
-            "service": self.service_name,
+            "service": service,
+            **({"hub_module": self.hub_module} if self.hub_module else {}),
             "cluster": cluster,
             "input": self._input_id(),
+            **self._origin(),
             "saved": [],
             "error": message,
             "prediction": {
@@ -205,16 +250,22 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
                 "labels": [],
                 "probabilities": [],
                 "message": message,
-                "source": self.service_name,
+                "source": service,
             },
         }
 
     def _invoke(self, context: Context) -> dict[str, Any]:
         with task_outcome():
             endpoint = self.hook.settings.endpoint
-            OscarServiceLink.persist(context, endpoint=endpoint, service=self.service_name)
-            data = self._read_input()
-            response = self.hook.run_service(self.service_name, data, timeout=self.timeout)
+            name = self.resolve_name()
+            OscarServiceLink.persist(context, endpoint=endpoint, service=name)
+            what = f"input {self._input_id()!r}"
+            data = self.shaped(self._read_input(), self._file_name(), what)
+            warm_up = self.warmed()
+            try:
+                response = self.hook.run_service(name, data, timeout=self.timeout)
+            finally:
+                self.cooled(warm_up)
             if response.status_code != 200:
                 raise AirflowException(
                     f"service {self.service_name!r} answered {response.status_code}: "
@@ -223,9 +274,11 @@ class OscarRunServiceOperator(_InputMixin, OscarBaseOperator):
             output = decode_run_body(response.body)
             summary = self._summary(output, response.body)  # a failed inference saves nothing
             result: dict[str, Any] = {
-                "service": self.service_name,
+                "service": name,
+                **({"hub_module": self.hub_module} if self.hub_module else {}),
                 "cluster": self.hook.settings.name,
                 "input": self._input_id(),
+                **self._origin(),
                 "saved": self._save(output),
             }
             result.update(summary)
@@ -297,7 +350,7 @@ def _key_inside(bucket: str, prefix: str, name: str) -> str:
     return f"{prefix.rstrip('/')}/{name}" if prefix else name
 
 
-class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
+class OscarSubmitJobOperator(HubTarget, _InputMixin, OscarBaseOperator):
     """Run a service asynchronously and (optionally) wait for the result without a worker.
 
     ``via="job"`` posts the input to ``/job`` under a job name derived from the DAG, run, task,
@@ -307,6 +360,15 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
     starts the job as any upload does; the result is the output object whose name contains that
     key's token. Either way ``Succeeded`` alone is not trusted: the model's output decides.
 
+    A service deployed from the AI4OS dashboard (``hub_module``, ``input_format``: see
+    :class:`OscarRunServiceOperator`) answers a bucket upload with ``<name>.json`` (the result)
+    and ``<name>.log`` (copied into the task log); the input is uploaded as ``<name>.json``.
+
+    :param service_name: the OSCAR service; or
+    :param hub_module: the AI4OS hub module the service runs.
+    :param input_format: ``"raw"``, ``"deepaas"`` or ``"auto"`` (as for the synchronous run).
+    :param deepaas_argument: the predict argument the file is given as.
+    :param deepaas_arguments: other predict arguments, by name.
     :param wait_for_completion: wait for the job (and its output); otherwise return at once.
     :param decode: ``"prediction"`` (decoded and normalised; ``status: error`` fails the task)
         or ``"none"`` (just the job).
@@ -316,10 +378,12 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
 
     template_fields = (
         "service_name",
+        "hub_module",
         "input_path",
         "input_data",
         "input_object",
         "input_id",
+        "deepaas_arguments",
         "oscar_conn_id",
     )
     template_fields_renderers = {"input_data": "json"}
@@ -328,7 +392,11 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
     def __init__(
         self,
         *,
-        service_name: str,
+        service_name: str | None = None,
+        hub_module: str | None = None,
+        input_format: InputFormat = "raw",
+        deepaas_argument: str = DEFAULT_ARGUMENT,
+        deepaas_arguments: Mapping[str, Any] | None = None,
         input_path: str | None = None,
         input_data: Any = None,
         input_object: str | None = None,
@@ -347,7 +415,13 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
             raise ValueError(f"via must be 'job' or 'bucket', not {via!r}")
         if decode not in ("prediction", "none"):
             raise ValueError(f"decode must be 'prediction' or 'none', not {decode!r}")
-        self.service_name = service_name
+        self.set_hub_options(
+            service_name=service_name,
+            hub_module=hub_module,
+            input_format=input_format,
+            deepaas_argument=deepaas_argument,
+            deepaas_arguments=deepaas_arguments,
+        )
         self.input_path = input_path
         self.input_data = input_data
         self.input_object = input_object
@@ -365,12 +439,17 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         with task_outcome():
+            self.resolve_name()
             token = self._token(context)
-            data = self._read_input()
+            name = self._input_name()
+            raw = self._read_input()
+            data = self.shaped(raw, self._file_name(), f"input {self._input_id()!r}")
+            if data is not raw and not name.endswith(".json"):
+                name += ".json"  # a dashboard deployment saves its answer for a .json input
             deadline = time.time() + self.timeout
             if self.via == "job":
                 return self._via_job(context, token, data, deadline)
-            return self._via_bucket(context, token, data, self._input_name(), deadline)
+            return self._via_bucket(context, token, data, name, deadline)
 
     def _token(self, context: Context) -> str:
         ti = context["ti"]
@@ -457,8 +536,10 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
             raise AirflowFailException(f"OSCAR job {job} ended {info.status}. Log tail:\n{tail}")
         result: dict[str, Any] = {
             "service": self.service_name,
+            **({"hub_module": self.hub_module} if self.hub_module else {}),
             "cluster": self.hook.settings.name,
             "input": self._input_id(),
+            **self._origin(),
             "job": info.to_dict(),
         }
         if self.decode == "prediction":
@@ -539,11 +620,15 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
         objects = [f"{bucket}/{k}" for k in keys]
         result: dict[str, Any] = {
             "service": self.service_name,
+            **({"hub_module": self.hub_module} if self.hub_module else {}),
             "cluster": self.hook.settings.name,
             "input": self._input_id(),
+            **self._origin(),
             "token": token,
             "outputs": objects,
         }
+        for log in (o for o in objects if o.endswith(".log")):  # a dashboard deployment's console
+            log_remote(self, f"OSCAR output {log}", self.storage.download_bytes(log).decode())
         if self.decode == "prediction":
             path = min(objects, key=lambda o: (not o.endswith(".json"), o))
             prediction = decode_prediction(self.storage.download_bytes(path), source=path)
@@ -560,6 +645,7 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
         job = event.get("job", "?")
         self._job_name = job
         with task_outcome():
+            self.resolve_name()
             if event.get("status") in ("success", "failed"):
                 return self._finish_job(job, JobInfo(**event["info"]))
             if event.get("status") == "missing":
@@ -574,6 +660,7 @@ class OscarSubmitJobOperator(_InputMixin, OscarBaseOperator):
         """Resume after :class:`OscarOutputTrigger` fired (the event carries all state)."""
         event = event or {}
         with task_outcome():
+            self.resolve_name()
             if event.get("status") == "success":
                 keys = [o["key"] for o in event["objects"]]
                 return self._finish_bucket(event["path"], event["contains"], keys)

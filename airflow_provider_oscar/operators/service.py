@@ -14,8 +14,10 @@ from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.fdl import Service
 from airflow_provider_oscar.links import OscarServiceLink
 from airflow_provider_oscar.operators.base import OscarBaseOperator, default_deferrable
+from airflow_provider_oscar.operators.hub import HubTarget
 from airflow_provider_oscar.sensors.oscar import deployment_failure, ready_deployment
 from airflow_provider_oscar.triggers.oscar import OscarServiceReadyTrigger
+from airflow_provider_oscar.warmup import restore_min_scale
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -199,3 +201,32 @@ class OscarDeleteServiceOperator(OscarBaseOperator):
                 "(nothing to delete; pass missing_ok=True to accept that)"
             )
         return deleted
+
+
+class OscarRestoreMinScaleOperator(HubTarget, OscarBaseOperator):
+    """Put back the ``min_scale`` that a ``warm_up="min_scale"`` raised (a run's teardown).
+
+    Returns whether it changed anything (``False`` when nothing was raised or it is back).
+
+    :param service_name: the service; or
+    :param hub_module: the AI4OS hub module it runs.
+    """
+
+    template_fields: Sequence[str] = ("service_name", "hub_module", "oscar_conn_id")
+
+    def __init__(
+        self, *, service_name: str | None = None, hub_module: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.set_hub_options(
+            service_name=service_name,
+            hub_module=hub_module,
+        )
+
+    def execute(self, context: Context) -> bool:
+        with task_outcome():
+            name = self.resolve_name()
+            restored = restore_min_scale(self.hook, name)
+        done = "min_scale put back" if restored else "nothing to put back"
+        self.log.info("OSCAR service %s: %s", name, done)
+        return restored

@@ -4,7 +4,7 @@ hub module, and deploying OSCAR Hub crates."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest.mock import MagicMock
@@ -20,32 +20,11 @@ from airflow_provider_oscar.hooks.storage import OscarStorageHook
 from airflow_provider_oscar.local.server import OscarLocal
 from airflow_provider_oscar.operators.service import OscarDeployServiceOperator
 from airflow_provider_oscar.results import Prediction, decode_prediction
-from example_dags.services.deepaas import papi
 from tests.helpers import png, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 LEAF = png(8, 8, (40, 160, 60))
 PETAL = png(8, 8, (220, 60, 120))
-
-
-@pytest.fixture
-def dashboard(
-    oscar_default: OscarLocal, admin: httpx.Client
-) -> Iterator[Callable[..., dict[str, Any]]]:
-    """``dashboard(title, **fields)``: a service deployed as the AI4OS dashboard deploys one
-    (with the stand-in model), deleted after the test; returns its definition as stored."""
-    created: list[str] = []
-
-    def deploy(title: str = "plants-classification", **fields: Any) -> dict[str, Any]:
-        definition = {**papi.service_definition(title, cpu=0.2, memory_mb=256), **fields}
-        response = admin.post("/system/services", json=definition)
-        assert response.status_code == 201, response.text
-        created.append(definition["name"])
-        return admin.get(f"/system/services/{definition['name']}").json()
-
-    yield deploy
-    for name in created:
-        admin.delete(f"/system/services/{name}")
 
 
 def ask(hook: OscarHook, name: str, picture: bytes, file_name: str = "leaf.png") -> Prediction:

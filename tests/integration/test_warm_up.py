@@ -16,6 +16,7 @@ from airflow_provider_oscar.fdl import parse_service
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.local.server import OscarLocal
 from airflow_provider_oscar.warmup import (
+    MIN_SCALE_LABEL,
     check_warm_up,
     raise_min_scale,
     restore_min_scale,
@@ -90,17 +91,22 @@ def test_min_scale_is_raised_for_the_run_and_put_back_after(
     oscar_default: OscarLocal, deploy: Callable[..., dict[str, Any]], admin: httpx.Client
 ) -> None:
     stored = deploy("echo hi\n", synchronous={"min_scale": 0, "max_scale": 3})
-    hook = OscarHook()
+    name, hook = stored["name"], OscarHook()
+
+    def scale() -> dict[str, int]:
+        return admin.get(f"/system/services/{name}").json()["synchronous"]
 
     warm_up = raise_min_scale(hook, parse_service(stored))
+    again = raise_min_scale(hook, parse_service(admin.get(f"/system/services/{name}").json()))
 
-    assert warm_up == {"warm_up": "min_scale", "service": stored["name"], "min_scale_before": 0}
-    scale = admin.get(f"/system/services/{stored['name']}").json()["synchronous"]
-    assert scale == {"min_scale": 1, "max_scale": 3}
-    assert restore_min_scale(hook, warm_up) is True
-    scale = admin.get(f"/system/services/{stored['name']}").json()["synchronous"]
-    assert scale == {"min_scale": 0, "max_scale": 3}
-    assert restore_min_scale(hook, warm_up) is False  # nothing left to put back
+    assert warm_up == {"warm_up": "min_scale", "service": name, "min_scale_before": 0}
+    assert again == warm_up  # a second raise (a rescheduled sensor) still knows the old value
+    assert scale() == {"min_scale": 1, "max_scale": 3}
+    assert admin.get(f"/system/services/{name}/deployment").json()["active_instances"] >= 1
+    assert restore_min_scale(hook, name) is True
+    assert scale() == {"min_scale": 0, "max_scale": 3}
+    assert MIN_SCALE_LABEL not in admin.get(f"/system/services/{name}").json()["labels"]
+    assert restore_min_scale(hook, name) is False  # nothing left to put back
 
 
 def test_a_service_already_kept_warm_is_left_alone(
@@ -111,4 +117,4 @@ def test_a_service_already_kept_warm_is_left_alone(
     warm_up = raise_min_scale(OscarHook(), parse_service(stored))
 
     assert warm_up["min_scale_before"] == 2
-    assert restore_min_scale(OscarHook(), warm_up) is False
+    assert restore_min_scale(OscarHook(), stored["name"]) is False
