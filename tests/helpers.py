@@ -95,3 +95,15 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
+
+
+def return_values(run: Any, task_id: str) -> list[Any]:
+    """The ``return_value`` XComs of a task (each mapped instance's) in a ``dag.test()`` run."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, key="return_value"
+        )
+        return [XComModel.deserialize_value(x) for x in session.scalars(query).all()]

@@ -30,7 +30,7 @@ from airflow_provider_oscar.local.api import request_counts
 from airflow_provider_oscar.local.server import OscarLocal
 from airflow_provider_oscar.results import decode_prediction
 from example_dags.services.deepaas import papi
-from tests.helpers import png
+from tests.helpers import png, return_values
 from tests.ui.plugin_client import plugin_client
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
@@ -40,17 +40,6 @@ COLOURS = {"ivy": (30, 110, 40), "poppy": (210, 30, 30), "daisy": (240, 240, 230
 @pytest.fixture(scope="module")
 def dagbag(airflow_db: None) -> DagBag:
     return DagBag(str(EXAMPLES))
-
-
-def _xcom(run: Any, task_id: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = XComModel.get_many(
-            run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, key="return_value"
-        )
-        return [XComModel.deserialize_value(x) for x in session.scalars(query).all()]
 
 
 @pytest.fixture
@@ -136,15 +125,15 @@ def test_synchronous_calls_on_two_clusters_give_a_consensus_per_picture(
     run = dag.test(run_conf=_conf(prefix, module, connections=list(clusters)))
 
     assert run.state == "success"
-    calls = _xcom(run, "classify")
+    calls = return_values(run, "classify")
     assert [c.get("error") for c in calls] == [None] * 2 * len(pictures)
-    [report] = _xcom(run, "aggregate")
+    [report] = return_values(run, "aggregate")
     assert report["models"] == [f"alpha/{module}", f"beta/{module}"]
     assert sorted(item["input"] for item in report["inputs"]) == sorted(pictures)
     # each service ran once per picture, plus its warm-up call: counted where it happened
     for conn, (server, name) in clusters.items():
         assert _runs(server, name) - before[conn] == len(pictures) + 1
-    ready = _xcom(run, "service_ready")
+    ready = return_values(run, "service_ready")
     assert sorted(r["warm_up"]["status_code"] for r in ready) == [200, 200]
     server, name = clusters["oscar_default"]
     for item in report["inputs"]:  # the same model twice: the consensus is its own answer
@@ -175,7 +164,7 @@ def test_bucket_uploads_give_the_same_consensus_and_leave_each_answer_and_log(
         run = dag.test(run_conf=_conf(prefix, module, via="bucket", warm_up=False))
 
         assert run.state == "success"
-        [report] = _xcom(run, "aggregate")
+        [report] = return_values(run, "aggregate")
         assert report["models"] == [module]
         outputs = OscarStorageHook().list_objects(f"{name}/outputs/")
         assert Counter(o.key.rsplit(".", 1)[1] for o in outputs) == {"json": 3, "log": 3}

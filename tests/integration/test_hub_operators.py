@@ -52,18 +52,21 @@ def pictures(oscar_default: OscarLocal) -> dict[str, str]:
     return paths
 
 
-def module(unique_name: Callable[[str], str]) -> str:
-    return unique_name("plants")
+@pytest.fixture
+def deployed(dashboard: Deploy, unique_name: Callable[[str], str]) -> tuple[str, str]:
+    """A module of its own (image ``ai4oshub/<module>``) deployed as the dashboard does:
+    ``(module, service name)``."""
+    module = unique_name("plants")
+    return module, dashboard(image=f"ai4oshub/{module}")["name"]
 
 
 # --- synchronous runs --------------------------------------------------------------------------
 
 
 def test_a_hub_module_is_called_with_the_document_it_reads_when_the_format_is_auto(
-    dashboard: Deploy, pictures: dict[str, str], unique_name: Callable[[str], str]
+    deployed: tuple[str, str], pictures: dict[str, str]
 ) -> None:
-    hub = module(unique_name)
-    name = dashboard(image=f"ai4oshub/{hub}")["name"]
+    hub, name = deployed
 
     result = OscarRunServiceOperator(
         task_id="classify", hub_module=hub, input_format="auto", input_object=pictures["leaf"]
@@ -196,10 +199,9 @@ def test_operators_refuse_a_service_and_a_module_together_or_neither() -> None:
 
 
 def test_a_bucket_upload_to_a_hub_module_reads_the_json_answer_and_logs_the_console(
-    dashboard: Deploy, pictures: dict[str, str], unique_name: Callable[[str], str]
+    deployed: tuple[str, str], pictures: dict[str, str]
 ) -> None:
-    hub = module(unique_name)
-    name = dashboard(image=f"ai4oshub/{hub}")["name"]
+    hub, name = deployed
     sync = OscarRunServiceOperator(
         task_id="c", hub_module=hub, input_format="auto", input_object=pictures["leaf"]
     ).execute(context())
@@ -226,10 +228,9 @@ def test_a_bucket_upload_to_a_hub_module_reads_the_json_answer_and_logs_the_cons
 
 
 def test_a_job_to_a_hub_module_decodes_the_answer_from_the_jobs_log(
-    dashboard: Deploy, pictures: dict[str, str], unique_name: Callable[[str], str]
+    deployed: tuple[str, str], pictures: dict[str, str]
 ) -> None:
-    hub = module(unique_name)
-    dashboard(image=f"ai4oshub/{hub}")
+    hub, _ = deployed
 
     result = OscarSubmitJobOperator(
         task_id="classify",
@@ -248,10 +249,9 @@ def test_a_job_to_a_hub_module_decodes_the_answer_from_the_jobs_log(
 
 
 def test_the_sensor_finds_a_hub_module_and_warms_it_with_a_call(
-    dashboard: Deploy, unique_name: Callable[[str], str]
+    deployed: tuple[str, str],
 ) -> None:
-    hub = module(unique_name)
-    name = dashboard(image=f"ai4oshub/{hub}")["name"]
+    hub, name = deployed
     sensor = OscarServiceReadySensor(
         task_id="ready", hub_module=hub, warm_up="call", poke_interval=0.05, timeout=30
     )
@@ -264,10 +264,9 @@ def test_the_sensor_finds_a_hub_module_and_warms_it_with_a_call(
 
 
 def test_the_sensor_keeps_a_pod_up_and_the_teardown_puts_min_scale_back(
-    dashboard: Deploy, admin: httpx.Client, unique_name: Callable[[str], str]
+    deployed: tuple[str, str], admin: httpx.Client
 ) -> None:
-    hub = module(unique_name)
-    name = dashboard(image=f"ai4oshub/{hub}")["name"]
+    hub, name = deployed
     sensor = OscarServiceReadySensor(
         task_id="ready", hub_module=hub, warm_up="min_scale", poke_interval=0.05, timeout=30
     )
@@ -287,10 +286,9 @@ def test_the_sensor_keeps_a_pod_up_and_the_teardown_puts_min_scale_back(
 
 
 def test_the_batch_operator_sends_each_picture_as_a_document_to_the_hub_module(
-    dashboard: Deploy, pictures: dict[str, str], unique_name: Callable[[str], str]
+    deployed: tuple[str, str], pictures: dict[str, str]
 ) -> None:
-    hub = module(unique_name)
-    name = dashboard(image=f"ai4oshub/{hub}")["name"]
+    hub, name = deployed
 
     result = OscarBatchInvokeOperator(
         task_id="batch",

@@ -135,25 +135,16 @@ def test_inputs_with_a_picture_are_marked_and_their_source_found() -> None:
 
 def test_the_run_page_shows_a_picture_only_beside_inputs_that_have_one() -> None:
     report = _report(pictures={"x1": {"conn_id": "c", "object": "b/x1.png"}})
-    run = {
-        "dag_id": "d",
-        "run_id": "manual__1",
-        "state": "success",
-        "run_after": None,
-        "start_date": None,
-        "end_date": None,
-        "tasks": [
-            {
-                "task_id": "agg",
-                "map_index": -1,
-                "state": "success",
-                "error": None,
-                "view": results.report_view(report),
-            }
-        ],
-    }
+    task = {"task_id": "agg", "map_index": -1, "state": "success", "error": None}
+    run = {"dag_id": "d", "run_id": "manual__1", "state": "success", "run_after": None}
+    run |= {"start_date": None, "end_date": None}
 
-    html = _render("run.html", tab="results", run=run, show="all")
+    html = _render(
+        "run.html",
+        tab="results",
+        run={**run, "tasks": [{**task, "view": results.report_view(report)}]},
+        show="all",
+    )
 
     url = "/oscar/results/d/manual__1/picture?task_id=agg&amp;map_index=-1&amp;input=x1"
     assert html.count(f'src="{url}"') == 2  # in the matrix and in the input's card
