@@ -97,10 +97,11 @@ def test_a_json_upload_to_the_input_folder_writes_the_answer_and_the_log(
 
     storage.upload_bytes(f"{name}/inputs/leaf.json", json.dumps(document).encode())
 
-    keys = wait_until(
-        lambda: sorted(o.key for o in storage.list_objects(f"{name}/outputs/")) or None,
-        timeout=30,
-    )
+    def outputs() -> list[str]:
+        return sorted(o.key for o in storage.list_objects(f"{name}/outputs/"))
+
+    wait_until(lambda: len(outputs()) == 2, timeout=30)
+    keys = outputs()
     assert keys == ["outputs/leaf.json", "outputs/leaf.log"]
     answer = json.loads(storage.download_bytes(f"{name}/outputs/leaf.json"))  # strict JSON
     assert answer == {"status": "OK", **_lists(ask(OscarHook(), name, LEAF))}
