@@ -56,6 +56,7 @@ _BRACE = re.compile(r"[{}]")
 _LOG_RECORD = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - supervisor - [A-Z]+ -(?: |\r?$)", re.MULTILINE
 )
+_TRACEBACK = "Traceback (most recent call last):"
 _PREDICTION_KEYS = frozenset({"status", "labels", "probabilities", "message", "source"})
 
 
@@ -182,23 +183,27 @@ def decode_run_body(body: bytes | str) -> RunOutput:
     return RunOutput(data=data)
 
 
-def parse_document(data: bytes | str) -> dict[str, Any]:
+def parse_document(data: bytes | str, *, required_key: str | None = None) -> dict[str, Any]:
     """Parse one model document (a dict with string keys) from text or UTF-8 bytes.
 
     The whole text is tried first; otherwise the outermost balanced ``{...}`` spans found in it
     (console output around the document, e.g. ``deepaas-cli predict`` logs) are tried from the
-    last one backwards, and the first that parses wins. Each candidate is read as strict JSON,
+    last one backwards, and the first that parses (and has ``required_key``, when given) wins:
+    DEEPaaS 2.x logs the model's answer as ``return: {...}`` among its other log lines and the
+    model's own prints (ai4os/DEEPaaS v2.6.0 ``deepaas/cmd/cli.py`` ``main``), and the hub's
+    service script prints the command line after it. Each candidate is read as strict JSON,
     then as a Python literal with :func:`ast.literal_eval` (quotes are never rewritten, so species
     names with apostrophes survive). Candidates over 1 MiB are not parsed, only the last 64
     spans are tried, and the candidates of one text get 1 MiB of Python-literal parsing between
     them (it is the slow part). Braces inside string values are only handled when the document
-    is the whole text.
+    is the whole text. A text holding a Python traceback and no document names the traceback's
+    last line in the error.
     """
     text = _decode_utf8(data).lstrip("\ufeff").strip()
     if not text:
         raise OscarResultError("empty document")
     reasons: list[str] = []
-    budget = _Budget()
+    budget = _Search(required_key=required_key)
     if text.startswith("{"):
         document = _parse_candidate(text, reasons, budget)
         if document is not None:
@@ -222,6 +227,9 @@ def parse_document(data: bytes | str) -> dict[str, Any]:
             f"; {budget.skipped} candidates were not read as Python literals: a text gets "
             f"{_LITERAL_BUDGET_CHARS} characters of those"
         )
+    traceback = _traceback_end(text)
+    if traceback:
+        problem += f"; the output holds a Python traceback ending {traceback!r}"
     raise OscarResultError(f"{problem}: {_excerpt(text)}")
 
 
@@ -256,7 +264,8 @@ def decode_prediction(body: bytes | str, *, source: str | None = None) -> Predic
     """
     output = decode_run_body(body)
     if output.text is not None:
-        return normalise_prediction(parse_document(output.text), source=source)
+        document = parse_document(output.text, required_key="status")
+        return normalise_prediction(document, source=source)
     if output.files:
         names = [name for name in output.files if name.lower().endswith(".json")]
         if len(names) != 1:
@@ -319,14 +328,16 @@ def _decode_utf8(data: bytes | str) -> str:
 
 
 @dataclass
-class _Budget:
-    """What one text has left of Python-literal parsing, in characters."""
+class _Search:
+    """What one text has left of Python-literal parsing, in characters, and the key a
+    document must have to count."""
 
     chars: int = _LITERAL_BUDGET_CHARS
     skipped: int = 0  # candidates left unread for want of it
+    required_key: str | None = None
 
 
-def _parse_candidate(candidate: str, reasons: list[str], budget: _Budget) -> dict[str, Any] | None:
+def _parse_candidate(candidate: str, reasons: list[str], budget: _Search) -> dict[str, Any] | None:
     """Parse one candidate as JSON, then as a Python literal; note why it failed in ``reasons``.
 
     Python-literal parsing spends from the text's ``budget``.
@@ -354,7 +365,20 @@ def _parse_candidate(candidate: str, reasons: list[str], budget: _Budget) -> dic
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
         reasons.append(f"parses to {_kind(value)}, not a dict with string keys")
         return None
+    if budget.required_key is not None and budget.required_key not in value:
+        reasons.append(f"a dict without {budget.required_key!r}")
+        return None
     return value
+
+
+def _traceback_end(text: str) -> str | None:
+    """The last line of the last Python traceback in ``text`` (the exception), if any."""
+    start = text.rfind(_TRACEBACK)
+    if start < 0:
+        return None
+    lines = text[start:].splitlines()[1:]
+    ends = [line for line in lines if line.strip() and not line.startswith((" ", "\t"))]
+    return ends[0].strip()[:_EXCERPT_CHARS] if ends else None
 
 
 def _outermost_brace_spans(text: str) -> tuple[list[tuple[int, int]], bool]:

@@ -151,3 +151,24 @@ def oscar_default(oscar: OscarLocal, monkeypatch: pytest.MonkeyPatch) -> OscarLo
     """``oscar_default`` points at the session's embedded OSCAR."""
     monkeypatch.setenv("AIRFLOW_CONN_OSCAR_DEFAULT", oscar.connection_json())
     return oscar
+
+
+@pytest.fixture
+def dashboard(oscar_default: OscarLocal, admin: httpx.Client) -> Iterator[Callable[..., dict]]:
+    """``dashboard(title, **fields)``: a module deployed on the default OSCAR as the AI4OS
+    dashboard deploys one (``example_dags/services/deepaas``, with the stand-in model); deleted
+    after the test. Returns its definition as stored."""
+    from example_dags.services.deepaas import papi
+
+    created: list[str] = []
+
+    def deploy(title: str = "plants-classification", **fields: Any) -> dict[str, Any]:
+        definition = {**papi.service_definition(title, cpu=0.2, memory_mb=256), **fields}
+        response = admin.post("/system/services", json=definition)
+        assert response.status_code == 201, response.text
+        created.append(definition["name"])
+        return admin.get(f"/system/services/{definition['name']}").json()
+
+    yield deploy
+    for name in created:
+        admin.delete(f"/system/services/{name}")

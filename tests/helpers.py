@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,3 +78,32 @@ def fail_deployment(oscar: OscarLocal, monkeypatch: pytest.MonkeyPatch, name: st
         service=name, state="failed", reason="CrashLoopBackOff", logs=[CRASH_LOG]
     )
     monkeypatch.setattr(faults, "_faults", [*faults._faults, failed])
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A PNG of one colour (8-bit RGB, no interlace), as a test's own picture."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def return_values(run: Any, task_id: str) -> list[Any]:
+    """The ``return_value`` XComs of a task (each mapped instance's) in a ``dag.test()`` run."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, key="return_value"
+        )
+        return [XComModel.deserialize_value(x) for x in session.scalars(query).all()]

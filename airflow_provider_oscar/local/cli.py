@@ -16,6 +16,10 @@ import sys
 import threading
 from pathlib import Path
 
+import httpx
+
+from airflow_provider_oscar.crates import Crate, load_crate
+from airflow_provider_oscar.errors import OscarDefinitionError
 from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.profiles import DEFAULT_VERSION, PROFILES, profile_for
 from airflow_provider_oscar.local.server import OscarLocal
@@ -86,6 +90,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("OSCAR_LOCAL_S3_ENDPOINT", ""),
         help="use this S3/MinIO endpoint instead of starting one ($OSCAR_LOCAL_S3_ENDPOINT)",
     )
+    parser.add_argument(
+        "--hub-crate",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="deploy the OSCAR Hub crate in this folder (its ro-crate-metadata.json names the "
+        "FDL and the script) once started; repeat for several",
+    )
     parser.add_argument("--s3-access-key", default=os.environ.get("OSCAR_LOCAL_S3_ACCESS_KEY", ""))
     parser.add_argument("--s3-secret-key", default=os.environ.get("OSCAR_LOCAL_S3_SECRET_KEY", ""))
     args = parser.parse_args(argv)
@@ -99,6 +112,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(str(exc))
     if not (_loopback(args.host) or args.allow_remote):
         parser.error(f"--host {args.host} is not a loopback address; add --allow-remote")
+    try:
+        args.crates = [load_crate(path) for path in args.hub_crate]
+    except OscarDefinitionError as exc:
+        parser.error(f"--hub-crate: {exc}")
     if args.password_file and args.password:
         parser.error("give --password-file or --password, not both")
     if args.password_file:
@@ -123,6 +140,23 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def deploy_crates(server: OscarLocal, crates: list[Crate]) -> list[str]:
+    """Create each crate's service, as ``oscar-cli hub deploy --local-path`` would."""
+    names = []
+    with httpx.Client(base_url=server.endpoint, auth=(server.user, server.password)) as client:
+        for crate in crates:
+            body = crate.service.to_api()
+            body.pop("token", None)
+            response = client.post("/system/services", json=body, timeout=60)
+            if response.status_code != 201:
+                raise OscarDefinitionError(
+                    f"OSCAR Hub crate {crate.source}: creating service {crate.service.name!r} "
+                    f"answered {response.status_code}: {response.text.strip()[:300]}"
+                )
+            names.append(crate.service.name)
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with server:
+        try:
+            names = deploy_crates(server, args.crates)
+        except OscarDefinitionError as exc:
+            print(f"oscar-local: {exc}", file=sys.stderr, flush=True)
+            return 1
+        for crate, name in zip(args.crates, names, strict=True):
+            print(f"OSCAR Hub crate: {crate.slug} ({crate.title}) as service {name}", flush=True)
         print(f"OSCAR endpoint:  {server.endpoint}  (user {server.user})", flush=True)
         print(f"OSCAR release:   {server.profile.version}", flush=True)
         print(f"S3 endpoint:     {server.s3.endpoint}", flush=True)

@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_oscar.aio import run_coroutine
 from airflow_provider_oscar.compat import AirflowFailException
-from airflow_provider_oscar.errors import OscarError
+from airflow_provider_oscar.deepaas import DEFAULT_ARGUMENT, InputFormat, resolve_format
+from airflow_provider_oscar.errors import OscarClientError, OscarError
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.fanout import FanOutSummary, Item
 from airflow_provider_oscar.fdl import Service
@@ -58,6 +59,7 @@ from airflow_provider_oscar.operators.base import OscarBaseOperator, default_def
 from airflow_provider_oscar.operators.batch_clusters import Cluster
 from airflow_provider_oscar.operators.batch_run import BatchRun, failure_exception, split_done
 from airflow_provider_oscar.operators.batch_steps import FAILED_IDS_LIMIT, DeferrableSteps
+from airflow_provider_oscar.operators.hub import check_target
 from airflow_provider_oscar.operators.identity import TaskIdentity
 from airflow_provider_oscar.routing import CAPACITY_FRACTION, ROUTINGS
 
@@ -73,7 +75,13 @@ Decode = Literal["prediction", "text", "none"]
 class OscarBatchInvokeOperator(OscarBaseOperator):
     """Invoke a service for many inputs from one task, with bounded concurrency.
 
-    :param service_name: the OSCAR service (deployed on every cluster used).
+    :param service_name: the OSCAR service (deployed on every cluster used); or
+    :param hub_module: the AI4OS hub module it runs (the same service name on every cluster).
+    :param input_format: ``"raw"``, ``"deepaas"`` (each input as a file of the document that
+        services deployed from the AI4OS dashboard read) or ``"auto"`` (``deepaas`` for such a
+        service); see :class:`~airflow_provider_oscar.operators.invoke.OscarRunServiceOperator`.
+    :param deepaas_argument: the predict argument the file is given as.
+    :param deepaas_arguments: other predict arguments, by name.
     :param inputs: inline inputs: a list (or an upstream ``XComArg``) of bytes, text or JSON
         documents; or
     :param input_objects: a list (or ``XComArg``) of ``bucket/key`` objects to send; or
@@ -113,6 +121,8 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
 
     template_fields = (
         "service_name",
+        "hub_module",
+        "deepaas_arguments",
         "inputs",
         "input_objects",
         "input_prefix",
@@ -126,7 +136,11 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
     def __init__(
         self,
         *,
-        service_name: str,
+        service_name: str | None = None,
+        hub_module: str | None = None,
+        input_format: InputFormat = "raw",
+        deepaas_argument: str = DEFAULT_ARGUMENT,
+        deepaas_arguments: Mapping[str, Any] | None = None,
         inputs: Any = None,
         input_objects: Any = None,
         input_prefix: str | None = None,
@@ -173,7 +187,13 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
             raise ValueError(
                 f"give exactly one of inputs, input_objects, input_prefix (got {given or 'none'})"
             )
-        self.service_name = service_name
+        check_target(service_name, hub_module, input_format)
+        self.service_name = service_name or ""  # a hub module's is found when the task runs
+        self.hub_module = hub_module
+        self.input_format = input_format
+        self.deepaas_argument = deepaas_argument
+        self.deepaas_arguments = deepaas_arguments
+        self.deepaas = False  # whether inputs go as DEEPaaS documents (set when run)
         self.inputs = inputs
         self.input_objects = input_objects
         self.input_prefix = input_prefix
@@ -206,6 +226,7 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         with task_outcome():
             clusters = self._clusters()
+            self._resolve_target(clusters)
             OscarServiceLink.persist(
                 context, endpoint=clusters[0].settings.endpoint, service=self.service_name
             )
@@ -221,6 +242,7 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
     ) -> dict[str, Any]:
         """Resume a deferrable batch: record the jobs that ended, submit the next inputs."""
         with task_outcome():
+            self._resolve_target(self._clusters())
             return DeferrableSteps(self).step(context, state, event or {})
 
     def on_kill(self) -> None:
@@ -230,6 +252,29 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
                 OscarHook(conn_id).delete_job(service, job)
 
     # what the run needs -------------------------------------------------------------------
+
+    def _resolve_target(self, clusters: list[Cluster]) -> None:
+        """Find the hub module's service (one name on every cluster) and the input format."""
+        from airflow_provider_oscar.hooks.hub import find_service
+
+        if self.hub_module is None and self.input_format != "auto":
+            self.deepaas = self.input_format == "deepaas"
+            return
+        name, module = self.service_name or None, self.hub_module
+        found = {
+            c.conn_id: find_service(OscarHook(c.conn_id), service_name=name, hub_module=module)
+            for c in clusters
+        }
+        names = {service.name for service in found.values()}
+        if len(names) > 1:
+            listed = ", ".join(f"{c}: {s.name}" for c, s in found.items())
+            raise OscarClientError(
+                f"hub module {self.hub_module!r} runs under different names on the clusters "
+                f"({listed}); one batch calls one name: run one task per cluster"
+            )
+        first = next(iter(found.values()))
+        self.service_name = first.name
+        self.deepaas = resolve_format(self.input_format, first) == "deepaas"
 
     def _clusters(self) -> list[Cluster]:
         conn_ids = self.oscar_conn_ids or [self.oscar_conn_id]
@@ -362,6 +407,7 @@ class OscarBatchInvokeOperator(OscarBaseOperator):
         ok_before = sum(1 for r in earlier if r.get("status") == "ok")
         result: dict[str, Any] = {
             "service": self.service_name,
+            **({"hub_module": self.hub_module} if self.hub_module else {}),
             "mode": self.mode,
             "total": summary.total + len(earlier),
             "succeeded": summary.succeeded + ok_before,

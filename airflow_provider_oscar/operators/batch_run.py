@@ -18,9 +18,11 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_oscar.compat import AirflowException, AirflowFailException
+from airflow_provider_oscar.deepaas import DeepaasFile, deepaas_document
 from airflow_provider_oscar.errors import PERMANENT, OscarApiError, OscarClientError, OscarError
 from airflow_provider_oscar.fanout import (
     AttemptError,
@@ -37,6 +39,7 @@ from airflow_provider_oscar.hooks.models import JobInfo
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.operators.batch_clusters import Cluster, Planner
 from airflow_provider_oscar.operators.batch_results import Checkpoint, Results
+from airflow_provider_oscar.operators.inputs import as_bytes
 from airflow_provider_oscar.patience import Patience
 from airflow_provider_oscar.routing import (
     Router,
@@ -272,6 +275,16 @@ class BatchRun:
     # one input ----------------------------------------------------------------------------
 
     async def load(self, item: Item) -> Any:
+        """The input as the service reads it (a DEEPaaS document for such a service)."""
+        data = await self._read(item)
+        if not self.op.deepaas:
+            return data
+        kind, value = item.source
+        name = PurePosixPath(value).name if kind == "object" else None
+        files = {self.op.deepaas_argument: DeepaasFile(name, as_bytes(data))}
+        return deepaas_document(files, self.op.deepaas_arguments, what=f"input {item.name!r}")
+
+    async def _read(self, item: Item) -> Any:
         kind, value = item.source
         if kind == "data":
             return value

@@ -13,16 +13,19 @@ from airflow_provider_oscar.compat import AirflowFailException
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.hooks.storage import OscarStorageHook
+from airflow_provider_oscar.pictures import is_picture
 
 
 def model_names(results: Sequence[Mapping[str, Any]]) -> list[str]:
-    """A model name per result: its service, or ``cluster/service`` when clusters share names."""
+    """A model name per result: its hub module or service, prefixed ``cluster/`` when clusters
+    share that name."""
+    named = [str(r.get("hub_module") or r["service"]) for r in results]
     clusters: dict[str, set[str]] = {}
-    for result in results:
-        clusters.setdefault(result["service"], set()).add(result.get("cluster") or "")
+    for name, result in zip(named, results, strict=True):
+        clusters.setdefault(name, set()).add(result.get("cluster") or "")
     return [
-        f"{r.get('cluster')}/{r['service']}" if len(clusters[r["service"]]) > 1 else r["service"]
-        for r in results
+        f"{r.get('cluster')}/{name}" if len(clusters[name]) > 1 else name
+        for name, r in zip(named, results, strict=True)
     ]
 
 
@@ -57,6 +60,9 @@ class OscarEnsembleOperator(BaseOperator):
         apply instead of fitting.
     :param calibration_object: write the fitted calibration to this ``bucket/key``.
     :param report_object: also write the full JSON report to this ``bucket/key``.
+
+    An input sent from a picture in a bucket (a result's ``input_object``, with its
+    ``oscar_conn_id``) is named in the report's ``pictures``, where the results page finds it.
     """
 
     template_fields = (
@@ -156,6 +162,9 @@ class OscarEnsembleOperator(BaseOperator):
         except (ensemble.EnsembleError, TypeError) as exc:
             raise AirflowFailException(f"aggregation failed: {exc}") from exc
         report = self._report(consensus or plain, models, truth, calibration)
+        pictures = _pictures(results, self.oscar_conn_id)
+        if pictures:
+            report["pictures"] = pictures
         if consensus and truth:
             report["baseline"] = self._evaluate(ensemble, plain, truth)["ensemble"]
         self._log_summary(report)
@@ -335,9 +344,21 @@ class OscarEnsembleOperator(BaseOperator):
             if record.get("prediction") is not None:
                 yield {
                     "service": batch["service"],
+                    "hub_module": batch.get("hub_module"),
                     "input": record["input"],
                     "prediction": record["prediction"],
                 }
+
+
+def _pictures(results: Iterable[Mapping[str, Any]], default_conn_id: str) -> dict[str, Any]:
+    """Where each input's picture is: ``{input: {"conn_id", "object"}}`` (the first result's)."""
+    found: dict[str, Any] = {}
+    for result in results:
+        source = result.get("input_object")
+        if isinstance(source, str) and is_picture(source):
+            conn_id = result.get("oscar_conn_id") or default_conn_id
+            found.setdefault(str(result["input"]), {"conn_id": str(conn_id), "object": source})
+    return found
 
 
 def _summary(calibration: Mapping[str, Any]) -> dict[str, Any]:

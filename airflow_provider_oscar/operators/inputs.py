@@ -47,9 +47,21 @@ class InputMixin:
             return PurePosixPath(self.input_object).name
         return "input.json" if isinstance(self.input_data, Mapping | list) else "input"
 
+    def _file_name(self) -> str | None:
+        """The input's own file name: none for inline bytes or text (their type is sniffed)."""
+        if self.input_data is not None and not isinstance(self.input_data, Mapping | list):
+            return None
+        return self._input_name()
+
     def _input_id(self) -> str:
         """How results name this input: ``input_id``, or the input's file name without suffix."""
         return self.input_id or PurePosixPath(self._input_name()).stem
+
+    def _origin(self) -> dict[str, Any]:
+        """Where the input came from, for the results page (the object, never its bytes)."""
+        if self.input_object is None:
+            return {}
+        return {"input_object": self.input_object, "oscar_conn_id": self.oscar_conn_id}
 
     def _read_input(self) -> bytes | str | Mapping[str, Any] | list[Any]:
         """The input's content."""

@@ -8,6 +8,7 @@ bucket and XCom holds where they went; a result over ``results_threshold_bytes``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from airflow.sdk import Context
@@ -21,21 +22,35 @@ from airflow_provider_oscar.answers import (
 )
 from airflow_provider_oscar.assets import cluster_name, publish_objects
 from airflow_provider_oscar.compat import AirflowException
+from airflow_provider_oscar.deepaas import DEFAULT_ARGUMENT, InputFormat
 from airflow_provider_oscar.errors import OscarResultError
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.links import OscarServiceLink
 from airflow_provider_oscar.operators.base import OscarBaseOperator
+from airflow_provider_oscar.operators.hub import WARM_UP_TIMEOUT, HubTarget
 from airflow_provider_oscar.operators.inputs import InputMixin, log_remote, save_files
 from airflow_provider_oscar.operators.offload import DEFAULT_THRESHOLD, default_location, offload
 from airflow_provider_oscar.operators.submit import OscarSubmitJobOperator
+from airflow_provider_oscar.warmup import WarmUp
 
 __all__ = ["OscarRunServiceOperator", "OscarSubmitJobOperator", "log_remote"]
 
 
-class OscarRunServiceOperator(InputMixin, OscarBaseOperator):
+class OscarRunServiceOperator(HubTarget, InputMixin, OscarBaseOperator):
     """Invoke a service synchronously (``POST /run``) and return its decoded result.
 
-    :param service_name: the OSCAR service.
+    :param service_name: the OSCAR service; or
+    :param hub_module: the AI4OS hub module the service runs (its image ``ai4oshub/<module>``
+        or its ``PAPI_TITLE``): the one service of the cluster running it is called.
+    :param input_format: ``"raw"`` (the input as it is), ``"deepaas"`` (the input as a file of
+        the JSON document that services deployed from the AI4OS dashboard read, its type from
+        its name or content) or ``"auto"`` (``deepaas`` for such a service, else ``raw``).
+    :param deepaas_argument: the predict argument the file is given as (``files`` for the AI4OS
+        image classifiers).
+    :param deepaas_arguments: other predict arguments, by name.
+    :param warm_up: ``"call"`` (call the service until it answers, through the cuts of a cold
+        start, before the real call) or ``"min_scale"`` (keep a pod up during the call).
+    :param warm_up_timeout: seconds the warm-up may take.
     :param input_path: a local file to send; or
     :param input_data: bytes, text or a JSON document to send; or
     :param input_object: ``bucket/key`` of an object to send.
@@ -58,10 +73,12 @@ class OscarRunServiceOperator(InputMixin, OscarBaseOperator):
 
     template_fields = (
         "service_name",
+        "hub_module",
         "input_path",
         "input_data",
         "input_object",
         "input_id",
+        "deepaas_arguments",
         "output_path",
         "output_object",
         "results_object",
@@ -73,7 +90,13 @@ class OscarRunServiceOperator(InputMixin, OscarBaseOperator):
     def __init__(
         self,
         *,
-        service_name: str,
+        service_name: str | None = None,
+        hub_module: str | None = None,
+        input_format: InputFormat = "raw",
+        deepaas_argument: str = DEFAULT_ARGUMENT,
+        deepaas_arguments: Mapping[str, Any] | None = None,
+        warm_up: WarmUp | None = None,
+        warm_up_timeout: float = WARM_UP_TIMEOUT,
         input_path: str | None = None,
         input_data: Any = None,
         input_object: str | None = None,
@@ -90,7 +113,15 @@ class OscarRunServiceOperator(InputMixin, OscarBaseOperator):
         super().__init__(**kwargs)
         if decode not in DECODES:
             raise ValueError(f"decode must be one of {', '.join(DECODES)}, not {decode!r}")
-        self.service_name = service_name
+        self.set_hub_options(
+            service_name=service_name,
+            hub_module=hub_module,
+            input_format=input_format,
+            deepaas_argument=deepaas_argument,
+            deepaas_arguments=deepaas_arguments,
+            warm_up=warm_up,
+            warm_up_timeout=warm_up_timeout,
+        )
         self.input_path = input_path
         self.input_data = input_data
         self.input_object = input_object
@@ -121,10 +152,13 @@ class OscarRunServiceOperator(InputMixin, OscarBaseOperator):
         except Exception:
             cluster = self.oscar_conn_id  # the connection itself is what failed
         message = reason[:1000]
+        service = self.service_name or self.hub_module
         return {
-            "service": self.service_name,
+            "service": service,
+            **({"hub_module": self.hub_module} if self.hub_module else {}),
             "cluster": cluster,
             "input": self._input_id(),
+            **self._origin(),
             "saved": [],
             "error": message,
             "prediction": {
@@ -132,16 +166,22 @@ class OscarRunServiceOperator(InputMixin, OscarBaseOperator):
                 "labels": [],
                 "probabilities": [],
                 "message": message,
-                "source": self.service_name,
+                "source": service,
             },
         }
 
     def _invoke(self, context: Context) -> dict[str, Any]:
         with task_outcome():
             endpoint = self.hook.settings.endpoint
-            OscarServiceLink.persist(context, endpoint=endpoint, service=self.service_name)
-            data = self._read_input()
-            response = self.hook.run_service(self.service_name, data, timeout=self.timeout)
+            name = self.resolve_name()
+            OscarServiceLink.persist(context, endpoint=endpoint, service=name)
+            what = f"input {self._input_id()!r}"
+            data = self.shaped(self._read_input(), self._file_name(), what)
+            warm_up = self.warmed()
+            try:
+                response = self.hook.run_service(name, data, timeout=self.timeout)
+            finally:
+                self.cooled(warm_up)
             if response.status_code != 200:
                 raise AirflowException(
                     f"service {self.service_name!r} answered {response.status_code}: "
@@ -152,9 +192,11 @@ class OscarRunServiceOperator(InputMixin, OscarBaseOperator):
             except UnexpectedOutput as exc:  # keep the raw output, then say what was expected
                 raise OscarResultError(f"{exc}; {self._keep_raw(exc)}") from exc
             result: dict[str, Any] = {
-                "service": self.service_name,
+                "service": name,
+                **({"hub_module": self.hub_module} if self.hub_module else {}),
                 "cluster": self.hook.settings.name,
                 "input": self._input_id(),
+                **self._origin(),
                 "saved": self._save(answer),
             }
             result.update(answer.fields)

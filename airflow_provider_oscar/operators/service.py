@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oscar.compat import AirflowException, AirflowFailException
+from airflow_provider_oscar.crates import DEFAULT_REF, DEFAULT_REPO, fetch_crate, load_crate
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.fdl import Service
 from airflow_provider_oscar.links import OscarServiceLink
 from airflow_provider_oscar.operators.base import OscarBaseOperator, default_deferrable
+from airflow_provider_oscar.operators.hub import HubTarget
 from airflow_provider_oscar.sensors.oscar import deployment_failure, ready_deployment
 from airflow_provider_oscar.triggers.oscar import OscarServiceReadyTrigger
+from airflow_provider_oscar.warmup import restore_min_scale
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -26,7 +29,15 @@ class OscarDeployServiceOperator(OscarBaseOperator):
     Returns ``{service name: "created" | "updated"}``.
 
     :param definition: an FDL file path, FDL/YAML text, an FDL mapping (with ``functions``),
-        or one service as a mapping.
+        or one service as a mapping; or
+    :param hub_service: the OSCAR Hub crate to deploy, as ``oscar-cli hub deploy`` does: its
+        ``ro-crate-metadata.json`` names the FDL and the script (see :mod:`.crates`).
+    :param hub_ref: the branch, tag or commit of ``hub_repo`` to read the crate from.
+    :param hub_repo: the GitHub repository of the crates (``owner/name``, crates under
+        ``crates/``).
+    :param hub_local_path: read the crate from this folder instead (the crate itself, or an
+        OSCAR Hub folder holding ``<hub_service>/`` or ``crates/<hub_service>/``).
+    :param service_name: deploy the crate's service under this name (``oscar-cli``'s ``-n``).
     :param cluster_id: deploy only the FDL's services under this cluster id.
     :param wait_for_ready: wait until every deployed service's deployment is ``ready``.
     :param ready_timeout: seconds to wait for that, in all.
@@ -34,13 +45,25 @@ class OscarDeployServiceOperator(OscarBaseOperator):
     :param deferrable: wait in the triggerer; ``None`` reads ``[operators] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = ("definition", "cluster_id", "oscar_conn_id")
+    template_fields: Sequence[str] = (
+        "definition",
+        "hub_service",
+        "hub_ref",
+        "service_name",
+        "cluster_id",
+        "oscar_conn_id",
+    )
     operator_extra_links = (OscarServiceLink(),)
 
     def __init__(
         self,
         *,
-        definition: str | Path | Mapping[str, Any] | Service,
+        definition: str | Path | Mapping[str, Any] | Service | None = None,
+        hub_service: str | None = None,
+        hub_ref: str = DEFAULT_REF,
+        hub_repo: str = DEFAULT_REPO,
+        hub_local_path: str | Path | None = None,
+        service_name: str | None = None,
         cluster_id: str | None = None,
         wait_for_ready: bool = True,
         ready_timeout: float = 600,
@@ -49,7 +72,16 @@ class OscarDeployServiceOperator(OscarBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if (definition is None) == (hub_service is None):
+            raise ValueError("give exactly one of definition and hub_service")
+        if service_name is not None and hub_service is None:
+            raise ValueError("service_name renames a hub_service; a definition names its own")
         self.definition = definition
+        self.hub_service = hub_service
+        self.hub_ref = hub_ref
+        self.hub_repo = hub_repo
+        self.hub_local_path = hub_local_path
+        self.service_name = service_name
         self.cluster_id = cluster_id
         self.wait_for_ready = wait_for_ready
         self.ready_timeout = ready_timeout
@@ -58,7 +90,7 @@ class OscarDeployServiceOperator(OscarBaseOperator):
 
     def execute(self, context: Context) -> dict[str, str]:
         with task_outcome():
-            applied = self.hook.apply_service(self.definition, self.cluster_id)
+            applied = self.hook.apply_service(self._definition(), self.cluster_id)
             endpoint = self.hook.settings.endpoint
         for name, outcome in applied.items():
             self.log.info("OSCAR service %s %s", name, outcome)
@@ -67,6 +99,26 @@ class OscarDeployServiceOperator(OscarBaseOperator):
         if not self.wait_for_ready:
             return applied
         return self.await_ready(applied, list(applied), time.time() + self.ready_timeout)
+
+    def _definition(self) -> str | Path | Mapping[str, Any] | Service:
+        """The definition given, or the service of the OSCAR Hub crate."""
+        if self.hub_service is None:
+            assert self.definition is not None
+            return self.definition
+        if self.hub_local_path is not None:
+            crate = load_crate(self.hub_local_path, self.hub_service)
+        else:
+            crate = fetch_crate(self.hub_service, repo=self.hub_repo, ref=self.hub_ref)
+        self.log.info(
+            "OSCAR Hub crate %s: %s (version %s) from %s",
+            crate.slug,
+            crate.title,
+            crate.version or "-",
+            crate.source,
+        )
+        if self.service_name:
+            return crate.service.model_copy(update={"name": self.service_name})
+        return crate.service
 
     def execute_complete(
         self,
@@ -149,3 +201,32 @@ class OscarDeleteServiceOperator(OscarBaseOperator):
                 "(nothing to delete; pass missing_ok=True to accept that)"
             )
         return deleted
+
+
+class OscarRestoreMinScaleOperator(HubTarget, OscarBaseOperator):
+    """Put back the ``min_scale`` that a ``warm_up="min_scale"`` raised (a run's teardown).
+
+    Returns whether it changed anything (``False`` when nothing was raised or it is back).
+
+    :param service_name: the service; or
+    :param hub_module: the AI4OS hub module it runs.
+    """
+
+    template_fields: Sequence[str] = ("service_name", "hub_module", "oscar_conn_id")
+
+    def __init__(
+        self, *, service_name: str | None = None, hub_module: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.set_hub_options(
+            service_name=service_name,
+            hub_module=hub_module,
+        )
+
+    def execute(self, context: Context) -> bool:
+        with task_outcome():
+            name = self.resolve_name()
+            restored = restore_min_scale(self.hook, name)
+        done = "min_scale put back" if restored else "nothing to put back"
+        self.log.info("OSCAR service %s: %s", name, done)
+        return restored

@@ -17,6 +17,7 @@ input an upload left behind); a triggerer restart does not.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal, NoReturn
 
@@ -25,6 +26,7 @@ from airflow.sdk import Context
 from airflow_provider_oscar.aio import run_coroutine
 from airflow_provider_oscar.answers import DECODES, UnexpectedOutput, kept_inline, read_answer
 from airflow_provider_oscar.compat import AirflowException, AirflowFailException
+from airflow_provider_oscar.deepaas import DEFAULT_ARGUMENT, InputFormat
 from airflow_provider_oscar.errors import OscarClientError, OscarError
 from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.fdl import Service
@@ -41,6 +43,7 @@ from airflow_provider_oscar.hooks.s3 import S3Session
 from airflow_provider_oscar.hooks.storage import split_path
 from airflow_provider_oscar.links import OscarJobLogsLink, OscarOutputLink
 from airflow_provider_oscar.operators.base import OscarBaseOperator, default_deferrable
+from airflow_provider_oscar.operators.hub import HubTarget
 from airflow_provider_oscar.operators.identity import TaskIdentity, remember_job, remembered_job
 from airflow_provider_oscar.operators.inputs import InputMixin, as_bytes, log_remote
 from airflow_provider_oscar.operators.offload import DEFAULT_THRESHOLD, default_location, offload
@@ -51,7 +54,7 @@ from airflow_provider_oscar.triggers.storage import OscarOutputTrigger, matching
 __all__ = ["OscarSubmitJobOperator"]
 
 
-class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
+class OscarSubmitJobOperator(HubTarget, InputMixin, OscarBaseOperator):
     """Run a service asynchronously, exactly once per task instance, and (optionally) wait.
 
     ``via="job"`` posts the input to ``/job``; the result is read from the job's log.
@@ -60,6 +63,16 @@ class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
     upload does; the result is the output object whose name contains that token. Either way
     ``Succeeded`` alone is not trusted: the model's output decides.
 
+    A service deployed from the AI4OS dashboard (``hub_module``, ``input_format``: see
+    :class:`~airflow_provider_oscar.operators.invoke.OscarRunServiceOperator`) answers a bucket
+    upload with ``<name>.json`` (the result) and ``<name>.log`` (copied into the task log); the
+    input is uploaded as ``<name>.json``.
+
+    :param service_name: the OSCAR service; or
+    :param hub_module: the AI4OS hub module the service runs.
+    :param input_format: ``"raw"``, ``"deepaas"`` or ``"auto"`` (as for the synchronous run).
+    :param deepaas_argument: the predict argument the file is given as.
+    :param deepaas_arguments: other predict arguments, by name.
     :param via: ``"job"`` or ``"bucket"``.
     :param wait_for_completion: wait for the job (and its output); otherwise return at once.
     :param decode: ``"auto"`` (a prediction when the output is one, else its text or files),
@@ -78,10 +91,12 @@ class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
 
     template_fields = (
         "service_name",
+        "hub_module",
         "input_path",
         "input_data",
         "input_object",
         "input_id",
+        "deepaas_arguments",
         "results_object",
         "oscar_conn_id",
     )
@@ -91,7 +106,11 @@ class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
     def __init__(
         self,
         *,
-        service_name: str,
+        service_name: str | None = None,
+        hub_module: str | None = None,
+        input_format: InputFormat = "raw",
+        deepaas_argument: str = DEFAULT_ARGUMENT,
+        deepaas_arguments: Mapping[str, Any] | None = None,
         input_path: str | None = None,
         input_data: Any = None,
         input_object: str | None = None,
@@ -115,7 +134,13 @@ class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
             raise ValueError(f"via must be 'job' or 'bucket', not {via!r}")
         if decode not in DECODES:
             raise ValueError(f"decode must be one of {', '.join(DECODES)}, not {decode!r}")
-        self.service_name = service_name
+        self.set_hub_options(
+            service_name=service_name,
+            hub_module=hub_module,
+            input_format=input_format,
+            deepaas_argument=deepaas_argument,
+            deepaas_arguments=deepaas_arguments,
+        )
         self.input_path = input_path
         self.input_data = input_data
         self.input_object = input_object
@@ -133,14 +158,20 @@ class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
         self.results_object = results_object
         self.results_threshold_bytes = results_threshold_bytes
         self._submission: dict[str, Any] | None = None
+        self._upload_name = ""  # the uploaded input's file name (via="bucket")
 
     # submission ---------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
         with task_outcome():
             self._check_one_input()
+            self.resolve_name()
             identity = TaskIdentity.of(context)
-            data = self._read_input()
+            raw = self._read_input()
+            data = self.shaped(raw, self._file_name(), f"input {self._input_id()!r}")
+            self._upload_name = self._input_name()
+            if data is not raw and not self._upload_name.endswith(".json"):
+                self._upload_name += ".json"  # a dashboard deployment answers a .json input
             sub = run_coroutine(lambda: self._submit(context, identity, data))
             self._submission = sub
             self._persist_links(context, sub)
@@ -209,7 +240,7 @@ class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
         )
         correlator = Correlator(session, s3, self._state(service), logger=self.log)
         token = identity.token()[:8]
-        bucket, key = split_path(f"{folder}/{token}-{self._input_name()}")
+        bucket, key = split_path(f"{folder}/{token}-{self._upload_name}")
         content = as_bytes(data)
 
         async def upload() -> None:
@@ -357,8 +388,10 @@ class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
     ) -> dict[str, Any]:
         result: dict[str, Any] = {
             "service": self.service_name,
+            **({"hub_module": self.hub_module} if self.hub_module else {}),
             "cluster": self.hook.settings.name,
             "input": self._input_id(),
+            **self._origin(),
         }
         if isinstance(ended, JobInfo):
             result["job"] = ended.to_dict()
@@ -377,6 +410,8 @@ class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
         else:
             outputs = ended
         result.update(token=sub["token"], outputs=outputs)
+        for log in (o for o in outputs if o.endswith(".log")):  # a dashboard deployment's console
+            log_remote(self, f"OSCAR output {log}", self.storage.download_bytes(log).decode())
         if self.decode != "none":
             if not outputs:
                 raise AirflowFailException(
@@ -445,6 +480,7 @@ class OscarSubmitJobOperator(InputMixin, OscarBaseOperator):
         self._submission = sub
         job = sub.get("job") or "?"
         with task_outcome():
+            self.resolve_name()
             status = event.get("status")
             if "objects" in event and status == "success":
                 outputs = [f"{o['bucket']}/{o['key']}" for o in event["objects"]]

@@ -27,7 +27,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_provider_oscar.errors import OscarError
 from airflow_provider_oscar.hooks import names
+from airflow_provider_oscar.pictures import Thumbnail
 from airflow_provider_oscar.plugins import clusters, results
 
 if TYPE_CHECKING:
@@ -245,6 +247,39 @@ async def _run(user: Any, dag_id: str, run_id: str, show: str) -> dict[str, Any]
     return run
 
 
+async def _picture(
+    user: Any, dag_id: str, run_id: str, task_id: str, map_index: int, name: str
+) -> Thumbnail:
+    """The thumbnail of an input's picture, if the user may read the run and its storage."""
+    _check_id(_DAG_ID, dag_id, "DAG id")
+    _check_id(_RUN_ID, run_id, "run id")
+    _check_id(_DAG_ID, task_id, "task id")
+    if not await run_in_threadpool(can_read_results, user, dag_id):
+        raise HTTPException(403, f"You may not read the runs of {dag_id!r}")
+    run = await run_in_threadpool(results.run_reports, dag_id, run_id)
+    task = next(
+        (
+            t
+            for t in (run or {}).get("tasks") or []
+            if (t["task_id"], t["map_index"]) == (task_id, map_index)
+        ),
+        None,
+    )
+    source = results.picture_source(task.get("report") or {}, name) if task else None
+    if source is None:
+        raise HTTPException(404, f"No picture of input {name!r} in that report")
+    conn_id, path = source
+    if not await run_in_threadpool(can_read_connection, user, conn_id):
+        raise HTTPException(403, f"You may not read the connection {conn_id!r}")
+    try:
+        found = await run_in_threadpool(results.read_thumbnail, conn_id, path)
+    except OscarError as exc:
+        raise HTTPException(502, f"Reading {path}: {exc}") from None
+    if found is None:
+        raise HTTPException(404, f"No thumbnail of {path}: missing, too large or not a picture")
+    return found
+
+
 async def _logs(user: Any, conn_id: str, service: str, job: str) -> str:
     """The job's logs; the parameters are checked before anything is asked of anyone."""
     _check_id(_CONN_ID, conn_id, "connection id")
@@ -312,6 +347,19 @@ def create_app() -> FastAPI:
     ) -> HTMLResponse:
         run = await _run(user, dag_id, run_id, show)
         return _page(request, "run.html", tab="results", run=run, show=show)
+
+    @app.get("/results/{dag_id}/{run_id}/picture", summary="An input's picture, bounded")
+    async def picture(
+        dag_id: str,
+        run_id: str,
+        task_id: str = Query(...),
+        map_index: int = Query(-1),
+        input: str = Query(..., max_length=2048),
+        user: Any = User,
+    ) -> Response:
+        found = await _picture(user, dag_id, run_id, task_id, map_index, input)
+        headers = {**_SECURITY_HEADERS, "Cache-Control": "private, max-age=600"}
+        return Response(found.data, media_type=found.content_type, headers=headers)
 
     @app.get("/logs/{conn_id}/{service}/{job}", response_class=HTMLResponse, summary="Job logs")
     async def logs_page(

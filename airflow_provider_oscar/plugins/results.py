@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from airflow_provider_oscar.pictures import Thumbnail, thumbnail
+
 #: Operator class names whose ``return_value`` is an ensemble report.
 ENSEMBLE_OPERATORS = ("OscarEnsembleOperator",)
 #: Operator class names whose ``return_value`` holds a person's reviews of a report's doubts.
@@ -35,6 +37,8 @@ PALETTE = (
     "#000000",
 )
 SHOW = ("all", "disagreements", "abstained", "wrong")
+#: Pictures larger than this are not read to find a thumbnail.
+MAX_PICTURE_BYTES = 32 << 20
 
 
 # reading the metadata DB ------------------------------------------------------------------
@@ -333,7 +337,9 @@ def report_view(report: Mapping[str, Any], *, show: str = "all") -> dict[str, An
         labels.extend(str(label) for label in (item.get("top_k") or {}).get("labels") or [])
     labels.extend(truth.values())
     palette = colours(labels)
-    inputs = [_input_view(item, models, truth) for item in raw_inputs]
+    pictures = report.get("pictures")
+    pictures = pictures if isinstance(pictures, Mapping) else {}
+    inputs = [_input_view(item, models, truth, pictures) for item in raw_inputs]
     agree = {m: 0 for m in models}
     answered = {m: 0 for m in models}
     for view in inputs:
@@ -437,8 +443,35 @@ def reliability(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return diagrams
 
 
+def picture_source(report: Mapping[str, Any], name: str) -> tuple[str, str] | None:
+    """``(connection id, bucket/key)`` of the picture of input ``name``, if the report has one."""
+    pictures = report.get("pictures")
+    entry = pictures.get(name) if isinstance(pictures, Mapping) else None
+    if not isinstance(entry, Mapping):
+        return None
+    conn_id, source = entry.get("conn_id"), entry.get("object")
+    if not isinstance(conn_id, str) or not isinstance(source, str):
+        return None
+    return conn_id, source
+
+
+def read_thumbnail(conn_id: str, path: str) -> Thumbnail | None:
+    """The thumbnail of the picture at ``path`` in the storage of connection ``conn_id``;
+    ``None`` when it is missing, over :data:`MAX_PICTURE_BYTES`, or yields none."""
+    from airflow_provider_oscar.hooks.storage import OscarStorageHook
+
+    storage = OscarStorageHook(conn_id)
+    info = storage.stat(path)
+    if info is None or (info.size or 0) > MAX_PICTURE_BYTES:
+        return None
+    return thumbnail(storage.download_bytes(path))
+
+
 def _input_view(
-    item: Mapping[str, Any], models: list[str], truth: Mapping[str, str]
+    item: Mapping[str, Any],
+    models: list[str],
+    truth: Mapping[str, str],
+    pictures: Mapping[str, Any],
 ) -> dict[str, Any]:
     name = str(item.get("input"))
     winner = None if item.get("winner") is None else str(item.get("winner"))
@@ -492,6 +525,7 @@ def _input_view(
     top1s = [c["top1"] for c in cells if c["top1"] is not None]
     return {
         "input": name,
+        "picture": name in pictures,
         "winner": winner,
         "score": consensus[0]["score"] if consensus else None,
         "top_k": consensus,

@@ -28,6 +28,7 @@ from airflow_provider_oscar.failures import task_outcome
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.links import OscarJobLogsLink, OscarServiceLink
 from airflow_provider_oscar.operators.base import default_deferrable
+from airflow_provider_oscar.operators.hub import WARM_UP_TIMEOUT, HubTarget
 from airflow_provider_oscar.patience import can_heal
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger, OscarServiceReadyTrigger
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.types import Logger
     from airflow.triggers.base import BaseTrigger
+
+    from airflow_provider_oscar.warmup import WarmUp
 
 #: How many of a failed job's last log lines go into the failure message.
 LOG_TAIL_LINES = 20
@@ -217,29 +220,69 @@ class OscarJobSensor(OscarBaseSensor):
         return info
 
 
-class OscarServiceReadySensor(OscarBaseSensor):
+class OscarServiceReadySensor(HubTarget, OscarBaseSensor):
     """Wait until a service's deployment is ``ready``; the deployment status is the XCom value.
 
     A ``failed`` deployment fails the task, with the deployment's logs in the task log.
 
-    :param service_name: the service.
+    :param service_name: the service; or
+    :param hub_module: the AI4OS hub module it runs (see
+        :class:`~airflow_provider_oscar.operators.invoke.OscarRunServiceOperator`).
+    :param warm_up: ``"call"``: once ready, call the service until it answers (through the
+        cuts of a cold start), so the calls that follow find a pod up and the model loaded;
+        ``"min_scale"``: keep a pod up (its ``synchronous.min_scale`` raised to 1) and wait until
+        one is; put it back afterwards with
+        :class:`~airflow_provider_oscar.operators.service.OscarRestoreMinScaleOperator`. What was
+        done is the XCom value's ``warm_up``.
+    :param warm_up_timeout: seconds the warm-up call may take.
     """
 
-    template_fields: Sequence[str] = ("service_name", "oscar_conn_id")
+    template_fields: Sequence[str] = ("service_name", "hub_module", "oscar_conn_id")
     operator_extra_links = (OscarServiceLink(),)
 
-    def __init__(self, *, service_name: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        service_name: str | None = None,
+        hub_module: str | None = None,
+        warm_up: WarmUp | None = None,
+        warm_up_timeout: float = WARM_UP_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.service_name = service_name
+        self.set_hub_options(
+            service_name=service_name,
+            hub_module=hub_module,
+            warm_up=warm_up,
+            warm_up_timeout=warm_up_timeout,
+        )
 
     def persist_links(self, context: Context) -> None:
         with task_outcome():
             endpoint = self.hook.settings.endpoint
-        OscarServiceLink.persist(context, endpoint=endpoint, service=self.service_name)
+            name = self.resolve_name()
+        OscarServiceLink.persist(context, endpoint=endpoint, service=name)
 
     def check(self, context: Context) -> bool | PokeReturnValue:
-        deployment = ready_deployment(self.hook, self.service_name, self.log)
-        return PokeReturnValue(True, deployment) if deployment else False
+        with task_outcome():
+            name = self.resolve_name()
+            warm_up = self.warmed() if self.warm_up == "min_scale" else None
+        deployment = ready_deployment(self.hook, name, self.log)
+        if not deployment:
+            return False
+        if warm_up is not None:
+            if not deployment.get("active_instances"):
+                self.log.info("OSCAR service %s is ready but has no pod up yet", name)
+                return False
+            return PokeReturnValue(True, {**deployment, "warm_up": warm_up})
+        return PokeReturnValue(True, self._called(deployment))
+
+    def _called(self, deployment: dict[str, Any]) -> dict[str, Any]:
+        """The deployment, after the warm-up call when one is asked for."""
+        if self.warm_up != "call":
+            return deployment
+        with task_outcome():
+            return {**deployment, "warm_up": self.warmed()}
 
     def trigger(self, deadline: float) -> BaseTrigger:
         return OscarServiceReadyTrigger(
@@ -250,10 +293,15 @@ class OscarServiceReadySensor(OscarBaseSensor):
         )
 
     def on_success(self, context: Context, event: dict[str, Any]) -> Any:
-        return event["deployment"]
+        if self.warm_up == "min_scale":
+            with task_outcome():
+                return {**event["deployment"], "warm_up": self.warmed()}
+        return self._called(event["deployment"])
 
     def on_failed(self, context: Context, event: dict[str, Any]) -> Any:
-        raise deployment_failure(self.hook, self.service_name, event["deployment"], self.log)
+        with task_outcome():
+            name = self.resolve_name()
+        raise deployment_failure(self.hook, name, event["deployment"], self.log)
 
 
 def ready_deployment(hook: OscarHook, service: str, log: Logger) -> dict[str, Any] | None:

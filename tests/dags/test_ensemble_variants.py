@@ -76,7 +76,14 @@ def test_the_variant_dags_import_with_their_tasks_and_params(dagbag: DagBag) -> 
     assert tasks["oscar_plant_ensemble_real"] >= {"service_ready", "classify", "aggregate"}
     assert tasks["oscar_plant_daily"] == {"classifier_ready", "select_new_inputs", "classify"}
     real = dagbag.get_dag("oscar_plant_ensemble_real")
-    assert set(real.params) == {"connections", "services", "images", "image_prefix"}
+    assert set(real.params) == {
+        "connections",
+        "hub_modules",
+        "images",
+        "image_prefix",
+        "via",
+        "warm_up",
+    }
     daily = dagbag.get_dag("oscar_plant_daily")
     assert daily.schedule == "@daily"
     assert daily.catchup is False

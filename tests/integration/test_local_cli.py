@@ -199,6 +199,7 @@ def test_cli_port_out_of_range_gives_a_usage_error() -> None:
         (["--oscar-version", "3.5"], "OSCAR version '3.5' is not emulated"),
         (["--password-file", "/no/such/file"], "--password-file /no/such/file"),
         (["--host", "192.0.2.1"], "add --allow-remote"),
+        (["--hub-crate", "/no/such/crate"], "--hub-crate: OSCAR Hub crate: no ro-crate-metadata"),
     ],
 )
 def test_cli_bad_arguments_exit_2_naming_the_problem(
@@ -215,3 +216,15 @@ def test_cli_kills_no_job_for_its_age_unless_told() -> None:
     assert parse_args([]).job_timeout is None
     assert parse_args(["--job-timeout", "60"]).job_timeout == 60.0
     assert parse_args([]).run_timeout == 300.0  # WRITE_TIMEOUT's default
+
+
+def test_cli_deploys_an_oscar_hub_crate_from_a_local_folder_once_started() -> None:
+    crate = Path(__file__).resolve().parents[2] / "example_dags" / "services" / "cowsay"
+    proc, lines = start("--hub-crate", str(crate), env={"OSCAR_LOCAL_PASSWORD": "hub"})
+    try:
+        assert "OSCAR Hub crate: cowsay (Cowsay echo service) as service cowsay" in lines
+        endpoint = endpoint_of(lines)
+        stored = httpx.get(f"{endpoint}/system/services/cowsay", auth=("oscar", "hub")).json()
+        assert stored["script"] == (crate / "cowsay.sh").read_text()
+    finally:
+        stop(proc)

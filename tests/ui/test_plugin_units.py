@@ -121,6 +121,36 @@ def test_report_view_marks_agreement_truth_and_abstentions() -> None:
     assert view["accuracy"]["best_model"] == 1.0 and view["accuracy"]["ensemble"] == 2 / 3
 
 
+def test_inputs_with_a_picture_are_marked_and_their_source_found() -> None:
+    pictures = {"x1": {"conn_id": "oscar_default", "object": "plants-images/x1.jpg"}}
+    report = _report(pictures={**pictures, "x2": {"conn_id": 7}})
+
+    view = results.report_view(report)
+
+    assert [i["picture"] for i in view["inputs"]] == [True, True, False]
+    assert results.picture_source(report, "x1") == ("oscar_default", "plants-images/x1.jpg")
+    assert results.picture_source(report, "x2") is None  # malformed: no picture is read
+    assert results.picture_source(_report(), "x1") is None
+
+
+def test_the_run_page_shows_a_picture_only_beside_inputs_that_have_one() -> None:
+    report = _report(pictures={"x1": {"conn_id": "c", "object": "b/x1.png"}})
+    task = {"task_id": "agg", "map_index": -1, "state": "success", "error": None}
+    run = {"dag_id": "d", "run_id": "manual__1", "state": "success", "run_after": None}
+    run |= {"start_date": None, "end_date": None}
+
+    html = _render(
+        "run.html",
+        tab="results",
+        run={**run, "tasks": [{**task, "view": results.report_view(report)}]},
+        show="all",
+    )
+
+    url = "/oscar/results/d/manual__1/picture?task_id=agg&amp;map_index=-1&amp;input=x1"
+    assert html.count(f'src="{url}"') == 2  # in the matrix and in the input's card
+    assert 'alt="picture of x1"' in html and "input=x2" not in html
+
+
 @pytest.mark.parametrize(
     ("show", "inputs"),
     [

@@ -57,6 +57,22 @@ def test_a_model_whose_task_left_no_result_is_recorded_as_missing() -> None:
     assert report["incomplete"] == 1
 
 
+def test_inputs_sent_from_pictures_in_a_bucket_are_named_in_the_reports_pictures() -> None:
+    leaf = {"input_object": "plants-images/leaf.jpg", "oscar_conn_id": "egi"}
+    table = {"input_object": "plants-tables/leaf.csv"}
+    results = [
+        {**_result("m1", "leaf", ["rose"], [0.9]), **leaf},
+        {**_result("m2", "leaf", ["rose"], [0.8]), **leaf, "oscar_conn_id": "other"},
+        {**_result("m1", "table", ["rose"], [0.9]), **table},
+        _result("m1", "inline", ["rose"], [0.9]),
+    ]
+
+    report = _run(results)
+
+    assert report["pictures"] == {"leaf": {"conn_id": "egi", "object": "plants-images/leaf.jpg"}}
+    assert "pictures" not in _run([_result("m1", "inline", ["rose"], [0.9])])
+
+
 def test_fewer_answers_than_min_models_fail_the_task() -> None:
     results = [_result("m1", "s1", ["rose"], [0.9]), _result("m2", "s2", ["rose"], [0.9])]
     with pytest.raises(AirflowFailException, match="aggregation failed"):

@@ -756,3 +756,58 @@ def predictions(draw: st.DrawFn) -> Prediction:
 @given(prediction=predictions())
 def test_prediction_round_trips_through_json_plain_dict(prediction: Prediction) -> None:
     assert Prediction.from_dict(json.loads(json.dumps(prediction.to_dict()))) == prediction
+
+
+# --- the console of an AI4OS dashboard deployment (DEEPaaS 2.x) ----------------------------------
+
+# What a dashboard deployment answers a synchronous call with: its script's version lines, the
+# input's name, deepaas-cli's oslo_log lines with "return: {...}", the model's own prints, then
+# the script's buffered prints, the command line last (here with a dict-valued argument).
+PAPI_CONSOLE = (
+    "[*] Using DEEPaaS version 2.6.0\n"
+    "[*] Using Python version Python 3.10.12\n"
+    "event-file-0b9c4a7e-2d35-4f0b-9a77-5d1b2c3e4f50\n"
+    "2026-05-04 09:36:55.101 17 INFO deepaas.cmd.cli [-] predict was called.\n"
+    "2026-05-04 09:36:58.310 17 WARNING py.warnings [-] UserWarning: {'crop_num': 10}\n"
+    f"2026-05-04 09:37:01.442 17 INFO deepaas.cmd.cli [-] return: {FLAT!r}\n"
+    "['/tmp/tmpk2j3_x']\n"
+    "before predicting\n"
+    "(5,) (5,)\n"
+    "[*] Processing file:  tmp-file-qwert.jpg\n"
+    "[*] Final command: deepaas-cli predict --files tmp-file-qwert.jpg --conf {'top_K': 5}\n"
+)
+
+
+def test_the_deepaas_answer_is_found_in_a_dashboard_deployments_console() -> None:
+    prediction = decode_prediction(run_body({}, console=PAPI_CONSOLE))
+
+    assert prediction == EXPECTED
+
+
+def test_a_dict_without_status_after_the_answer_does_not_hide_it() -> None:
+    assert parse_document(PAPI_CONSOLE) == {"top_K": 5}  # the plain parser takes the last dict
+    assert parse_document(PAPI_CONSOLE, required_key="status") == FLAT
+
+
+def test_a_model_error_in_the_console_fails_with_the_models_message() -> None:
+    error = {"status": "error", "message": "Local image format error: not png/jpg/jpeg"}
+    console = PAPI_CONSOLE.replace(repr(FLAT), repr(error))
+
+    prediction = decode_prediction(run_body({}, console=console), source="ai4papi-x")
+
+    assert prediction.status == "error"
+    with pytest.raises(OscarModelError, match="Local image format error") as raised:
+        prediction.raise_for_status()
+    assert raised.value.source == "ai4papi-x"
+
+
+def test_a_console_ending_in_a_traceback_names_the_exception() -> None:
+    console = (
+        "[*] Using DEEPaaS version 2.6.0\n"
+        "Traceback (most recent call last):\n"
+        '  File "<stdin>", line 39, in <module>\n'
+        "UnicodeDecodeError: 'utf-8' codec can't decode byte 0x89 in position 0\n"
+    )
+
+    with pytest.raises(OscarResultError, match="traceback ending \"UnicodeDecodeError: 'utf-8'"):
+        decode_prediction(run_body({}, console=console))
