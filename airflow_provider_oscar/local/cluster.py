@@ -14,19 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airflow_provider_oscar.local.executions import ExecutionLog
 from airflow_provider_oscar.local.faults import FaultPlan
+from airflow_provider_oscar.local.minio import (
+    ALL_USERS_GROUP,
+    MinIOAdmin,
+    MinIOError,
+    generate_secret,
+)
 from airflow_provider_oscar.local.profiles import Profile, profile_for
-from airflow_provider_oscar.local.rules import job_name
+from airflow_provider_oscar.local.rules import StateError
 from airflow_provider_oscar.local.runtime import Invocation, Outcome, Runtime
+from airflow_provider_oscar.local.s3.server import MinIOServer
+from airflow_provider_oscar.local.service_buckets import Panic, ServiceBuckets, Written
 from airflow_provider_oscar.local.state import Caller, ClusterState, Job, JobStatus, utc_now
-from airflow_provider_oscar.local.storage import BucketWatcher, ObjectStore
 from airflow_provider_oscar.local.types.config import Config, parse_string_slice
 from airflow_provider_oscar.local.types.deployment import (
     FAILED,
@@ -82,17 +90,23 @@ class RunOutcome:
 class LocalCluster:
     """OSCAR's operations over the embedded state, store and runtime."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, work_root: Path) -> None:
+    def __init__(self, settings: Settings, minio: MinIOServer, work_root: Path) -> None:
         self.settings = settings
-        self.store = store
+        self.minio = minio
+        self.store = minio.store
         self.profile: Profile = profile_for(settings.oscar_version)
         self._config = self._base_config()
         self.faults = FaultPlan()
-        s3 = store.settings
-        minio = MinIOProvider(s3.endpoint, s3.secure, s3.access_key, s3.secret_key, s3.region)
-        self.state = ClusterState(self._config, self.profile, minio)
-        self.runtime = Runtime(store, work_root, self.profile.release)
-        self.watcher = BucketWatcher(store, self._on_object, settings.event_interval)
+        s3 = minio.root
+        provider = MinIOProvider(s3.endpoint, s3.secure, s3.access_key, s3.secret_key, s3.region)
+        self.state = ClusterState(self._config, self.profile, provider)
+        self.runtime = Runtime(minio, work_root, self.profile.release)
+        self.admin = MinIOAdmin(minio)
+        self.admin.create_all_users_group()  # auth.go CustomAuth, at start
+        with contextlib.suppress(MinIOError):  # no MinIO console user here (#nosec G104)
+            self.admin.create_add_group(ALL_USERS_GROUP, ["console"], remove=False)
+        self.buckets = ServiceBuckets(self.admin, self.profile, minio.region)
+        minio.notifications.deliver = self._webhook
         self.started = utc_now()
         self._queue: deque[Job] = deque()
         self._suspended: deque[Job] = deque()
@@ -105,6 +119,8 @@ class LocalCluster:
         self._background: set[asyncio.Task[None]] = set()
         self._failing: set[str] = set()  # jobs a FailingJobs fault caught when submitted
         self.sync_running: dict[str, int] = {}
+        self.executions = ExecutionLog()
+        self.job_endpoint: Callable[[str, str, bytes], Awaitable[object]] | None = None
 
     @property
     def config(self) -> Config:
@@ -131,7 +147,7 @@ class LocalCluster:
         )
 
     async def start(self) -> None:
-        self._spawn(self.watcher.run())
+        """Nothing runs in the background until requests arrive."""
 
     async def stop(self) -> None:
         tasks = list(self._background) + list(self._running_jobs.values())
@@ -143,26 +159,62 @@ class LocalCluster:
 
     # services -----------------------------------------------------------------------------
 
-    async def create_service(self, service: Service, caller: Caller) -> Service:
+    async def create_service(self, service: Service, caller: Caller) -> list[Written]:
+        """create.go: the service, then its MinIO side (what OSCAR answered and went on
+        past is returned)."""
+        if not caller.admin and (service.isolation_level or "").upper() == "USER":
+            service.owner = caller.owner
+            await asyncio.to_thread(self.buckets.prepare_isolation, service, caller.subject)
         created = self.state.create_service(service, caller)
-        await asyncio.to_thread(self._provision, created)
-        return created
+        uid = "" if caller.admin else caller.subject
+        try:
+            return await asyncio.to_thread(self.buckets.after_create, created, uid, caller.admin)
+        except Panic:
+            raise  # the handler stops where it is: the service stays
+        except StateError:
+            self.state.delete_service(created.name, Caller(DEFAULT_OWNER, admin=True))
+            raise
 
-    async def update_service(self, service: Service, caller: Caller) -> Service:
+    async def update_service(self, service: Service, caller: Caller) -> list[Written]:
+        old = self.state.read_service(service.name)
+        if old is not None and service.isolation_level == "USER" and service.allowed_users:
+            service.owner = old.owner
+            uid = "" if caller.admin else caller.subject
+            await asyncio.to_thread(self.buckets.prepare_isolation, service, uid)
         updated = self.state.update_service(service, caller)
+        assert old is not None  # update_service raised NotFound otherwise
         self._sync_gates.pop(updated.name, None)
-        await asyncio.to_thread(self._provision, updated)
+        written = await asyncio.to_thread(self.buckets.after_update, old, updated, caller.admin)
         self._admit()  # a new owner may change what Kueue does with waiting jobs
-        return updated
+        return written
 
-    async def delete_service(self, name: str, caller: Caller) -> None:
-        service, buckets = self.state.delete_service(name, caller)
-        self.watcher.forget(service.name)
+    async def delete_service(self, name: str, caller: Caller) -> list[Written]:
+        service = self.state.delete_service(name, caller)
         for job_key, task in list(self._running_jobs.items()):
             if job_key.startswith(f"{name}:"):
                 task.cancel()
-        for bucket in buckets:
-            await asyncio.to_thread(self.store.remove_bucket, bucket)
+        return await asyncio.to_thread(self.buckets.after_delete, service)
+
+    # MinIO users ------------------------------------------------------------------------------
+
+    def provision_user(self, uid: str) -> None:
+        """auth/oidc.go getOIDCMiddleware: a MinIO user (and its secret) for a new OIDC user."""
+        if not self.minio.iam.user_exists(uid):
+            self.admin.create_minio_user(uid, generate_secret())
+
+    def user_keys(self, uid: str) -> tuple[str, str] | None:
+        secret = self.minio.iam.secret_key(uid)
+        return (uid, secret) if secret is not None else None
+
+    def job_keys(self, service: Service, who: str) -> tuple[str, str] | None:
+        """job.go: the MinIO secret mounted in a job's pod: the event's principal, else the
+        OIDC caller; the owner's own (and the root user's) is the ``minio`` secret. ``None``
+        when no such secret exists (the pod cannot mount it and stays Pending)."""
+        key = who or service.owner
+        root = self.minio.root
+        if key in (service.owner, "minio", root.access_key):
+            return root.access_key, root.secret_key
+        return self.user_keys(key)
 
     def deployment(self, service: Service) -> ServiceDeploymentStatus:
         """deployment.go inspectDeploymentRuntime for a Knative (or pod-backed) service."""
@@ -216,18 +268,6 @@ class LocalCluster:
         fault = self.faults.deployment_fault(service.name)
         return list(fault.logs) if fault else []
 
-    def _provision(self, service: Service) -> None:
-        for bucket in service.minio_buckets():
-            self.store.make_bucket(bucket)
-        inputs = [
-            (io.bucket, io.folder)
-            for io in service.input or []
-            if io.provider_type == "minio" and io.provider_id == "default"
-        ]
-        for bucket, folder in inputs:
-            self.store.make_folder(bucket, folder)
-        self.watcher.watch(service.name, inputs)
-
     # executions ---------------------------------------------------------------------------
 
     def kueue_suspends(self, service: Service) -> bool:
@@ -266,9 +306,23 @@ class LocalCluster:
             self._take(millicores(service.cpu), bytes_of(service.memory), -1)
             self._dispatch()  # jobs may have waited for the capacity this run held
 
-    def submit(self, service: Service, event: bytes, owner: str | None, name: str) -> Job:
-        """Create a job for ``service`` (job.go); what happens next is Kubernetes' business."""
+    def submit(
+        self,
+        service: Service,
+        event: bytes,
+        owner: str | None,
+        name: str,
+        keys: tuple[str, str] | None,
+    ) -> Job:
+        """Create a job for ``service`` (job.go); what happens next is Kubernetes' business.
+
+        ``keys`` are the MinIO secret mounted in its pod; without one the pod cannot mount it
+        and stays ``Pending`` (FailedMount)."""
         job = self.state.add_job(service, event, owner, name)
+        self.state.update_job(job, minio_keys=keys)
+        if keys is None:
+            self.state.update_job(job, status=JobStatus.PENDING, has_pod=True)
+            return job
         stuck = self.faults.stuck_status(service.name)
         if stuck:
             self.state.update_job(job, status=JobStatus(stuck), has_pod=stuck == "Pending")
@@ -406,6 +460,7 @@ class LocalCluster:
                 job.event,
                 job_name=job.name,
                 timeout=self.settings.job_timeout,
+                minio_keys=job.minio_keys,
                 fail=key in self._failing,
             )
             outcome = await self.runtime.execute(call)
@@ -426,26 +481,16 @@ class LocalCluster:
             self._admit()
             self._dispatch()
 
-    async def _on_object(self, service_name: str, event: bytes) -> None:
-        """MinIO's webhook: POST /job/<service> with the service token and the event."""
-        service = self.state.read_service(service_name)
-        if service is None:
+    async def _webhook(self, service_name: str, token: str, event: bytes) -> None:
+        """MinIO's webhook target: ``POST /job/<service>`` with ``Bearer <auth_token>``."""
+        if self.job_endpoint is None:
             return
         try:
-            self.submit(service, event, owner=event_principal(event), name=job_name(service_name))
-        except Exception:
-            log.exception("could not start a job of %s for a bucket event", service_name)
+            await self.job_endpoint(service_name, f"Bearer {token}", event)
+        except Exception as exc:  # MinIO logs the failed delivery
+            log.info("webhook delivery to %s refused: %r", service_name, exc)
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def event_principal(event: bytes) -> str | None:
-    """job.go decodeEventBytes: the MinIO event's ``requestParameters.principalId``."""
-    try:
-        record = json.loads(event)["Records"][0]
-        return str(record["requestParameters"]["principalId"])[:62]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None

@@ -210,18 +210,7 @@ def page_start(page: str | None) -> int:
     return int(page)
 
 
-def check_bucket_name(name: str) -> None:
-    if not _BUCKET_NAME.match(name) or ".." in name:
-        raise Invalid(
-            f"invalid bucket name {name!r}: 3 to 63 lowercase letters, digits, '.' or '-', "
-            "starting and ending with a letter or digit"
-        )
-
-
-def check_object_key(key: str) -> None:
-    """Refuse object keys that would leave their bucket or a job directory."""
-    parts = key.split("/")
-    if not key or key.startswith("/") or "\\" in key or any(p in ("..", ".") for p in parts):
-        raise Invalid(f"invalid object key {key!r}: no empty, '.' or '..' segments allowed")
-    if "\x00" in key or len(key.encode()) > 1024:
-        raise Invalid("invalid object key: NUL byte or longer than 1024 bytes")
+def format_uid(uid: str) -> str:
+    """auth/multitenancy.go ``FormatUID``: an EGI ``<hex>@egi.eu`` uid cut at the ``@``."""
+    match = re.search(r"[0-9a-z]+@", uid)
+    return uid[: match.end() - 1] if match else uid

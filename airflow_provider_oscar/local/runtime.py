@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_oscar.local.profiles import Release
-from airflow_provider_oscar.local.storage import ObjectStore
+from airflow_provider_oscar.local.s3.server import MinIOServer
 from airflow_provider_oscar.local.supervisor.events import Event, EventParser
 from airflow_provider_oscar.local.supervisor.logs import (
     SupervisorExit,
@@ -49,7 +49,8 @@ class Invocation:
     """One execution request: the service, its secret values and the event body.
 
     ``job_name`` is set for a job (pod with the MinIO secret, body through ``EVENT``) and
-    ``None`` for a synchronous run; ``timeout`` is the embedded OSCAR's own limit, if any.
+    ``None`` for a synchronous run; ``timeout`` is the embedded OSCAR's own limit, if any;
+    ``minio_keys`` are the keys of the MinIO secret mounted in a job's pod.
     """
 
     service: Service
@@ -58,6 +59,7 @@ class Invocation:
     job_name: str | None
     timeout: float | None
     fail: bool = False
+    minio_keys: tuple[str, str] | None = None
 
 
 @dataclass
@@ -74,9 +76,9 @@ class Runtime:
     """Executes invocations in fresh directories under ``work_root``."""
 
     def __init__(
-        self, store: ObjectStore, work_root: Path, release: Release, endpoint: str = ""
+        self, minio: MinIOServer, work_root: Path, release: Release, endpoint: str = ""
     ) -> None:
-        self.store = store
+        self.minio = minio
         self.release = release
         self.work_root = work_root
         self.endpoint = endpoint
@@ -123,11 +125,10 @@ class Runtime:
         parser = EventParser(log, config["input"])
         with uncaught(log, "events/__init__.py", "parse_event"):
             event = parser.parse(stdin)
-        job = call.job_name is not None
+        keys = call.minio_keys if call.job_name is not None else None
+        store = self.minio.client(*keys) if keys else None
         with uncaught(log, "storage/config.py", "_parse_config"):
-            storage = StorageConfig(
-                config, log, self.store, self.store.settings.access_key if job else None
-            )
+            storage = StorageConfig(config, log, store, keys[0] if keys else None)
         log.info("SUPERVISOR: Initializing Binary supervisor")
         env = {
             **environment,

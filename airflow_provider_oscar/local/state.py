@@ -1,5 +1,5 @@
-"""The embedded OSCAR's store: services, their Kubernetes Jobs and bucket metadata, changed as
-the real handlers change them (create.go, update.go, delete.go, job.go, logs.go), by the rules in
+"""The embedded OSCAR's store: services and their Kubernetes Jobs, changed as the real
+handlers change them (create.go, update.go, delete.go, job.go, logs.go), by the rules in
 :mod:`.rules`.
 
 Nothing here knows HTTP or runs scripts; release differences come from the :class:`Profile`.
@@ -20,10 +20,8 @@ from airflow_provider_oscar.local.rules import (
     DNS_LABEL,
     KUEUE_QUEUE_LABEL,
     Forbidden,
-    Invalid,
     NotFound,
     StateError,
-    check_bucket_name,
     check_creatable,
     check_deployable,
     check_storage_path,
@@ -92,6 +90,7 @@ class Job:
     logs: str = ""
     has_pod: bool = False
     queue_owner: str | None = None  # the Kueue ClusterQueue it waits in, when suspended
+    minio_keys: tuple[str, str] | None = None  # the mounted minio.default secret
 
     def info(self) -> JobInfo:
         """logs.go getPod: the pod's phase and times, ``Suspended`` without a pod."""
@@ -100,26 +99,6 @@ class Job:
         return JobInfo(
             self.status.value, rfc3339(self.started), rfc3339(self.started), rfc3339(self.finished)
         )
-
-
-@dataclass
-class BucketInfo:
-    """OSCAR's metadata of a bucket (the objects live in the S3 store)."""
-
-    name: str
-    visibility: str = "private"
-    allowed_users: list[str] = field(default_factory=list)
-    owner: str = DEFAULT_OWNER
-    service: str | None = None
-
-    def to_api(self) -> dict[str, object]:
-        return {
-            "bucket_name": self.name,
-            "visibility": self.visibility,
-            "allowed_users": self.allowed_users,
-            "owner": self.owner,
-            "metadata": {"service": self.service} if self.service else {},
-        }
 
 
 @dataclass
@@ -142,8 +121,6 @@ class ClusterState:
         self.minio = minio
         self._lock = threading.RLock()
         self._services: dict[str, Record] = {}
-        self._buckets: dict[str, BucketInfo] = {}
-        self._minio_users: set[str] = set()
 
     # services -----------------------------------------------------------------------------
 
@@ -167,10 +144,6 @@ class ClusterState:
                 owner_name = "oscar" if caller.admin else caller.subject
                 service.labels = {**(service.labels or {}), "owner_name": owner_name}
             self._services[service.name] = record
-            for bucket in service.minio_buckets():
-                self._buckets.setdefault(
-                    bucket, BucketInfo(bucket, owner=service.owner, service=service.name)
-                )
             return copy.deepcopy(service)
 
     def update_service(self, service: Service, caller: Caller) -> Service:
@@ -191,14 +164,10 @@ class ClusterState:
                     )
                 service.owner = old.owner
             record.service, record.secrets = service, self._hide_secrets(service)
-            for bucket in service.minio_buckets():
-                self._buckets.setdefault(
-                    bucket, BucketInfo(bucket, owner=service.owner, service=service.name)
-                )
             return copy.deepcopy(service)
 
-    def delete_service(self, name: str, caller: Caller) -> tuple[Service, list[str]]:
-        """delete.go: remove a service; returns it and the buckets to delete with it."""
+    def delete_service(self, name: str, caller: Caller) -> Service:
+        """delete.go: remove a service; returns it."""
         with self._lock:
             record = self._services.get(name)
             if record is None:
@@ -208,10 +177,7 @@ class ClusterState:
                     f"User {caller.subject} doesn't have permision to delete this service"
                 )
             del self._services[name]
-            buckets = record.service.minio_buckets()
-            for bucket in buckets:
-                self._buckets.pop(bucket, None)
-            return record.service, buckets
+            return record.service
 
     def read_service(self, name: str) -> Service | None:
         """The stored service (a copy), whoever asks; ``None`` when there is none."""
@@ -258,17 +224,6 @@ class ClusterState:
                 raise NotFound()
             record.service.token = secrets.token_hex(32)
             return record.service.token
-
-    # OIDC users -----------------------------------------------------------------------------
-
-    def provision_minio_user(self, subject: str) -> None:
-        """auth/oidc.go getOIDCMiddleware: a direct /system request creates the MinIO user."""
-        with self._lock:
-            self._minio_users.add(subject)
-
-    def has_minio_user(self, subject: str) -> bool:
-        with self._lock:
-            return subject in self._minio_users
 
     # jobs ---------------------------------------------------------------------------------
 
@@ -358,37 +313,6 @@ class ClusterState:
         with self._lock:
             jobs = [j for r in self._services.values() for j in r.jobs.values()]
         return iter(jobs)
-
-    # buckets ------------------------------------------------------------------------------
-
-    def bucket(self, name: str) -> BucketInfo:
-        with self._lock:
-            return self._buckets.setdefault(name, BucketInfo(name))
-
-    def put_bucket(self, body: object, caller: Caller, *, create: bool) -> BucketInfo:
-        if not isinstance(body, dict) or not isinstance(body.get("bucket_name"), str):
-            raise Invalid("Error creating bucket: 'bucket_name' is required")
-        name = body["bucket_name"]
-        check_bucket_name(name)
-        visibility = body.get("visibility") or "private"
-        if visibility not in ("private", "public", "restricted"):
-            raise Invalid(f"Error creating bucket with name '{name}': unknown visibility")
-        users = body.get("allowed_users") or []
-        if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
-            raise Invalid(
-                f"Error creating bucket with name '{name}': allowed_users must be strings"
-            )
-        with self._lock:
-            current = self._buckets.get(name)
-            if not create and current and current.service:
-                raise Forbidden("Forbidden action: A bucket from a service can't be modified")
-            info = BucketInfo(name, visibility, list(users), caller.owner)
-            self._buckets[name] = info
-            return info
-
-    def drop_bucket(self, name: str) -> None:
-        with self._lock:
-            self._buckets.pop(name, None)
 
     # internals ----------------------------------------------------------------------------
 

@@ -14,9 +14,11 @@ from airflow_provider_oscar.local.handlers import (
     deployment,
     job,
     logs,
+    metrics,
     run,
     services,
     system,
+    system_logs,
 )
 
 MODULES: dict[str, ModuleType] = {
@@ -27,4 +29,6 @@ MODULES: dict[str, ModuleType] = {
     "job": job,
     "logs": logs,
     "buckets": buckets,
+    "system_logs": system_logs,
+    "metrics": metrics,
 }

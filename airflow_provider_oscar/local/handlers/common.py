@@ -14,7 +14,10 @@ import base64
 import binascii
 import json
 import secrets
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import Request
@@ -22,6 +25,7 @@ from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from airflow_provider_oscar.local.cluster import LocalCluster, Settings
+from airflow_provider_oscar.local.executions import Execution
 from airflow_provider_oscar.local.profiles import Profile
 from airflow_provider_oscar.local.rules import Invalid, NotFound, StateError, may_use
 from airflow_provider_oscar.local.state import Caller, ClusterState
@@ -70,7 +74,7 @@ class Context:
             subject = settings.bearer_tokens.get(header[len("Bearer ") :])
             if subject is None:
                 raise Unauthorized(basic=False)
-            self.state.provision_minio_user(subject)
+            self.cluster.provision_user(subject)
             return Caller(subject, admin=False)
         scheme, _, value = header.partition(" ")
         if scheme == "Basic":
@@ -84,9 +88,10 @@ class Context:
                 return Caller(settings.user, admin=True)
         raise Unauthorized(basic=True)
 
-    def bearer(self, request: Request) -> str:
+    @staticmethod
+    def bearer(authorization: str) -> str:
         """run.go/job.go: the token after ``Bearer ``, or 401 with an empty body."""
-        parts = request.headers.get("authorization", "").split("Bearer ")
+        parts = authorization.split("Bearer ")
         if len(parts) != 2:
             raise Unauthorized(basic=False)
         return parts[1].strip()
@@ -184,8 +189,17 @@ def refused(error: StateError) -> Response:
     return text(error.text, error.status) if error.text else empty(error.status)
 
 
+@dataclass
+class Origin:
+    """What a ``/run`` or ``/job`` handler tells the execution logger: ``uidOrigin`` and the
+    ``IPAddress`` of a MinIO event."""
+
+    user: str | None = None
+    ip: str | None = None
+
+
 async def invocation_target(
-    ctx: Context, request: Request, name: str
+    ctx: Context, authorization: str, name: str, origin: Origin
 ) -> tuple[Service, str | None]:
     """run.go/job.go: the service a ``/run`` or ``/job`` reaches, and the OIDC subject calling.
 
@@ -196,7 +210,7 @@ async def invocation_target(
     service = ctx.state.read_service(name)
     if service is None and not profile.invocations_find_services_by_name:
         raise NotFound()  # ReadService fails before the token is looked at
-    token = ctx.bearer(request)
+    token = ctx.bearer(authorization)
     if len(token) == 64:  # tokenLength
         if service is None or not secrets.compare_digest(service.token, token):
             raise Unauthorized(basic=False)
@@ -204,6 +218,7 @@ async def invocation_target(
     subject = ctx.oidc_subject(token)
     if subject is None:  # no OIDC manager knows the token's issuer
         raise _unknown_issuer(token)
+    origin.user = subject
     if profile.invocations_check_visibility:
         if service is None or not may_use(service, subject, profile):
             raise NotFound()  # selectService: errServiceNotFound
@@ -211,6 +226,42 @@ async def invocation_target(
         vo = service.vo if service else ""
         raise NotAuthorized(f"this user isn't enrrolled on the vo: {vo}")
     return service, subject
+
+
+async def logged(
+    ctx: Context, path: str, client_ip: str, origin: Origin, call: Awaitable[Response]
+) -> Response:
+    """auth.go GetLoggerMiddleware around a ``/run`` or ``/job`` handler."""
+    started = time.monotonic_ns()
+    status = 500
+    try:
+        response = await call
+        status = response.status_code
+        return response
+    except StateError as exc:
+        status = exc.status
+        raise
+    except Unauthorized:
+        status = 401
+        raise
+    except TooLarge:
+        status = 413
+        raise
+    except OutOfMemory:
+        status = 503
+        raise
+    finally:
+        ctx.cluster.executions.append(
+            Execution(
+                datetime.now(timezone.utc),
+                status,
+                time.monotonic_ns() - started,
+                origin.ip or client_ip,
+                "POST",
+                path,
+                origin.user if origin.user is not None else "oscar",
+            )
+        )
 
 
 class BadGateway(StateError):

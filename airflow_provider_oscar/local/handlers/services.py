@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from airflow_provider_oscar.local.handlers.common import Context, empty, text
 from airflow_provider_oscar.local.rules import Invalid, is_label_value, may_see
+from airflow_provider_oscar.local.service_buckets import Written
 from airflow_provider_oscar.local.types.deployment import ServiceDeploymentSummary
 from airflow_provider_oscar.local.types.gojson import GoJSONError, binding_errors, decode, parse
 from airflow_provider_oscar.local.types.service import Service, ServiceVolumeStatus
@@ -42,14 +43,14 @@ def register(app: FastAPI, ctx: Context) -> None:
     @app.post("/system/services")
     async def create_service(request: Request) -> Response:
         caller = ctx.system_caller(request)
-        await ctx.cluster.create_service(await service_body(request), caller)
-        return empty(201)
+        written = await ctx.cluster.create_service(await service_body(request), caller)
+        return first_written(written, 201)
 
     @app.put("/system/services")
     async def update_service(request: Request) -> Response:
         caller = ctx.system_caller(request)
-        await ctx.cluster.update_service(await service_body(request), caller)
-        return empty(204)
+        written = await ctx.cluster.update_service(await service_body(request), caller)
+        return first_written(written, 204)
 
     @app.get("/system/services/{name}")
     async def read_service(name: str, request: Request) -> Response:
@@ -67,5 +68,12 @@ def register(app: FastAPI, ctx: Context) -> None:
 
     @app.delete("/system/services/{name}")
     async def delete_service(name: str, request: Request) -> Response:
-        await ctx.cluster.delete_service(name, ctx.system_caller(request))
-        return empty(204)
+        written = await ctx.cluster.delete_service(name, ctx.system_caller(request))
+        return first_written(written, 204)
+
+
+def first_written(written: list[Written], status: int) -> Response:
+    """Gin keeps the first answer a handler writes; later ones are dropped."""
+    if written:
+        return text(written[0].text, written[0].status)
+    return empty(status)
