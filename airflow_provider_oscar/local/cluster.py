@@ -206,6 +206,13 @@ class LocalCluster:
         secret = self.minio.iam.secret_key(uid)
         return (uid, secret) if secret is not None else None
 
+    def mount_keys(self, service: Service) -> tuple[str, str] | None:
+        """resources/mount.go ``setMinIOEnvVars``: the sidecar mounts with the owner's keys
+        (the ``minio`` secret for ``cluster_admin``)."""
+        if service.owner == DEFAULT_OWNER:
+            return self.minio.root.access_key, self.minio.root.secret_key
+        return self.user_keys(service.owner)
+
     def job_keys(self, service: Service, who: str) -> tuple[str, str] | None:
         """job.go: the MinIO secret mounted in a job's pod: the event's principal, else the
         OIDC caller; the owner's own (and the root user's) is the ``minio`` secret. ``None``
@@ -461,6 +468,7 @@ class LocalCluster:
                 job_name=job.name,
                 timeout=self.settings.job_timeout,
                 minio_keys=job.minio_keys,
+                mount_keys=self.mount_keys(service),
                 fail=key in self._failing,
             )
             outcome = await self.runtime.execute(call)

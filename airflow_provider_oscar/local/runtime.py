@@ -17,6 +17,7 @@ as DEBUG records.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ from airflow_provider_oscar.local.supervisor.logs import (
     resolve_level,
     uncaught,
 )
+from airflow_provider_oscar.local.supervisor.mount import MountSync, in_namespace
 from airflow_provider_oscar.local.supervisor.process import ConsoleReader, run_script
 from airflow_provider_oscar.local.supervisor.response import create_response
 from airflow_provider_oscar.local.supervisor.storage import StorageConfig, output_files
@@ -50,7 +52,8 @@ class Invocation:
 
     ``job_name`` is set for a job (pod with the MinIO secret, body through ``EVENT``) and
     ``None`` for a synchronous run; ``timeout`` is the embedded OSCAR's own limit, if any;
-    ``minio_keys`` are the keys of the MinIO secret mounted in a job's pod.
+    ``minio_keys`` are the keys of the MinIO secret mounted in a job's pod, ``mount_keys``
+    those its mount sidecar uses (the owner's).
     """
 
     service: Service
@@ -60,6 +63,7 @@ class Invocation:
     timeout: float | None
     fail: bool = False
     minio_keys: tuple[str, str] | None = None
+    mount_keys: tuple[str, str] | None = None
 
 
 @dataclass
@@ -143,12 +147,24 @@ class Runtime:
         script = workdir / "script.sh"
         script.write_text(call.service.script)
         log.info(f"Script file found in '{script}'")
+        mount = self._mount(call, workdir)
+        argv = None
+        if mount is not None:
+            before = await asyncio.to_thread(mount.pull)
+            argv = in_namespace(["/bin/sh", str(script)], mount.root)
+            if argv is None:
+                log.warning(
+                    f"oscar-local: no mount namespace on this machine: /mnt/{mount.path} is at "
+                    f"{mount.local}"
+                )
         log.debug("CONTAINER OUTPUT:\n ")
         console = ConsoleReader(lambda line: log.debug(line.strip()))
-        if await run_script(script, workdir, env, call.timeout, console):
+        if await run_script(script, workdir, env, call.timeout, console, argv):
             assert call.timeout is not None
             log.error(f"oscar-local: the script exceeded the time limit of {call.timeout:g} s")
             return True
+        if mount is not None:
+            await asyncio.to_thread(mount.push, before)
 
         files = output_files(out_dir) if _unmoved(workdir, real) else []
         if not _unmoved(workdir, real):
@@ -157,6 +173,16 @@ class Runtime:
         log.info("Creating response")
         log.print(create_response(event.kind, out_dir, files, "".join(console.text)))
         return False
+
+    def _mount(self, call: Invocation, workdir: Path) -> MountSync | None:
+        """The job's mount (mount.go ``SetMount``: MinIO paths of job pods only)."""
+        mount = call.service.mount
+        if call.job_name is None or call.mount_keys is None or not mount.storage_provider:
+            return None
+        if mount.provider_type != "minio" or mount.provider_id != "default":
+            return None
+        store = self.minio.client(*call.mount_keys)
+        return MountSync(store, mount.path.strip(" /"), workdir / "mnt")
 
     async def _stage_input(
         self,

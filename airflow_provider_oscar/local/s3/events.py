@@ -56,14 +56,12 @@ def expand(names: list[str]) -> set[str]:
 
 
 def check_filter_value(value: str) -> None:
-    """event.ValidateFilterRuleValue: at most 1024 bytes, no empty, '.' or '..' segment."""
+    """event.ValidateFilterRuleValue: no ``.`` or ``..`` segment (empty ones are fine), at
+    most 1024 bytes of UTF-8, no backslash."""
+    if any(segment in (".", "..") for segment in value.split("/")):
+        raise NotificationError(f"invalid filter value '{value}'")
     if len(value.encode()) > 1024 or "\\" in value:
-        raise NotificationError("Size of filter rule value cannot exceed 1024 bytes in UTF-8")
-    for segment in value.split("/"):
-        if segment in (".", "..", ""):
-            if segment == "" and value.endswith("/"):
-                continue
-            raise NotificationError(f"invalid filter value '{value}'")
+        raise NotificationError(f"invalid filter value '{value}'")
 
 
 @dataclass(frozen=True)
