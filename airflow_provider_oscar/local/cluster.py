@@ -21,20 +21,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airflow_provider_oscar.local import federation
 from airflow_provider_oscar.local.executions import ExecutionLog
 from airflow_provider_oscar.local.faults import FaultPlan
-from airflow_provider_oscar.local.minio import (
-    ALL_USERS_GROUP,
-    MinIOAdmin,
-    MinIOError,
-    generate_secret,
-)
+from airflow_provider_oscar.local.minio import ALL_USERS_GROUP, MinIOError
 from airflow_provider_oscar.local.profiles import Profile, profile_for
-from airflow_provider_oscar.local.rules import StateError
+from airflow_provider_oscar.local.provisioning import Provisioning
 from airflow_provider_oscar.local.runtime import Invocation, Outcome, Runtime
 from airflow_provider_oscar.local.s3.server import MinIOServer
-from airflow_provider_oscar.local.service_buckets import Panic, ServiceBuckets, Written
+from airflow_provider_oscar.local.service_buckets import Panic, Written
 from airflow_provider_oscar.local.state import Caller, ClusterState, Job, JobStatus, utc_now
+from airflow_provider_oscar.local.storage import S3Settings
 from airflow_provider_oscar.local.types.config import Config, parse_string_slice
 from airflow_provider_oscar.local.types.deployment import (
     FAILED,
@@ -76,6 +73,8 @@ class Settings:
     kueue_enable: bool | None = None  # None: the release's default
     volume_enable: bool | None = None
     kueue_admission_timeout: float = 30.0  # utils/kueue.go defaultKueueAdmissionTimeout
+    resource_manager: bool = False  # RESOURCE_MANAGER_ENABLE: delegate what cannot run here
+    users_admin: list[str] = field(default_factory=list)  # USERS_ADMIN
     faults_enabled: bool = True
 
 
@@ -100,12 +99,12 @@ class LocalCluster:
         s3 = minio.root
         provider = MinIOProvider(s3.endpoint, s3.secure, s3.access_key, s3.secret_key, s3.region)
         self.state = ClusterState(self._config, self.profile, provider)
-        self.runtime = Runtime(minio, work_root, self.profile.release)
-        self.admin = MinIOAdmin(minio)
+        self.runtime = Runtime(work_root, self.profile.release)
+        self.provisioning = Provisioning(self.state, minio, self.profile)
+        self.admin, self.buckets = self.provisioning.admin, self.provisioning.buckets
         self.admin.create_all_users_group()  # auth.go CustomAuth, at start
         with contextlib.suppress(MinIOError):  # no MinIO console user here (#nosec G104)
             self.admin.create_add_group(ALL_USERS_GROUP, ["console"], remove=False)
-        self.buckets = ServiceBuckets(self.admin, self.profile, minio.region)
         minio.notifications.deliver = self._webhook
         self.started = utc_now()
         self._queue: deque[Job] = deque()
@@ -144,6 +143,7 @@ class LocalCluster:
             if settings.volume_enable is None
             else settings.volume_enable and profile.volume_default,
             write_timeout=settings.run_timeout,
+            users_admin=list(settings.users_admin),
         )
 
     async def start(self) -> None:
@@ -160,68 +160,20 @@ class LocalCluster:
     # services -----------------------------------------------------------------------------
 
     async def create_service(self, service: Service, caller: Caller) -> list[Written]:
-        """create.go: the service, then its MinIO side (what OSCAR answered and went on
-        past is returned)."""
-        if not caller.admin and (service.isolation_level or "").upper() == "USER":
-            service.owner = caller.owner
-            await asyncio.to_thread(self.buckets.prepare_isolation, service, caller.subject)
-        created = self.state.create_service(service, caller)
-        uid = "" if caller.admin else caller.subject
-        try:
-            return await asyncio.to_thread(self.buckets.after_create, created, uid, caller.admin)
-        except Panic:
-            raise  # the handler stops where it is: the service stays
-        except StateError:
-            self.state.delete_service(created.name, Caller(DEFAULT_OWNER, admin=True))
-            raise
+        return await self.provisioning.create(service, caller)
 
     async def update_service(self, service: Service, caller: Caller) -> list[Written]:
-        old = self.state.read_service(service.name)
-        if old is not None and service.isolation_level == "USER" and service.allowed_users:
-            service.owner = old.owner
-            uid = "" if caller.admin else caller.subject
-            await asyncio.to_thread(self.buckets.prepare_isolation, service, uid)
-        updated = self.state.update_service(service, caller)
-        assert old is not None  # update_service raised NotFound otherwise
-        self._sync_gates.pop(updated.name, None)
-        written = await asyncio.to_thread(self.buckets.after_update, old, updated, caller.admin)
+        written = await self.provisioning.update(service, caller)
+        self._sync_gates.pop(service.name, None)
         self._admit()  # a new owner may change what Kueue does with waiting jobs
         return written
 
     async def delete_service(self, name: str, caller: Caller) -> list[Written]:
-        service = self.state.delete_service(name, caller)
+        _, written = await self.provisioning.delete(name, caller)
         for job_key, task in list(self._running_jobs.items()):
             if job_key.startswith(f"{name}:"):
                 task.cancel()
-        return await asyncio.to_thread(self.buckets.after_delete, service)
-
-    # MinIO users ------------------------------------------------------------------------------
-
-    def provision_user(self, uid: str) -> None:
-        """auth/oidc.go getOIDCMiddleware: a MinIO user (and its secret) for a new OIDC user."""
-        if not self.minio.iam.user_exists(uid):
-            self.admin.create_minio_user(uid, generate_secret())
-
-    def user_keys(self, uid: str) -> tuple[str, str] | None:
-        secret = self.minio.iam.secret_key(uid)
-        return (uid, secret) if secret is not None else None
-
-    def mount_keys(self, service: Service) -> tuple[str, str] | None:
-        """resources/mount.go ``setMinIOEnvVars``: the sidecar mounts with the owner's keys
-        (the ``minio`` secret for ``cluster_admin``)."""
-        if service.owner == DEFAULT_OWNER:
-            return self.minio.root.access_key, self.minio.root.secret_key
-        return self.user_keys(service.owner)
-
-    def job_keys(self, service: Service, who: str) -> tuple[str, str] | None:
-        """job.go: the MinIO secret mounted in a job's pod: the event's principal, else the
-        OIDC caller; the owner's own (and the root user's) is the ``minio`` secret. ``None``
-        when no such secret exists (the pod cannot mount it and stays Pending)."""
-        key = who or service.owner
-        root = self.minio.root
-        if key in (service.owner, "minio", root.access_key):
-            return root.access_key, root.secret_key
-        return self.user_keys(key)
+        return written
 
     def deployment(self, service: Service) -> ServiceDeploymentStatus:
         """deployment.go inspectDeploymentRuntime for a Knative (or pod-backed) service."""
@@ -277,6 +229,24 @@ class LocalCluster:
 
     # executions ---------------------------------------------------------------------------
 
+    async def delegated(self, service: Service, event: bytes, job: str, authorization: str) -> bool:
+        """job.go with ``RESOURCE_MANAGER_ENABLE``: a service with federation members whose
+        job no node can take now (resourcemanager/k8s.go ``IsSchedulable``: CPU and memory
+        below what is free of requests) is delegated (``DelegateJob``); False when it stays."""
+        if not (self.settings.resource_manager and federation.members(service)):
+            return False
+        free_cpu = self.total_millicores - self.used_millicores
+        free_memory = self.settings.total_memory_bytes - self.used_memory
+        if millicores(service.cpu) < free_cpu and bytes_of(service.memory) < free_memory:
+            return False
+        refresh = self.provisioning.refresh_token(service)
+        try:
+            return await asyncio.to_thread(
+                federation.delegate, service, event, job, authorization, refresh
+            )
+        except federation.GoPanic:
+            raise Panic() from None
+
     def kueue_suspends(self, service: Service) -> bool:
         """job.go / run.go: Kueue governs services whose owner is not ``cluster_admin``."""
         return self.config.kueue_enable and service.owner != DEFAULT_OWNER
@@ -319,15 +289,15 @@ class LocalCluster:
         event: bytes,
         owner: str | None,
         name: str,
-        keys: tuple[str, str] | None,
+        store: S3Settings | None,
     ) -> Job:
         """Create a job for ``service`` (job.go); what happens next is Kubernetes' business.
 
-        ``keys`` are the MinIO secret mounted in its pod; without one the pod cannot mount it
+        ``store`` is the MinIO secret mounted in its pod; without one the pod cannot mount it
         and stays ``Pending`` (FailedMount)."""
         job = self.state.add_job(service, event, owner, name)
-        self.state.update_job(job, minio_keys=keys)
-        if keys is None:
+        self.state.update_job(job, minio=store)
+        if store is None:
             self.state.update_job(job, status=JobStatus.PENDING, has_pod=True)
             return job
         stuck = self.faults.stuck_status(service.name)
@@ -467,8 +437,8 @@ class LocalCluster:
                 job.event,
                 job_name=job.name,
                 timeout=self.settings.job_timeout,
-                minio_keys=job.minio_keys,
-                mount_keys=self.mount_keys(service),
+                minio=job.minio,
+                mount=self.provisioning.mount_store(service),
                 fail=key in self._failing,
             )
             outcome = await self.runtime.execute(call)

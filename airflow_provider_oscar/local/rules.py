@@ -29,6 +29,9 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes' rule for env var names
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+ORIGIN_CLUSTER = "oscar.grycap/origin-cluster"  # types.OriginClusterAnnotation (v4.1.0)
+ORIGIN_SERVICE = "oscar.grycap/origin-service"
+WORKER = "oscar.grycap/federation-worker"
 
 
 class StateError(Exception):
@@ -75,20 +78,39 @@ def check_values(service: Service, config: Config, minio: MinIOProvider, profile
         service.annotations = {}
     providers = service.storage_providers or StorageProviders()
     default = MinIOProvider(minio.endpoint, minio.verify, "hidden", "hidden", minio.region)
-    providers.minio = {**(providers.minio or {}), "default": default}
+    current = (providers.minio or {}).get("default")
+    federated = service.federation is not None and bool(service.federation.members)
+    origin = ORIGIN_CLUSTER in service.annotations
+    if not (profile.since("v4.1.0") and (origin or federated) and current and current.endpoint):
+        providers.minio = {**(providers.minio or {}), "default": default}  # else the origin's
     service.storage_providers = providers
-    service.token = secrets.token_hex(32)  # utils.GenerateToken
+    if service.federation is not None and not service.federation.topology:
+        service.federation.topology = "none"
+    if service.annotations.get(WORKER) != "true":  # a worker keeps its origin's token
+        service.token = secrets.token_hex(32)  # utils.GenerateToken
 
 
 def normalise_storage_paths(service: Service) -> None:
-    """create.go normalizeStoragePaths (v4.1.0)."""
+    """create.go normalizeStoragePaths (v4.1.0); a federation worker's default MinIO outputs
+    go to its origin service's bucket."""
+    annotations = service.annotations or {}
+    origin = annotations.get(ORIGIN_SERVICE, "").strip()
+    worker = bool(origin and annotations.get(ORIGIN_CLUSTER, "").strip())
     for kind, entries in (("input", service.input or []), ("output", service.output or [])):
         for io in entries:
             path = io.path.strip(" /")
             if not path:
                 raise Invalid(f"{kind} path cannot be empty")
             if io.provider_type in ("minio", "s3") and "/" not in path:
-                path = f"{service.name}/{path}"
+                bucket = service.name
+                if (
+                    kind == "output"
+                    and worker
+                    and io.storage_provider.split(".")[0].lower() == ("minio")
+                    and io.provider_id == "default"
+                ):
+                    bucket = origin
+                path = f"{bucket}/{path}"
             io.path = path
 
 

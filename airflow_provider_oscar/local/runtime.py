@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_oscar.local.profiles import Release
-from airflow_provider_oscar.local.s3.server import MinIOServer
+from airflow_provider_oscar.local.storage import ObjectStore, S3Settings
 from airflow_provider_oscar.local.supervisor.events import Event, EventParser
 from airflow_provider_oscar.local.supervisor.logs import (
     SupervisorExit,
@@ -52,8 +52,8 @@ class Invocation:
 
     ``job_name`` is set for a job (pod with the MinIO secret, body through ``EVENT``) and
     ``None`` for a synchronous run; ``timeout`` is the embedded OSCAR's own limit, if any;
-    ``minio_keys`` are the keys of the MinIO secret mounted in a job's pod, ``mount_keys``
-    those its mount sidecar uses (the owner's).
+    ``minio`` is the MinIO (endpoint and the keys of the secret) mounted in a job's pod,
+    ``mount`` what its mount sidecar uses (the owner's keys).
     """
 
     service: Service
@@ -62,8 +62,8 @@ class Invocation:
     job_name: str | None
     timeout: float | None
     fail: bool = False
-    minio_keys: tuple[str, str] | None = None
-    mount_keys: tuple[str, str] | None = None
+    minio: S3Settings | None = None
+    mount: S3Settings | None = None
 
 
 @dataclass
@@ -79,10 +79,7 @@ class Outcome:
 class Runtime:
     """Executes invocations in fresh directories under ``work_root``."""
 
-    def __init__(
-        self, minio: MinIOServer, work_root: Path, release: Release, endpoint: str = ""
-    ) -> None:
-        self.minio = minio
+    def __init__(self, work_root: Path, release: Release, endpoint: str = "") -> None:
         self.release = release
         self.work_root = work_root
         self.endpoint = endpoint
@@ -129,10 +126,10 @@ class Runtime:
         parser = EventParser(log, config["input"])
         with uncaught(log, "events/__init__.py", "parse_event"):
             event = parser.parse(stdin)
-        keys = call.minio_keys if call.job_name is not None else None
-        store = self.minio.client(*keys) if keys else None
+        minio = call.minio if call.job_name is not None else None
+        store = ObjectStore(minio) if minio else None
         with uncaught(log, "storage/config.py", "_parse_config"):
-            storage = StorageConfig(config, log, store, keys[0] if keys else None)
+            storage = StorageConfig(config, log, store, minio.access_key if minio else None)
         log.info("SUPERVISOR: Initializing Binary supervisor")
         env = {
             **environment,
@@ -177,12 +174,11 @@ class Runtime:
     def _mount(self, call: Invocation, workdir: Path) -> MountSync | None:
         """The job's mount (mount.go ``SetMount``: MinIO paths of job pods only)."""
         mount = call.service.mount
-        if call.job_name is None or call.mount_keys is None or not mount.storage_provider:
+        if call.job_name is None or call.mount is None or not mount.storage_provider:
             return None
         if mount.provider_type != "minio" or mount.provider_id != "default":
             return None
-        store = self.minio.client(*call.mount_keys)
-        return MountSync(store, mount.path.strip(" /"), workdir / "mnt")
+        return MountSync(ObjectStore(call.mount), mount.path.strip(" /"), workdir / "mnt")
 
     async def _stage_input(
         self,

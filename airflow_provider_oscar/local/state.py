@@ -32,6 +32,7 @@ from airflow_provider_oscar.local.rules import (
     normalise_storage_paths,
     page_start,
 )
+from airflow_provider_oscar.local.storage import S3Settings
 from airflow_provider_oscar.local.types.config import Config
 from airflow_provider_oscar.local.types.jobinfo import JobInfo, JobsResponse
 from airflow_provider_oscar.local.types.quantity import bytes_of, millicores
@@ -68,6 +69,7 @@ class Caller:
 
     subject: str
     admin: bool
+    authorization: str = ""  # the request's header, forwarded to federation members
 
     @property
     def owner(self) -> str:
@@ -90,7 +92,7 @@ class Job:
     logs: str = ""
     has_pod: bool = False
     queue_owner: str | None = None  # the Kueue ClusterQueue it waits in, when suspended
-    minio_keys: tuple[str, str] | None = None  # the mounted minio.default secret
+    minio: S3Settings | None = None  # the mounted minio.default secret
 
     def info(self) -> JobInfo:
         """logs.go getPod: the pod's phase and times, ``Suspended`` without a pod."""
@@ -165,6 +167,20 @@ class ClusterState:
                 service.owner = old.owner
             record.service, record.secrets = service, self._hide_secrets(service)
             return copy.deepcopy(service)
+
+    def replace_service(self, service: Service) -> None:
+        """The backend's UpdateService: the stored definition replaced as it is."""
+        with self._lock:
+            record = self._services.get(service.name)
+            if record is None:
+                raise NotFound()
+            record.service = copy.deepcopy(service)
+
+    def remove_service(self, name: str) -> None:
+        """The backend's DeleteService: the service's objects gone, nothing else."""
+        with self._lock:
+            if self._services.pop(name, None) is None:
+                raise NotFound()
 
     def delete_service(self, name: str, caller: Caller) -> Service:
         """delete.go: remove a service; returns it."""

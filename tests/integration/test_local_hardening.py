@@ -33,6 +33,7 @@ PUBLIC = {
     ("POST", "/run/{name}"),  # service token or OIDC bearer (test_local_security)
     ("POST", "/job/{name}"),
     ("POST", "/local/oidc/token"),  # the stand-in OIDC token endpoint: refresh token in the body
+    ("POST", "/local/oidc/protocol/openid-connect/token"),  # the same at Keycloak's path
 }
 ODD_NAMES = [
     "..",
@@ -108,7 +109,7 @@ def test_oscar_local_and_its_s3_store_listen_on_loopback_unless_told_otherwise(
 def test_only_the_known_public_routes_answer_without_admin_credentials(oscar: OscarLocal) -> None:
     guarded = ("/system", "/local")
     public = {(m, p) for m, p in routes(oscar) if not p.startswith(guarded)}
-    public |= {(m, p) for m, p in routes(oscar) if p == "/local/oidc/token"}
+    public |= {(m, p) for m, p in routes(oscar) if p.startswith("/local/oidc/")}
     assert public == PUBLIC
     assert len(routes(oscar)) - len(public) >= 20  # the enumeration found the real routes
 
@@ -169,6 +170,10 @@ def test_every_route_naming_a_service_refuses_an_odd_service_name(
             continue
         path = template.replace("{name}", name).format(job_name=target["job"])
         response = admin.request(method, path, json={})
+        if template == "/system/metrics/{name}" and response.status_code == 200:
+            # metrics.go (v4.1.0) computes any name's metrics for the admin: nothing else
+            assert "start" in response.json()
+            continue
         answered[f"{method} {template}"] = response.status_code
     assert len(answered) >= 8
     # 403 where OSCAR answers an unknown service so (deployment.go, logs.go delete of a job)

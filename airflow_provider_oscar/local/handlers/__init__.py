@@ -12,6 +12,7 @@ from types import ModuleType
 from airflow_provider_oscar.local.handlers import (
     buckets,
     deployment,
+    federation,
     job,
     logs,
     metrics,
@@ -31,4 +32,5 @@ MODULES: dict[str, ModuleType] = {
     "buckets": buckets,
     "system_logs": system_logs,
     "metrics": metrics,
+    "federation": federation,
 }

@@ -73,7 +73,7 @@ def register(app: FastAPI, ctx: Context) -> None:
         if caller.admin:
             names = await blocking(admin_client.bucket_names)
         else:
-            keys = ctx.cluster.user_keys(uid)
+            keys = ctx.cluster.provisioning.user_keys(uid)
             iam = ctx.cluster.minio.iam
             names = [
                 name

@@ -74,8 +74,8 @@ class Context:
             subject = settings.bearer_tokens.get(header[len("Bearer ") :])
             if subject is None:
                 raise Unauthorized(basic=False)
-            self.cluster.provision_user(subject)
-            return Caller(subject, admin=False)
+            self.cluster.provisioning.provision_user(subject)
+            return Caller(subject, admin=False, authorization=header)
         scheme, _, value = header.partition(" ")
         if scheme == "Basic":
             try:
@@ -85,7 +85,7 @@ class Context:
             if secrets.compare_digest(user, settings.user) and secrets.compare_digest(
                 password, settings.password
             ):
-                return Caller(settings.user, admin=True)
+                return Caller(settings.user, admin=True, authorization=header)
         raise Unauthorized(basic=True)
 
     @staticmethod

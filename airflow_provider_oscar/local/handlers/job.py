@@ -6,6 +6,7 @@ with the token the webhook was registered with), so they are logged and counted 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 
@@ -53,10 +54,20 @@ def register(app: FastAPI, ctx: Context) -> None:
             principal, origin.ip = decoded
             origin.user = principal
             owner, who = format_uid(principal)[:62], principal
-        keys = ctx.cluster.job_keys(service, who)
+        provisioning = ctx.cluster.provisioning
+        store = provisioning.job_store(service, who)
+        if ctx.profile.since("v4.1.0"):
+            uid = origin.user or ""
+            origin_store = await asyncio.to_thread(
+                provisioning.origin_store, service, authorization, uid
+            )
+            store = origin_store or store
         if not ctx.profile.delegated_job_id:
             delegated = None
-        ctx.cluster.submit(service, event, owner, delegated or job_name(service.name), keys)
+        name = delegated or job_name(service.name)
+        if await ctx.cluster.delegated(service, event, name, authorization):
+            return empty(201)  # a member cluster took it
+        ctx.cluster.submit(service, event, owner, name, store)
         return empty(201)
 
     async def webhook(name: str, authorization: str, event: bytes) -> Response:

@@ -55,8 +55,10 @@ def register(app: FastAPI, ctx: Context) -> None:
         caller = ctx.system_caller(request)
         provider = ctx.state.minio
         if not caller.admin:
-            keys = ctx.cluster.user_keys(caller.subject) or ("", "")
-            provider = MinIOProvider(provider.endpoint, provider.verify, *keys, provider.region)
+            access, secret = ctx.cluster.provisioning.user_keys(caller.subject) or ("", "")
+            provider = MinIOProvider(
+                provider.endpoint, provider.verify, access, secret, provider.region
+            )
         return ctx.json(ConfigForUser(ctx.config, provider, []))
 
     @app.get("/system/status")

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import re
 from datetime import datetime, timezone
-from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
@@ -29,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from airflow_provider_oscar.local.s3 import sigv4
 from airflow_provider_oscar.local.s3.actions import Operation, classify
-from airflow_provider_oscar.local.s3.errors import SERVER, s3_error
+from airflow_provider_oscar.local.s3.errors import SERVER
 from airflow_provider_oscar.local.s3.events import (
     NotificationError,
     ObjectInfo,
@@ -41,11 +40,19 @@ from airflow_provider_oscar.local.s3.events import (
     record,
 )
 from airflow_provider_oscar.local.s3.server import MinIOServer
+from airflow_provider_oscar.local.s3.wire import (
+    HOP,
+    MAX_BODY,
+    Request,
+    decode_aws_chunked,
+    object_name_refusal,
+    relay,
+    stream_back,
+    stream_events,
+)
 
 _XML = '<?xml version="1.0" encoding="UTF-8"?>\n'
 RESERVED = "moto-api"  # the store's own routes: never a bucket
-MAX_BODY = 5 * 1024**3
-_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "server", "date"}
 _BUCKET_BLOCK = re.compile(rb"<Bucket>.*?</Bucket>", re.S)
 _NAME = re.compile(rb"<Name>(.*?)</Name>", re.S)
 _DELETE_KEY = re.compile(rb"<Key>(.*?)</Key>", re.S)
@@ -75,7 +82,7 @@ class S3Front:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        request = _Request(scope, receive)
+        request = Request(scope, receive)
         try:
             response = await self._handle(request, send)
         except sigv4.AuthFailure as failure:
@@ -86,7 +93,7 @@ class S3Front:
 
     # dispatch ------------------------------------------------------------------------------
 
-    async def _handle(self, request: _Request, send: Send) -> Response | None:
+    async def _handle(self, request: Request, send: Send) -> Response | None:
         if request.path.startswith("/minio/"):
             if request.path in ("/minio/health/live", "/minio/health/ready"):
                 return Response(b"", 200)
@@ -125,7 +132,7 @@ class S3Front:
             return await self._bucket_notification(request)
         return await self._forward(request, who, verified, op, send)
 
-    def _allowed(self, request: _Request, who: str, op: Operation) -> bool:
+    def _allowed(self, request: Request, who: str, op: Operation) -> bool:
         iam = self.minio.iam
         if not iam.is_allowed(who, op.action, op.bucket, op.key):
             return False
@@ -137,15 +144,13 @@ class S3Front:
 
     # MinIO's own answers ---------------------------------------------------------------------
 
-    async def _list_buckets(
-        self, request: _Request, who: str, verified: sigv4.Verified
-    ) -> Response:
+    async def _list_buckets(self, request: Request, who: str, verified: sigv4.Verified) -> Response:
         upstream = await self._send(request, verified, b"")
         body = await upstream.aread()
         if upstream.status_code != 200 or self.minio.iam.is_allowed(
             who, "s3:ListAllMyBuckets", "", ""
         ):
-            return _relay(upstream, body)
+            return relay(upstream, body)
         iam = self.minio.iam
 
         def keep(match: re.Match[bytes]) -> bytes:
@@ -156,9 +161,9 @@ class S3Front:
         filtered = _BUCKET_BLOCK.sub(keep, body)
         if not _BUCKET_BLOCK.search(filtered):
             return request.error("AccessDenied")
-        return _relay(upstream, filtered)
+        return relay(upstream, filtered)
 
-    async def _bucket_tagging(self, request: _Request) -> Response:
+    async def _bucket_tagging(self, request: Request) -> Response:
         if not await self._bucket_exists(request.bucket):
             return request.error("NoSuchBucket")
         bucket = request.bucket
@@ -179,7 +184,7 @@ class S3Front:
         self.minio.drop_tags(bucket)
         return Response(b"", 204)
 
-    async def _bucket_notification(self, request: _Request) -> Response:
+    async def _bucket_notification(self, request: Request) -> Response:
         if not await self._bucket_exists(request.bucket):
             return request.error("NoSuchBucket")
         notifications = self.minio.notifications
@@ -195,7 +200,7 @@ class S3Front:
             return request.error("InvalidArgument", str(exc))
         return Response(b"", 200)
 
-    async def _listen(self, request: _Request, send: Send, op: Operation) -> Response | None:
+    async def _listen(self, request: Request, send: Send, op: Operation) -> Response | None:
         """``ListenNotificationHandler``: validated filters, then the stream until the client
         goes away."""
         query = request.query_lists
@@ -231,7 +236,7 @@ class S3Front:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         with self.minio.notifications.listening(bucket, rule) as listener:
-            stream = asyncio.ensure_future(_stream(listener.queue, send, ping))
+            stream = asyncio.ensure_future(stream_events(listener.queue, send, ping))
             gone = asyncio.ensure_future(request.disconnected())
             await asyncio.wait({stream, gone}, return_when=asyncio.FIRST_COMPLETED)
             for task in (stream, gone):
@@ -244,7 +249,7 @@ class S3Front:
 
     async def _forward(
         self,
-        request: _Request,
+        request: Request,
         who: str,
         verified: sigv4.Verified,
         op: Operation,
@@ -257,7 +262,7 @@ class S3Front:
         if re.fullmatch(r"[0-9a-f]{64}", declared) and hashlib.sha256(body).hexdigest() != declared:
             return request.error("XAmzContentSHA256Mismatch")
         if declared.startswith("STREAMING-") or "aws-chunked" in request.header("content-encoding"):
-            body = _decode_aws_chunked(body)
+            body = decode_aws_chunked(body)
         if op.name == "DeleteObjects":
             keys = [unquote(k.decode()) for k in _DELETE_KEY.findall(body)]
             iam = self.minio.iam
@@ -266,7 +271,7 @@ class S3Front:
         events = self._events_of(request, op)
         if not events and op.name not in ("DeleteBucket", "CompleteMultipartUpload"):
             upstream = await self._send(request, verified, body, stream=True)
-            await _stream_back(upstream, send)
+            await stream_back(upstream, send)
             return None
         upstream = await self._send(request, verified, body)
         answer = await upstream.aread()
@@ -275,9 +280,9 @@ class S3Front:
                 self.minio.forget_bucket(op.bucket)
             if events:
                 await self._publish(request, who, verified, op, events, body, upstream, answer)
-        return _relay(upstream, answer)
+        return relay(upstream, answer)
 
-    def _events_of(self, request: _Request, op: Operation) -> list[str]:
+    def _events_of(self, request: Request, op: Operation) -> list[str]:
         """The event names a successful ``op`` would give, where someone wants them."""
         if op.name == "PutObject":
             names = [
@@ -300,7 +305,7 @@ class S3Front:
 
     async def _publish(
         self,
-        request: _Request,
+        request: Request,
         who: str,
         verified: sigv4.Verified,
         op: Operation,
@@ -349,7 +354,7 @@ class S3Front:
         return response.status_code == 200
 
     async def _send(
-        self, request: _Request, verified: sigv4.Verified, body: bytes, stream: bool = False
+        self, request: Request, verified: sigv4.Verified, body: bytes, stream: bool = False
     ) -> httpx.Response:
         query = [
             (k, v)
@@ -359,7 +364,7 @@ class S3Front:
         headers = {
             name: values[0]
             for name, values in request.headers.items()
-            if name not in _HOP
+            if name not in HOP
             and name not in ("host", "authorization", "content-length", "expect")
             and not name.startswith("x-amz-content-sha256")
             and name not in ("x-amz-date", "x-amz-decoded-content-length", "x-amz-trailer")
@@ -406,127 +411,3 @@ class S3Front:
             method, url, headers={**headers, **signed}, content=body if body else None
         )
         return await self.client.send(outgoing, stream=stream)
-
-
-# requests and responses ------------------------------------------------------------------------
-
-
-class _Request:
-    """What the front needs of an ASGI request."""
-
-    def __init__(self, scope: Scope, receive: Receive) -> None:
-        self.scope, self.receive = scope, receive
-        self.method: str = scope["method"]
-        self.raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        self.raw_path = self.raw_path.split("?", 1)[0]
-        self.path = unquote(self.raw_path)
-        self.raw_query: str = scope.get("query_string", b"").decode("latin-1")
-        self.query_lists: dict[str, list[str]] = {}
-        for key, value in parse_qsl(self.raw_query, keep_blank_values=True):
-            self.query_lists.setdefault(key, []).append(value)
-        self.query = {k: v[0] for k, v in self.query_lists.items()}
-        self.headers: dict[str, list[str]] = {}
-        for name, value in scope["headers"]:
-            self.headers.setdefault(name.decode("latin-1").lower(), []).append(
-                value.decode("latin-1")
-            )
-        bucket, _, key = self.path.lstrip("/").partition("/")
-        self.bucket, self.key = bucket, key
-        client = scope.get("client") or ("127.0.0.1", 0)
-        self.client_host, self.client_port = str(client[0]), str(client[1])
-        self._body: bytes | None = None
-
-    def header(self, name: str) -> str:
-        return (self.headers.get(name) or [""])[0]
-
-    async def body(self) -> bytes:
-        if self._body is None:
-            chunks, total = [], 0
-            while True:
-                message = await self.receive()
-                chunk = message.get("body", b"")
-                total += len(chunk)
-                if total <= MAX_BODY + 1:
-                    chunks.append(chunk)
-                if not message.get("more_body"):
-                    break
-            self._body = b"".join(chunks)
-        return self._body
-
-    async def disconnected(self) -> None:
-        while (await self.receive())["type"] != "http.disconnect":
-            pass
-
-    def error(self, code: str, message: str | None = None) -> Response:
-        return s3_error(code, self.method, self.path, message, self.bucket, self.key)
-
-
-def object_name_refusal(key: str) -> tuple[str, str] | None:
-    """minio ``IsValidObjectPrefix`` and ``checkObjectNameForLengthAndSlash``: the S3 error
-    for an object name MinIO refuses, ``None`` for a valid one."""
-    if len(key.encode()) > 1024:
-        return "KeyTooLongError", "Your key is too long"
-    if key.startswith("/"):
-        return "XMinioInvalidObjectName", "Object name contains a leading slash."
-    bad = any(p.strip() in (".", "..") for p in key.strip().split("/"))
-    if bad or "//" in key or "\x00" in key:
-        return "XMinioInvalidObjectName", "Object name contains unsupported characters."
-    return None
-
-
-def _relay(upstream: httpx.Response, body: bytes) -> Response:
-    headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
-    headers.pop("content-length", None)
-    response = Response(body, upstream.status_code, headers=headers)
-    if upstream.request.method == "HEAD":
-        response.headers["content-length"] = upstream.headers.get("content-length", "0")
-    return response
-
-
-async def _stream_back(upstream: httpx.Response, send: Send) -> None:
-    """Relay a store answer as it arrives (large downloads are never held whole)."""
-    headers = [
-        (k.encode("latin-1"), v.encode("latin-1"))
-        for k, v in upstream.headers.items()
-        if k.lower() not in _HOP
-    ]
-    headers.append((b"server", SERVER.encode()))
-    try:
-        await send(
-            {"type": "http.response.start", "status": upstream.status_code, "headers": headers}
-        )
-        async for chunk in upstream.aiter_raw():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    finally:
-        await upstream.aclose()
-
-
-async def _stream(queue: asyncio.Queue[dict[str, Any]], send: Send, ping: int | None) -> None:
-    """One JSON line per event; keep-alives as MinIO writes them."""
-    import json
-
-    interval = float(ping) if ping else 0.5
-    while True:
-        try:
-            event = await asyncio.wait_for(queue.get(), interval)
-        except asyncio.TimeoutError:
-            chunk = b'{"Records":null}\n' if ping else b" "
-        else:
-            chunk = json.dumps({"Records": [event]}, separators=(",", ":")).encode() + b"\n"
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-
-def _decode_aws_chunked(body: bytes) -> bytes:
-    """The payload of an ``aws-chunked`` body (signed or unsigned chunks, trailers dropped)."""
-    out, at = bytearray(), 0
-    while at < len(body):
-        end = body.find(b"\r\n", at)
-        if end < 0:
-            break
-        size = int(body[at:end].split(b";", 1)[0] or b"0", 16)
-        if size == 0:
-            break
-        out += body[end + 2 : end + 2 + size]
-        at = end + 2 + size + 2
-    return bytes(out)
