@@ -23,6 +23,7 @@ from pathlib import Path
 
 from airflow_provider_oscar.local import federation
 from airflow_provider_oscar.local.executions import ExecutionLog
+from airflow_provider_oscar.local.exposed import ExposedDeployments
 from airflow_provider_oscar.local.faults import FaultPlan
 from airflow_provider_oscar.local.minio import ALL_USERS_GROUP, MinIOError
 from airflow_provider_oscar.local.profiles import Profile, profile_for
@@ -106,6 +107,7 @@ class LocalCluster:
         with contextlib.suppress(MinIOError):  # no MinIO console user here (#nosec G104)
             self.admin.create_add_group(ALL_USERS_GROUP, ["console"], remove=False)
         minio.notifications.deliver = self._webhook
+        self.exposed = ExposedDeployments()
         self.started = utc_now()
         self._queue: deque[Job] = deque()
         self._suspended: deque[Job] = deque()
@@ -170,14 +172,18 @@ class LocalCluster:
 
     async def delete_service(self, name: str, caller: Caller) -> list[Written]:
         _, written = await self.provisioning.delete(name, caller)
+        self.exposed.forget(name)
         for job_key, task in list(self._running_jobs.items()):
             if job_key.startswith(f"{name}:"):
                 task.cancel()
         return written
 
     def deployment(self, service: Service) -> ServiceDeploymentStatus:
-        """deployment.go inspectDeploymentRuntime for a Knative (or pod-backed) service."""
+        """deployment.go inspectDeploymentRuntime for an exposed, Knative or pod-backed
+        service."""
         namespace = service.namespace or self.config.services_namespace
+        if service.expose.exposed:
+            return self.exposed.status(service, namespace)
         fault = self.faults.deployment_fault(service.name)
         if not self.config.serverless_backend:  # inspectPodBackedDeploymentRuntime
             return ServiceDeploymentStatus(

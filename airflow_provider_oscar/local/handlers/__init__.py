@@ -14,6 +14,7 @@ from airflow_provider_oscar.local.handlers import (
     deployment,
     federation,
     job,
+    lifecycle,
     logs,
     metrics,
     run,
@@ -33,4 +34,5 @@ MODULES: dict[str, ModuleType] = {
     "system_logs": system_logs,
     "metrics": metrics,
     "federation": federation,
+    "lifecycle": lifecycle,
 }
