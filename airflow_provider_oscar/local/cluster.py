@@ -25,9 +25,11 @@ from airflow_provider_oscar.local import federation
 from airflow_provider_oscar.local.executions import ExecutionLog
 from airflow_provider_oscar.local.exposed import ExposedDeployments
 from airflow_provider_oscar.local.faults import FaultPlan
-from airflow_provider_oscar.local.minio import ALL_USERS_GROUP, MinIOError
+from airflow_provider_oscar.local.minio import ALL_USERS_GROUP, MinIOAdmin, MinIOError
 from airflow_provider_oscar.local.profiles import Profile, profile_for
 from airflow_provider_oscar.local.provisioning import Provisioning
+from airflow_provider_oscar.local.quotas import Quotas
+from airflow_provider_oscar.local.rules import format_uid
 from airflow_provider_oscar.local.runtime import Invocation, Outcome, Runtime
 from airflow_provider_oscar.local.s3.server import MinIOServer
 from airflow_provider_oscar.local.service_buckets import Panic, Written
@@ -46,6 +48,7 @@ from airflow_provider_oscar.local.types.deployment import (
 from airflow_provider_oscar.local.types.quantity import bytes_of, millicores
 from airflow_provider_oscar.local.types.service import DEFAULT_OWNER, Service
 from airflow_provider_oscar.local.types.storage import MinIOProvider
+from airflow_provider_oscar.local.volumes import Volumes
 
 log = logging.getLogger(__name__)
 MAX_ARG_STRLEN = 32 * 4096  # Linux: one environment string, with its name, "=" and NUL
@@ -59,6 +62,8 @@ class Settings:
     password: str = ""
     oscar_version: str | None = None
     bearer_tokens: dict[str, str] = field(default_factory=dict)
+    oidc_groups: dict[str, list[str]] = field(default_factory=dict)  # subject -> its groups
+    cluster_groups: list[str] | None = None  # OIDC_GROUPS; None: the default VO and all named
     refresh_tokens: dict[str, str] = field(default_factory=dict)
     access_token_lifetime: float = 300.0
     total_cpu: float = float(max(4, 2 * (os.cpu_count() or 2)))
@@ -77,6 +82,9 @@ class Settings:
     resource_manager: bool = False  # RESOURCE_MANAGER_ENABLE: delegate what cannot run here
     users_admin: list[str] = field(default_factory=list)  # USERS_ADMIN
     faults_enabled: bool = True
+
+
+DEFAULT_VO = "vo.oscar-local"  # the VO embedded OIDC users are enrolled in by default
 
 
 @dataclass
@@ -101,7 +109,21 @@ class LocalCluster:
         provider = MinIOProvider(s3.endpoint, s3.secure, s3.access_key, s3.secret_key, s3.region)
         self.state = ClusterState(self._config, self.profile, provider)
         self.runtime = Runtime(work_root, self.profile.release)
-        self.provisioning = Provisioning(self.state, minio, self.profile)
+        self.volumes = Volumes(
+            lambda: self.config,
+            self.profile,
+            work_root / "volumes",
+            lambda: self.state.list_services(Caller(DEFAULT_OWNER, admin=True)),
+        )
+        self.quotas = Quotas(
+            lambda: self.config,
+            self.profile,
+            self.volumes,
+            MinIOAdmin(minio),
+            lambda owner: self._admitted.get(owner, (0, 0)),
+            lambda: self._admit(),
+        )
+        self.provisioning = Provisioning(self.state, minio, self.profile, self.volumes, self.quotas)
         self.admin, self.buckets = self.provisioning.admin, self.provisioning.buckets
         self.admin.create_all_users_group()  # auth.go CustomAuth, at start
         with contextlib.suppress(MinIOError):  # no MinIO console user here (#nosec G104)
@@ -128,11 +150,25 @@ class LocalCluster:
         """The cluster's configuration; OIDC is on while bearer or refresh tokens are set."""
         config, settings = self._config, self.settings
         oidc = bool(settings.bearer_tokens or settings.refresh_tokens)
-        if oidc != config.oidc_enable:  # the embedded users are enrolled in the cluster's VO
-            config.oidc_enable = oidc
-            config.oidc_groups = ["vo.oscar-local"] if oidc else parse_string_slice("")
-            config.oidc_issuers = ["oscar-local"] if oidc else parse_string_slice("")
+        config.oidc_enable = oidc
+        config.oidc_groups = self._cluster_groups() if oidc else parse_string_slice("")
+        config.oidc_issuers = ["oscar-local"] if oidc else parse_string_slice("")
         return config
+
+    def _cluster_groups(self) -> list[str]:
+        """OIDC_GROUPS: as set, else the default VO and every group a user was given."""
+        if self.settings.cluster_groups is not None:
+            return list(self.settings.cluster_groups)
+        named = [g for groups in self.settings.oidc_groups.values() for g in groups]
+        return list(dict.fromkeys([DEFAULT_VO, *named]))
+
+    def groups_of(self, subject: str) -> list[str]:
+        """The groups an OIDC user's token carries (the default VO unless given some)."""
+        return list(self.settings.oidc_groups.get(subject) or [DEFAULT_VO])
+
+    def authorised(self, subject: str) -> bool:
+        """auth/oidc.go ``IsAuthorised``: one of the user's groups is one of the cluster's."""
+        return bool(set(self.groups_of(subject)) & set(self.config.oidc_groups or []))
 
     def _base_config(self) -> Config:
         settings, profile = self.settings, self.profile
@@ -158,6 +194,16 @@ class LocalCluster:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    def logged_in(self, uid: str) -> None:
+        """auth/oidc.go: what each OIDC request ensures for its caller beyond the MinIO user
+        (the ClusterQueue and volume limits from v4.0.0, the namespace from v4.1.0)."""
+        if not self.profile.queues_at_login:
+            return
+        self.quotas.ensure_queue(uid)
+        if self.profile.namespace_at_login:
+            self.quotas.ensure_minio_quota(self.volumes.ensure_namespace(uid))
+        self.volumes.ensure_limits(format_uid(uid), self.volumes.namespace_of(uid))
 
     # services -----------------------------------------------------------------------------
 
@@ -279,7 +325,12 @@ class LocalCluster:
         try:
             remaining = max(0.001, deadline - asyncio.get_running_loop().time())
             call = Invocation(
-                service, self.state.secrets_of(name), event, job_name=None, timeout=remaining
+                service,
+                self.state.secrets_of(name),
+                event,
+                job_name=None,
+                timeout=remaining,
+                volume=self.volumes.mounted(service),
             )
             outcome = await self.runtime.execute(call)
             return RunOutcome(outcome, cut=outcome.timed_out)
@@ -364,14 +415,11 @@ class LocalCluster:
 
     # Kueue admission -------------------------------------------------------------------------
 
-    def _quota(self) -> tuple[int, int]:
-        return millicores(self.config.kueue_default_cpu), bytes_of(self.config.kueue_default_memory)
-
     def _admissible(self, service: Service, queue_owner: str | None) -> bool:
         if queue_owner is None:
             return False  # no LocalQueue: Kueue never admits the workload
         used_cpu, used_memory = self._admitted.get(queue_owner, (0, 0))
-        quota_cpu, quota_memory = self._quota()
+        quota_cpu, quota_memory = self.quotas.nominal(queue_owner)
         return (
             used_cpu + millicores(service.cpu) <= quota_cpu
             and used_memory + bytes_of(service.memory) <= quota_memory
@@ -445,6 +493,7 @@ class LocalCluster:
                 timeout=self.settings.job_timeout,
                 minio=job.minio,
                 mount=self.provisioning.mount_store(service),
+                volume=self.volumes.mounted(service),
                 fail=key in self._failing,
             )
             outcome = await self.runtime.execute(call)

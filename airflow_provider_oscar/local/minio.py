@@ -240,6 +240,19 @@ class MinIOAdmin:
             raise MinIOError(f"error getting tags on bucket {bucket}: The TagSet does not exist")
         return tags
 
+    def buckets_by_owner(self, owner: str) -> list[str]:
+        """v4.1.0 ``ListBucketsByOwner``: buckets whose ``owner`` tag is ``owner``."""
+        owned = []
+        for name in self.bucket_names():
+            tags = self.server.tags(name)
+            if tags is not None and tags.get("owner") == owner:
+                owned.append(name)
+        return owned
+
+    def used_bytes(self, buckets: list[str]) -> int:
+        """``AggregateBucketStorageUsage`` over MinIO's data usage (computed when asked)."""
+        return sum(o.size for name in buckets for o in self.store.list(name))
+
     # webhooks -------------------------------------------------------------------------------
 
     def register_webhook(self, name: str, token: str) -> None:
@@ -339,3 +352,11 @@ class MinIOAdmin:
             raise MinIOError(
                 f'error creating folder "{folder}" in bucket "{bucket}": {exc}'
             ) from None
+
+
+def format_storage(value: int) -> str:
+    """minio.go ``FormatStorageBytes`` (``1.5Ki``, ``2Gi``; bytes below 1 KiB as they are)."""
+    for suffix, unit in (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if value >= unit:
+            return f"{value / unit:.1f}".removesuffix(".0") + suffix
+    return str(value)

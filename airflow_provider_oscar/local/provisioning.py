@@ -10,6 +10,7 @@ past are returned as :class:`.service_buckets.Written`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 
 import httpx
@@ -17,9 +18,11 @@ import httpx
 from airflow_provider_oscar.local import federation
 from airflow_provider_oscar.local.minio import MinIOAdmin, generate_secret
 from airflow_provider_oscar.local.profiles import Profile
+from airflow_provider_oscar.local.quotas import Quotas
 from airflow_provider_oscar.local.rules import (
     ORIGIN_CLUSTER,
     WORKER,
+    Conflict,
     Invalid,
     StateError,
     format_uid,
@@ -29,6 +32,13 @@ from airflow_provider_oscar.local.service_buckets import Panic, ServiceBuckets, 
 from airflow_provider_oscar.local.state import Caller, ClusterState
 from airflow_provider_oscar.local.storage import S3Settings
 from airflow_provider_oscar.local.types.service import DEFAULT_OWNER, Service
+from airflow_provider_oscar.local.volumes import (
+    KubeAlreadyExists,
+    KubeError,
+    KubeNotFound,
+    Volumes,
+    creates_volume,
+)
 
 ADMIN = Caller(DEFAULT_OWNER, admin=True)
 REFRESH_REQUIRED = "refresh_token secret is required for federated services"
@@ -41,10 +51,19 @@ class NotAuthorized(StateError):
 class Provisioning:
     """The service flows and MinIO identities of one cluster."""
 
-    def __init__(self, state: ClusterState, minio: MinIOServer, profile: Profile) -> None:
+    def __init__(
+        self,
+        state: ClusterState,
+        minio: MinIOServer,
+        profile: Profile,
+        volumes: Volumes,
+        quotas: Quotas,
+    ) -> None:
         self.state = state
         self.minio = minio
         self.profile = profile
+        self.volumes = volumes
+        self.quotas = quotas
         self.admin = MinIOAdmin(minio)
         self.buckets = ServiceBuckets(self.admin, profile, minio.region)
 
@@ -62,7 +81,12 @@ class Provisioning:
             if errors:
                 raise NotAuthorized(f"federation auth failed: {federation.go_errors(errors)}")
         federation.apply_federation(service)
+        if not caller.admin:
+            self.volumes.ensure_namespace(caller.subject)  # EnsureUserNamespace
         created = self.state.create_service(service, caller)
+        if not caller.admin:
+            self.quotas.ensure_queue(caller.subject)  # EnsureKueueUserQueues
+        self._ensure_volume(created)
         uid = "" if caller.admin else caller.subject
         written: list[Written] = []
         if not _mesh_worker(created):
@@ -82,6 +106,24 @@ class Provisioning:
             expanded.input, expanded.output = raw
             await self._expand_or_roll_back(expanded, caller)
         return written
+
+    def _ensure_volume(self, service: Service) -> None:
+        """knative.go ``CreateService`` (``EnsureServiceVolume``) and create.go's answers to
+        its errors: the service is not kept."""
+        try:
+            self.volumes.ensure_for(service)
+        except KubeError as exc:
+            self.state.delete_service(service.name, ADMIN)
+            if isinstance(exc, KubeAlreadyExists):
+                raise Conflict("A managed volume with the provided name already exists") from None
+            if isinstance(exc, KubeNotFound):
+                if creates_volume(service):
+                    raise Invalid(
+                        "Referenced volume size is not defined: Please add the volume size in "
+                        "service definition"
+                    ) from None
+                raise Invalid("Referenced volume does not exist in the caller namespace") from None
+            raise StateError(f"Error creating the service: {exc.text}") from None
 
     async def _expand_or_roll_back(self, service: Service, caller: Caller) -> None:
         refresh = self.refresh_token(service)
@@ -132,6 +174,8 @@ class Provisioning:
 
     async def delete(self, name: str, caller: Caller) -> tuple[Service, list[Written]]:
         service = self.state.delete_service(name, caller)
+        with contextlib.suppress(StateError):  # logged by knative.go DeleteService
+            self.volumes.release_for(service)
         return service, await asyncio.to_thread(self.buckets.after_delete, service)
 
     def refresh_token(self, service: Service) -> str:

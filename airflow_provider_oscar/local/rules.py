@@ -7,6 +7,7 @@ A refused request raises a :class:`StateError` carrying the status and text OSCA
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import uuid
@@ -15,6 +16,7 @@ from airflow_provider_oscar.local.profiles import Profile
 from airflow_provider_oscar.local.types.config import Config
 from airflow_provider_oscar.local.types.quantity import QuantityError, parse_quantity
 from airflow_provider_oscar.local.types.service import (
+    DEFAULT_OWNER,
     LOG_LEVELS,
     SERVICE_LABEL,
     USER_SERVICE_LABEL,
@@ -122,6 +124,72 @@ def check_storage_path(path: str) -> None:
             raise Invalid(f"invalid path {path!r}: '.' or '..' segment")
 
 
+VOLUME_NAME_RULE = "volume.name must satisfy Kubernetes DNS-1123 naming rules"
+VOLUME_SIZE_RULE = "volume.size must be a valid positive quantity"
+
+
+def is_dns_label(name: str) -> bool:
+    """validation.IsDNS1123Label."""
+    return len(name) <= 63 and bool(DNS_LABEL.match(name))
+
+
+def check_volume(service: Service) -> None:
+    """utils/volume.go ``ValidateVolumeConfig`` (v4.0.0): trims the fields, names a volume the
+    service creates after the service, and defaults its lifecycle to ``delete``."""
+    volume = service.volume
+    if volume is None:
+        return
+    volume.name, volume.size = volume.name.strip(), volume.size.strip()
+    volume.mount_path = volume.mount_path.strip()
+    volume.lifecycle_policy = volume.lifecycle_policy.strip()
+
+    def refuse(reason: str) -> Invalid:
+        return Invalid(f"The service specification is not valid: {reason}")
+
+    if not volume.mount_path:
+        raise refuse("volume.mount_path is required")
+    if not volume.size and not volume.name:
+        raise refuse("volume.name is required when volume.size is not set")
+    if volume.name and not is_dns_label(volume.name):
+        raise refuse(VOLUME_NAME_RULE)
+    if volume.size:
+        if not positive_quantity(volume.size):
+            raise refuse(VOLUME_SIZE_RULE)
+        volume.name = volume.name or service.name
+        if not volume.lifecycle_policy:
+            volume.lifecycle_policy = "delete"
+        elif volume.lifecycle_policy not in ("delete", "retain"):
+            raise refuse('volume.lifecycle_policy must be either "delete" or "retain"')
+    elif volume.lifecycle_policy:
+        raise refuse("volume.lifecycle_policy is only valid when volume.size is set")
+    if not volume.mount_path.startswith("/"):
+        raise refuse("volume.mount_path must be an absolute path")
+    for reserved in ("/oscar/config", "/oscar/bin"):  # types.ConfigPath, types.VolumePath
+        if volume.mount_path == reserved or volume.mount_path.startswith(reserved + "/"):
+            raise refuse("volume.mount_path cannot overlap OSCAR reserved paths")
+
+
+def same_volume(old: Service, new: Service) -> bool:
+    """utils/volume.go ``SameVolumeConfig``."""
+    a, b = old.volume, new.volume
+    if a is None or b is None:
+        return a is b
+    return (a.name, a.size, a.mount_path, a.lifecycle_policy) == (
+        b.name,
+        b.size,
+        b.mount_path,
+        b.lifecycle_policy,
+    )
+
+
+def positive_quantity(text: str) -> bool:
+    """``resource.ParseQuantity`` accepts it and it is above zero."""
+    try:
+        return parse_quantity(text) > 0
+    except QuantityError:
+        return False
+
+
 def check_deployable(service: Service) -> None:
     """What the Kubernetes API refuses in the pod template (a 500 from the backend): variable
     names a process cannot carry, values with NUL, and quantities that do not parse."""
@@ -206,10 +274,45 @@ def may_use(service: Service, subject: str, profile: Profile) -> bool:
     return not users or subject in users
 
 
+def kueue_name(value: str) -> str:
+    """utils/kueue.go ``sanitizeKueueName``."""
+    clean = re.sub(r"[^a-z0-9-]", "-", value.lower()).strip("-")
+    return clean[:63].rstrip("-") or "oscar"
+
+
 def local_queue_name(service: str) -> str:
     """utils/kueue.go BuildLocalQueueName."""
-    clean = re.sub(r"[^a-z0-9-]", "-", f"oscar-lq-{service}".lower()).strip("-")
-    return clean[:63].rstrip("-") or "oscar"
+    return kueue_name(f"oscar-lq-{service}")
+
+
+def cluster_queue_name(owner: str) -> str:
+    """utils/kueue.go BuildClusterQueueName."""
+    return kueue_name(f"oscar-cq-{owner}")
+
+
+def user_namespace(owner: str, services_namespace: str, max_length: int) -> str:
+    """utils/namespaces.go ``BuildUserNamespace``: the admin's services live in the services
+    namespace, each other owner's in ``<prefix>-<owner, sanitised>[-<sha1 of owner>]`` of at
+    most ``max_length`` characters (63 before v4.0.0, 18 from it)."""
+    if owner in ("", DEFAULT_OWNER):
+        return services_namespace
+    prefix = services_namespace or "oscar-svc"
+    digest = hashlib.sha1(owner.encode(), usedforsecurity=False).hexdigest()
+    room = max_length - len(prefix) - 1
+    if room <= 0:
+        return f"{prefix}-{digest}"[:max_length].strip("-")
+    clean = re.sub(r"[^a-z0-9-]+", "-", owner.lower()).strip("-")
+    if clean and not (len(clean) <= 63 and DNS_LABEL.match(clean)):
+        clean = clean[:max_length]  # sanitizeOwner: one cut, else the hash alone
+        if not DNS_LABEL.match(clean):
+            clean = ""
+    if not clean:
+        return f"{prefix}-{digest[:room].strip('-')}"
+    if len(clean) > room:
+        clean = clean[:room].strip("-")
+    if len(clean) == room or room - len(clean) - 1 <= 0:
+        return f"{prefix}-{clean}"
+    return f"{prefix}-{clean}-{digest[: room - len(clean) - 1]}"
 
 
 def job_name(service: str) -> str:

@@ -64,6 +64,7 @@ class Invocation:
     fail: bool = False
     minio: S3Settings | None = None
     mount: S3Settings | None = None
+    volume: tuple[Path, str] | None = None  # a managed volume's directory and mount path
 
 
 @dataclass
@@ -145,15 +146,15 @@ class Runtime:
         script.write_text(call.service.script)
         log.info(f"Script file found in '{script}'")
         mount = self._mount(call, workdir)
-        argv = None
+        binds: list[tuple[Path, str]] = []
         if mount is not None:
             before = await asyncio.to_thread(mount.pull)
-            argv = in_namespace(["/bin/sh", str(script)], mount.root)
-            if argv is None:
-                log.warning(
-                    f"oscar-local: no mount namespace on this machine: /mnt/{mount.path} is at "
-                    f"{mount.local}"
-                )
+            binds.append((mount.root, "/mnt"))
+        binds += self._volume(call, workdir, log, has_mnt=mount is not None)
+        argv = in_namespace(["/bin/sh", str(script)], binds) if binds else None
+        if binds and argv is None:
+            where = ", ".join(f"{path} is at {source}" for source, path in binds)
+            log.warning(f"oscar-local: no mount namespace on this machine: {where}")
         log.debug("CONTAINER OUTPUT:\n ")
         console = ConsoleReader(lambda line: log.debug(line.strip()))
         if await run_script(script, workdir, env, call.timeout, console, argv):
@@ -179,6 +180,28 @@ class Runtime:
         if mount.provider_type != "minio" or mount.provider_id != "default":
             return None
         return MountSync(ObjectStore(call.mount), mount.path.strip(" /"), workdir / "mnt")
+
+    @staticmethod
+    def _volume(
+        call: Invocation, workdir: Path, log: SupervisorLog, has_mnt: bool
+    ) -> list[tuple[Path, str]]:
+        """The managed volume at its ``mount_path`` (types/service.go ``ToPodSpec``, for job
+        and Knative pods alike): under ``/mnt``, or at a directory this machine has."""
+        if call.volume is None:
+            return []
+        directory, path = call.volume
+        if path == "/mnt" or path.startswith("/mnt/"):
+            if has_mnt:
+                return [(directory, path)]
+            empty = workdir / "mnt-root"
+            empty.mkdir(exist_ok=True)
+            return [(empty, "/mnt"), (directory, path)]
+        if Path(path).is_dir():
+            return [(directory, path)]
+        log.warning(
+            f"oscar-local: {path} does not exist on this machine: the volume is at {directory}"
+        )
+        return []
 
     async def _stage_input(
         self,

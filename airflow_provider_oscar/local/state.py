@@ -20,17 +20,21 @@ from airflow_provider_oscar.local.rules import (
     DNS_LABEL,
     KUEUE_QUEUE_LABEL,
     Forbidden,
+    Invalid,
     NotFound,
     StateError,
     check_creatable,
     check_deployable,
     check_storage_path,
     check_values,
+    check_volume,
     duplicate_error,
     local_queue_name,
     may_see,
     normalise_storage_paths,
     page_start,
+    same_volume,
+    user_namespace,
 )
 from airflow_provider_oscar.local.storage import S3Settings
 from airflow_provider_oscar.local.types.config import Config
@@ -70,6 +74,7 @@ class Caller:
     subject: str
     admin: bool
     authorization: str = ""  # the request's header, forwarded to federation members
+    groups: tuple[str, ...] = ()  # an OIDC caller's groups (VOs)
 
     @property
     def owner(self) -> str:
@@ -130,13 +135,16 @@ class ClusterState:
         """create.go MakeCreateHandler, after the body was decoded and validated."""
         self._prepare(service)
         service.owner = caller.owner
-        if not caller.admin and not service.vo and self.config.oidc_groups:
-            service.vo = self.config.oidc_groups[0]  # the first VO the caller is enrolled in
+        if not caller.admin:
+            self._check_vo(service, caller)
         with self._lock:
             if service.name in self._services:
                 raise duplicate_error(self.profile)
             check_creatable(service)
-            service.namespace = service.namespace or self.config.services_namespace
+            # create.go: an OIDC creator's services go to their namespace (EnsureUserNamespace)
+            service.namespace = service.namespace or user_namespace(
+                service.owner, self.config.services_namespace, self.profile.namespace_max_length
+            )
             record = Record(service, self._hide_secrets(service))
             if not caller.admin and self.config.kueue_enable:
                 labels = service.labels if service.labels is not None else {}
@@ -147,6 +155,21 @@ class ClusterState:
                 service.labels = {**(service.labels or {}), "owner_name": owner_name}
             self._services[service.name] = record
             return copy.deepcopy(service)
+
+    def _check_vo(self, service: Service, caller: Caller) -> None:
+        """create.go: a ``vo`` that is one of the cluster's must be one of the caller's
+        (``checkIdentity``); without one, the first of the cluster's the caller has."""
+        cluster = [g for g in self.config.oidc_groups or [] if g]
+        if service.vo:
+            if service.vo in cluster and service.vo not in caller.groups:
+                raise Invalid(f"this user isn't enrrolled on the vo: {service.vo}\n")
+        elif cluster:
+            enrolled = [g for g in cluster if g in caller.groups]
+            if not enrolled:
+                raise Invalid(
+                    f"service must be part of one of the following VO:  [{' '.join(cluster)}]\n"
+                )
+            service.vo = enrolled[0]
 
     def update_service(self, service: Service, caller: Caller) -> Service:
         """update.go MakeUpdateHandler: the admin's update stores the owner it was sent."""
@@ -159,6 +182,8 @@ class ClusterState:
             if self.profile.update_keeps_token and old.token:
                 service.token = old.token
             service.namespace = old.namespace or self.config.services_namespace
+            if not same_volume(old, service):
+                raise Invalid("volume updates are not supported after service creation")
             if not caller.admin:
                 if old.owner != caller.subject:
                     raise Forbidden(
@@ -254,7 +279,10 @@ class ClusterState:
                     "a lowercase RFC 1123 label must consist of lower case alphanumeric "
                     "characters or '-', and must start and end with an alphanumeric character"
                 )
-            if any(name in r.jobs for r in self._services.values()):  # one namespace for all
+            namespace = record.service.namespace
+            if any(
+                name in r.jobs for r in self._services.values() if r.service.namespace == namespace
+            ):
                 raise StateError(f'jobs.batch "{name}" already exists')
             job = Job(
                 name=name,
@@ -339,6 +367,7 @@ class ClusterState:
         for io in service.storage():
             check_storage_path(io.path)
         check_values(service, self.config, self.minio, self.profile)
+        check_volume(service)
         check_deployable(service)
 
     @staticmethod

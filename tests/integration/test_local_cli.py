@@ -199,6 +199,9 @@ def test_cli_port_out_of_range_gives_a_usage_error() -> None:
         (["--oscar-version", "3.5"], "OSCAR version '3.5' is not emulated"),
         (["--password-file", "/no/such/file"], "--password-file /no/such/file"),
         (["--host", "192.0.2.1"], "add --allow-remote"),
+        (["--oidc-token", "alice"], "--oidc-token 'alice': expected USER=TOKEN[:GROUP,...]"),
+        (["--oidc-token", "=t"], "expected USER=TOKEN[:GROUP,...]"),
+        (["--oidc-token", "a=t", "--oidc-token", "b=t"], "one token for a and b"),
     ],
 )
 def test_cli_bad_arguments_exit_2_naming_the_problem(
@@ -215,3 +218,48 @@ def test_cli_kills_no_job_for_its_age_unless_told() -> None:
     assert parse_args([]).job_timeout is None
     assert parse_args(["--job-timeout", "60"]).job_timeout == 60.0
     assert parse_args([]).run_timeout == 300.0  # WRITE_TIMEOUT's default
+
+
+def test_cli_oidc_tokens_parse_users_tokens_and_groups() -> None:
+    args = parse_args(["--oidc-token", "alice=tok-a:vo.one,vo.two", "--oidc-token", "bob=tok-b"])
+    assert args.tokens == {"tok-a": "alice", "tok-b": "bob"}
+    assert args.groups == {"alice": ["vo.one", "vo.two"]}
+
+
+def test_cli_oidc_tokens_let_oidc_clients_in_as_their_users() -> None:
+    """An OIDC user enrolled in a group the cluster accepts gets in; one whose only group is
+    not the cluster's is refused (auth/oidc.go ``IsAuthorised``)."""
+    proc, lines = start(
+        "--oidc-token",
+        "alice=alice-token:vo.example",
+        "--oidc-token",
+        "mallory=mallory-token:vo.other",
+        "--oidc-groups",
+        "vo.example",
+        env={"OSCAR_LOCAL_PASSWORD": "x"},
+    )
+    try:
+        endpoint = endpoint_of(lines)
+        assert any(
+            line.startswith("OIDC users:") and "alice, mallory" in line and "vo.example" in line
+            for line in lines
+        ), lines
+
+        def get(token: str, path: str) -> httpx.Response:
+            return httpx.get(f"{endpoint}{path}", headers={"Authorization": f"Bearer {token}"})
+
+        config = httpx.get(f"{endpoint}/system/config", auth=("oscar", "x")).json()
+        assert config["config"]["oidc_groups"] == ["vo.example"]
+        spec = {"name": "mine", "image": "x", "script": "true"}
+        created = httpx.post(
+            f"{endpoint}/system/services",
+            json=spec,
+            headers={"Authorization": "Bearer alice-token"},
+        )
+        assert created.status_code == 201, created.text
+        service = httpx.get(f"{endpoint}/system/services/mine", auth=("oscar", "x")).json()
+        assert (service["owner"], service["vo"]) == ("alice", "vo.example")
+        refused = get("mallory-token", "/system/services")
+        assert (refused.status_code, refused.text) == (401, "")
+    finally:
+        stop(proc)

@@ -17,10 +17,12 @@ from airflow_provider_oscar.local.handlers import (
     lifecycle,
     logs,
     metrics,
+    quotas,
     run,
     services,
     system,
     system_logs,
+    volumes,
 )
 
 MODULES: dict[str, ModuleType] = {
@@ -35,4 +37,6 @@ MODULES: dict[str, ModuleType] = {
     "metrics": metrics,
     "federation": federation,
     "lifecycle": lifecycle,
+    "quotas": quotas,
+    "volumes": volumes,
 }

@@ -20,13 +20,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from airflow_provider_oscar.local.handlers.common import Context, empty, text
-from airflow_provider_oscar.local.minio import PRIVATE, PUBLIC, RESTRICTED, MinIOAdmin, MinIOError
+from airflow_provider_oscar.local.minio import (
+    PRIVATE,
+    PUBLIC,
+    RESTRICTED,
+    MinIOAdmin,
+    MinIOError,
+    format_storage,
+)
 from airflow_provider_oscar.local.minio import MinIOBucket as Bucket
-from airflow_provider_oscar.local.rules import Invalid, page_start
+from airflow_provider_oscar.local.rules import page_start
 from airflow_provider_oscar.local.s3 import sigv4
 from airflow_provider_oscar.local.service_buckets import ServiceBuckets
 from airflow_provider_oscar.local.state import Caller
-from airflow_provider_oscar.local.types.gojson import GoJSONError, binding_errors, decode, parse
 from airflow_provider_oscar.local.types.minio import (
     BucketListResponse,
     MinIOBucket,
@@ -49,17 +55,7 @@ def register(app: FastAPI, ctx: Context) -> None:
     async def blocking(call: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(call, *args)
 
-    async def bind(request: Request, cls: type[T], prefix: str) -> T:
-        try:
-            value = decode(
-                cls, parse(await ctx.body(request, ctx.settings.max_body_bytes)), profile.release
-            )
-        except GoJSONError as exc:
-            raise Invalid(f"{prefix}: {exc}") from None
-        failures = binding_errors(value, profile.release)
-        if failures:
-            raise Invalid(f"{prefix}: {chr(10).join(failures)}")
-        return value
+    bind = ctx.bind
 
     def uid_of(caller: Caller, admin_uid: str) -> str:
         return admin_uid if caller.admin else caller.subject
@@ -337,14 +333,6 @@ def _enrich(admin: MinIOAdmin, bucket: MinIOBucket) -> None:
 def _quota_usage(usage: tuple[int, int]) -> tuple[MinIOQuota, MinIOUsage, str]:
     size, count = usage
     return MinIOQuota(source="unset"), MinIOUsage(format_storage(size), size, count), "complete"
-
-
-def format_storage(value: int) -> str:
-    """minio.go ``FormatStorageBytes`` (``1.5Ki``, ``2Gi``; bytes below 1 KiB as they are)."""
-    for suffix, unit in (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
-        if value >= unit:
-            return f"{value / unit:.1f}".removesuffix(".0") + suffix
-    return str(value)
 
 
 def _go_time(moment: datetime | None) -> str:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -30,8 +30,17 @@ from airflow_provider_oscar.local.profiles import Profile
 from airflow_provider_oscar.local.rules import Invalid, NotFound, StateError, may_use
 from airflow_provider_oscar.local.state import Caller, ClusterState
 from airflow_provider_oscar.local.types.config import Config
-from airflow_provider_oscar.local.types.gojson import encode, go_json_text
+from airflow_provider_oscar.local.types.gojson import (
+    GoJSONError,
+    binding_errors,
+    decode,
+    encode,
+    go_json_text,
+    parse,
+)
 from airflow_provider_oscar.local.types.service import Service
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,10 +81,12 @@ class Context:
         header = request.headers.get("authorization", "")
         if self.config.oidc_enable and header.startswith("Bearer "):
             subject = settings.bearer_tokens.get(header[len("Bearer ") :])
-            if subject is None:
+            if subject is None or not self.cluster.authorised(subject):
                 raise Unauthorized(basic=False)
             self.cluster.provisioning.provision_user(subject)
-            return Caller(subject, admin=False, authorization=header)
+            self.cluster.logged_in(subject)
+            groups = tuple(self.cluster.groups_of(subject))
+            return Caller(subject, admin=False, authorization=header, groups=groups)
         scheme, _, value = header.partition(" ")
         if scheme == "Basic":
             try:
@@ -100,6 +111,19 @@ class Context:
         return self.settings.bearer_tokens.get(token)
 
     # bodies ---------------------------------------------------------------------------------
+
+    async def bind(self, request: Request, cls: type[T], prefix: str) -> T:
+        """Gin's ``c.ShouldBindJSON``: Go's decoding, then the ``binding`` rules; a failure is
+        400 ``<prefix>: <error>``."""
+        raw = await self.body(request, self.settings.max_body_bytes)
+        try:
+            value = decode(cls, parse(raw), self.profile.release)
+        except GoJSONError as exc:
+            raise Invalid(f"{prefix}: {exc}") from None
+        failures = binding_errors(value, self.profile.release)
+        if failures:
+            raise Invalid(f"{prefix}: {chr(10).join(failures)}")
+        return value
 
     async def body(self, request: Request, limit: int) -> bytes:
         """The request body, refused past ``limit`` or past the shared memory budget."""
@@ -196,6 +220,7 @@ class Origin:
 
     user: str | None = None
     ip: str | None = None
+    run: bool = False  # a /run (else a /job)
 
 
 async def invocation_target(
@@ -219,11 +244,18 @@ async def invocation_target(
     if subject is None:  # no OIDC manager knows the token's issuer
         raise _unknown_issuer(token)
     origin.user = subject
+    authorised = ctx.cluster.authorised(subject)  # IsAuthorised: a group of the cluster's
     if profile.invocations_check_visibility:
+        if not authorised and origin.run:
+            raise NotFound()  # run.go answers 404 before it selects the service
         if service is None or not may_use(service, subject, profile):
             raise NotFound()  # selectService: errServiceNotFound
-    elif service is None or service.vo not in (ctx.config.oidc_groups or []) or not service.vo:
-        vo = service.vo if service else ""
+        if not authorised:
+            raise Unauthorized(basic=False)
+    elif not authorised:
+        raise Unauthorized(basic=False)
+    elif service is None or not service.vo or service.vo not in ctx.cluster.groups_of(subject):
+        vo = service.vo if service else ""  # UserHasVO: the service's VO is one of the user's
         raise NotAuthorized(f"this user isn't enrrolled on the vo: {vo}")
     return service, subject
 

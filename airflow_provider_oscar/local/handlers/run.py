@@ -36,6 +36,6 @@ def register(app: FastAPI, ctx: Context) -> None:
 
     @app.post("/run/{name}")
     async def run(name: str, request: Request) -> Response:
-        origin = Origin()
+        origin = Origin(run=True)
         client = request.client.host if request.client else ""
         return await logged(ctx, f"/run/{name}", client, origin, serve(name, request, origin))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -39,14 +40,20 @@ def namespaces() -> tuple[str, str] | None:
     return (unshare, mount) if done.returncode == 0 else None
 
 
-def in_namespace(argv: list[str], root: Path) -> list[str] | None:
-    """``argv`` run with ``root`` bound at ``/mnt``; ``None`` where that cannot be done."""
+def in_namespace(argv: list[str], binds: list[tuple[Path, str]]) -> list[str] | None:
+    """``argv`` run with each ``(directory, path)`` of ``binds`` bound at ``path`` (made when
+    missing), in order; ``None`` where that cannot be done."""
     tools = namespaces()
     if tools is None:
         return None
     unshare, mount = tools
-    shell = f'{mount} --bind "$0" /mnt && exec "$@"'
-    return [unshare, "--map-root-user", "--mount", "/bin/sh", "-c", shell, str(root), *argv]
+    steps = [
+        f"mkdir -p {shlex.quote(path)} && {mount} --bind {shlex.quote(str(source))} "
+        f"{shlex.quote(path)}"
+        for source, path in binds
+    ]
+    shell = " && ".join([*steps, 'exec "$@"'])
+    return [unshare, "--map-root-user", "--mount", "/bin/sh", "-c", shell, "sh", *argv]
 
 
 @dataclass
