@@ -10,6 +10,7 @@ from benchmarks.figures import Figure, render, save
 
 MODULES = [
     "benchmarks.local_run",
+    "benchmarks.s3_front",
     "benchmarks.ensemble",
     "benchmarks.ensemble_peers",
     "benchmarks.fanout",

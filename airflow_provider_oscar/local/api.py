@@ -9,6 +9,7 @@ empty bodies where a handler only sets a status.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections import Counter
 
@@ -31,6 +32,8 @@ from airflow_provider_oscar.local.handlers.common import (
     text,
 )
 from airflow_provider_oscar.local.rules import StateError
+
+log = logging.getLogger(__name__)
 
 
 def create_app(cluster: LocalCluster) -> ASGIApp:
@@ -58,6 +61,12 @@ def create_app(cluster: LocalCluster) -> ASGIApp:
     @app.exception_handler(StarletteHTTPException)
     async def _gin_not_found(_: Request, exc: StarletteHTTPException) -> Response:
         return text("404 page not found", 404)
+
+    @app.exception_handler(Exception)
+    async def _recovery(_: Request, exc: Exception) -> Response:
+        """Gin's Recovery: a handler that panics answers 500 with an empty body."""
+        log.exception("handler failed", exc_info=exc)
+        return empty(500)
 
     @app.exception_handler(TooLarge)
     async def _too_large(_: Request, exc: TooLarge) -> Response:

@@ -101,7 +101,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--s3-access-key", default=os.environ.get("OSCAR_LOCAL_S3_ACCESS_KEY", ""))
     parser.add_argument("--s3-secret-key", default=os.environ.get("OSCAR_LOCAL_S3_SECRET_KEY", ""))
+    parser.add_argument(
+        "--oidc-token",
+        action="append",
+        default=[],
+        metavar="USER=TOKEN[:GROUP,...]",
+        help="accept TOKEN as a bearer token of the OIDC user USER, a member of the GROUPs "
+        "(default: vo.oscar-local); repeatable. Turns OIDC on",
+    )
+    parser.add_argument(
+        "--oidc-groups",
+        metavar="GROUP,...",
+        help="the cluster's OIDC_GROUPS (default: vo.oscar-local and every GROUP named)",
+    )
     args = parser.parse_args(argv)
+    args.tokens, args.groups = {}, {}
+    for spec in args.oidc_token:
+        try:
+            user, token, groups = parse_oidc_token(spec)
+        except ValueError as exc:
+            parser.error(f"--oidc-token {spec!r}: {exc}")
+        if args.tokens.get(token, user) != user:
+            parser.error(f"--oidc-token: one token for {args.tokens[token]} and {user}")
+        args.tokens[token] = user
+        if groups:
+            args.groups[user] = list(dict.fromkeys([*args.groups.get(user, []), *groups]))
     if args.s3_endpoint and not (args.s3_access_key and args.s3_secret_key):
         parser.error("--s3-endpoint needs --s3-access-key and --s3-secret-key")
     if not 0 <= args.port <= 65535:
@@ -131,6 +155,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     else:
         args.password = os.environ.get("OSCAR_LOCAL_PASSWORD", "")
     return args
+
+
+def parse_oidc_token(spec: str) -> tuple[str, str, list[str]]:
+    """``USER=TOKEN[:GROUP,...]`` as (user, token, groups); a token holds no ``:``."""
+    user, equals, rest = spec.partition("=")
+    token, _, groups = rest.partition(":")
+    if not equals or not user.strip() or not token.strip():
+        raise ValueError("expected USER=TOKEN[:GROUP,...]")
+    names = [g.strip() for g in groups.split(",") if g.strip()]
+    return user.strip(), token.strip(), names
 
 
 def _loopback(host: str) -> bool:
@@ -171,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         run_timeout=args.run_timeout,
         serverless_backend=not args.no_serverless_backend,
         faults_enabled=not args.no_faults,
+        bearer_tokens=args.tokens,
+        oidc_groups=args.groups,
     )
+    if args.oidc_groups is not None:
+        settings.cluster_groups = [g.strip() for g in args.oidc_groups.split(",") if g.strip()]
     if args.total_cpu:
         settings.total_cpu = args.total_cpu
     s3 = (
@@ -196,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"OSCAR endpoint:  {server.endpoint}  (user {server.user})", flush=True)
         print(f"OSCAR release:   {server.profile.version}", flush=True)
         print(f"S3 endpoint:     {server.s3.endpoint}", flush=True)
+        if args.tokens:
+            users = sorted(set(args.tokens.values()))
+            assert server.cluster is not None
+            groups = ", ".join(server.cluster.config.oidc_groups or [])
+            print(f"OIDC users:      {', '.join(users)} (cluster groups: {groups})", flush=True)
         connection = json.loads(server.connection_json())
         if args.password:  # the user's own: never echoed
             connection["password"] = "<the password you gave>"

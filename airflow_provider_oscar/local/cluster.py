@@ -14,19 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airflow_provider_oscar.local import federation
+from airflow_provider_oscar.local.executions import ExecutionLog
+from airflow_provider_oscar.local.exposed import ExposedDeployments
 from airflow_provider_oscar.local.faults import FaultPlan
+from airflow_provider_oscar.local.minio import ALL_USERS_GROUP, MinIOAdmin, MinIOError
 from airflow_provider_oscar.local.profiles import Profile, profile_for
-from airflow_provider_oscar.local.rules import job_name
+from airflow_provider_oscar.local.provisioning import Provisioning
+from airflow_provider_oscar.local.quotas import Quotas
+from airflow_provider_oscar.local.rules import format_uid
 from airflow_provider_oscar.local.runtime import Invocation, Outcome, Runtime
+from airflow_provider_oscar.local.s3.server import MinIOServer
+from airflow_provider_oscar.local.service_buckets import Panic, Written
 from airflow_provider_oscar.local.state import Caller, ClusterState, Job, JobStatus, utc_now
-from airflow_provider_oscar.local.storage import BucketWatcher, ObjectStore
+from airflow_provider_oscar.local.storage import S3Settings
 from airflow_provider_oscar.local.types.config import Config, parse_string_slice
 from airflow_provider_oscar.local.types.deployment import (
     FAILED,
@@ -40,6 +48,7 @@ from airflow_provider_oscar.local.types.deployment import (
 from airflow_provider_oscar.local.types.quantity import bytes_of, millicores
 from airflow_provider_oscar.local.types.service import DEFAULT_OWNER, Service
 from airflow_provider_oscar.local.types.storage import MinIOProvider
+from airflow_provider_oscar.local.volumes import Volumes
 
 log = logging.getLogger(__name__)
 MAX_ARG_STRLEN = 32 * 4096  # Linux: one environment string, with its name, "=" and NUL
@@ -53,6 +62,8 @@ class Settings:
     password: str = ""
     oscar_version: str | None = None
     bearer_tokens: dict[str, str] = field(default_factory=dict)
+    oidc_groups: dict[str, list[str]] = field(default_factory=dict)  # subject -> its groups
+    cluster_groups: list[str] | None = None  # OIDC_GROUPS; None: the default VO and all named
     refresh_tokens: dict[str, str] = field(default_factory=dict)
     access_token_lifetime: float = 300.0
     total_cpu: float = float(max(4, 2 * (os.cpu_count() or 2)))
@@ -68,7 +79,12 @@ class Settings:
     kueue_enable: bool | None = None  # None: the release's default
     volume_enable: bool | None = None
     kueue_admission_timeout: float = 30.0  # utils/kueue.go defaultKueueAdmissionTimeout
+    resource_manager: bool = False  # RESOURCE_MANAGER_ENABLE: delegate what cannot run here
+    users_admin: list[str] = field(default_factory=list)  # USERS_ADMIN
     faults_enabled: bool = True
+
+
+DEFAULT_VO = "vo.oscar-local"  # the VO embedded OIDC users are enrolled in by default
 
 
 @dataclass
@@ -82,17 +98,38 @@ class RunOutcome:
 class LocalCluster:
     """OSCAR's operations over the embedded state, store and runtime."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, work_root: Path) -> None:
+    def __init__(self, settings: Settings, minio: MinIOServer, work_root: Path) -> None:
         self.settings = settings
-        self.store = store
+        self.minio = minio
+        self.store = minio.store
         self.profile: Profile = profile_for(settings.oscar_version)
         self._config = self._base_config()
         self.faults = FaultPlan()
-        s3 = store.settings
-        minio = MinIOProvider(s3.endpoint, s3.secure, s3.access_key, s3.secret_key, s3.region)
-        self.state = ClusterState(self._config, self.profile, minio)
-        self.runtime = Runtime(store, work_root, self.profile.release)
-        self.watcher = BucketWatcher(store, self._on_object, settings.event_interval)
+        s3 = minio.root
+        provider = MinIOProvider(s3.endpoint, s3.secure, s3.access_key, s3.secret_key, s3.region)
+        self.state = ClusterState(self._config, self.profile, provider)
+        self.runtime = Runtime(work_root, self.profile.release)
+        self.volumes = Volumes(
+            lambda: self.config,
+            self.profile,
+            work_root / "volumes",
+            lambda: self.state.list_services(Caller(DEFAULT_OWNER, admin=True)),
+        )
+        self.quotas = Quotas(
+            lambda: self.config,
+            self.profile,
+            self.volumes,
+            MinIOAdmin(minio),
+            lambda owner: self._admitted.get(owner, (0, 0)),
+            lambda: self._admit(),
+        )
+        self.provisioning = Provisioning(self.state, minio, self.profile, self.volumes, self.quotas)
+        self.admin, self.buckets = self.provisioning.admin, self.provisioning.buckets
+        self.admin.create_all_users_group()  # auth.go CustomAuth, at start
+        with contextlib.suppress(MinIOError):  # no MinIO console user here (#nosec G104)
+            self.admin.create_add_group(ALL_USERS_GROUP, ["console"], remove=False)
+        minio.notifications.deliver = self._webhook
+        self.exposed = ExposedDeployments()
         self.started = utc_now()
         self._queue: deque[Job] = deque()
         self._suspended: deque[Job] = deque()
@@ -105,17 +142,33 @@ class LocalCluster:
         self._background: set[asyncio.Task[None]] = set()
         self._failing: set[str] = set()  # jobs a FailingJobs fault caught when submitted
         self.sync_running: dict[str, int] = {}
+        self.executions = ExecutionLog()
+        self.job_endpoint: Callable[[str, str, bytes], Awaitable[object]] | None = None
 
     @property
     def config(self) -> Config:
         """The cluster's configuration; OIDC is on while bearer or refresh tokens are set."""
         config, settings = self._config, self.settings
         oidc = bool(settings.bearer_tokens or settings.refresh_tokens)
-        if oidc != config.oidc_enable:  # the embedded users are enrolled in the cluster's VO
-            config.oidc_enable = oidc
-            config.oidc_groups = ["vo.oscar-local"] if oidc else parse_string_slice("")
-            config.oidc_issuers = ["oscar-local"] if oidc else parse_string_slice("")
+        config.oidc_enable = oidc
+        config.oidc_groups = self._cluster_groups() if oidc else parse_string_slice("")
+        config.oidc_issuers = ["oscar-local"] if oidc else parse_string_slice("")
         return config
+
+    def _cluster_groups(self) -> list[str]:
+        """OIDC_GROUPS: as set, else the default VO and every group a user was given."""
+        if self.settings.cluster_groups is not None:
+            return list(self.settings.cluster_groups)
+        named = [g for groups in self.settings.oidc_groups.values() for g in groups]
+        return list(dict.fromkeys([DEFAULT_VO, *named]))
+
+    def groups_of(self, subject: str) -> list[str]:
+        """The groups an OIDC user's token carries (the default VO unless given some)."""
+        return list(self.settings.oidc_groups.get(subject) or [DEFAULT_VO])
+
+    def authorised(self, subject: str) -> bool:
+        """auth/oidc.go ``IsAuthorised``: one of the user's groups is one of the cluster's."""
+        return bool(set(self.groups_of(subject)) & set(self.config.oidc_groups or []))
 
     def _base_config(self) -> Config:
         settings, profile = self.settings, self.profile
@@ -128,10 +181,11 @@ class LocalCluster:
             if settings.volume_enable is None
             else settings.volume_enable and profile.volume_default,
             write_timeout=settings.run_timeout,
+            users_admin=list(settings.users_admin),
         )
 
     async def start(self) -> None:
-        self._spawn(self.watcher.run())
+        """Nothing runs in the background until requests arrive."""
 
     async def stop(self) -> None:
         tasks = list(self._background) + list(self._running_jobs.values())
@@ -141,32 +195,41 @@ class LocalCluster:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    def logged_in(self, uid: str) -> None:
+        """auth/oidc.go: what each OIDC request ensures for its caller beyond the MinIO user
+        (the ClusterQueue and volume limits from v4.0.0, the namespace from v4.1.0)."""
+        if not self.profile.queues_at_login:
+            return
+        self.quotas.ensure_queue(uid)
+        if self.profile.namespace_at_login:
+            self.quotas.ensure_minio_quota(self.volumes.ensure_namespace(uid))
+        self.volumes.ensure_limits(format_uid(uid), self.volumes.namespace_of(uid))
+
     # services -----------------------------------------------------------------------------
 
-    async def create_service(self, service: Service, caller: Caller) -> Service:
-        created = self.state.create_service(service, caller)
-        await asyncio.to_thread(self._provision, created)
-        return created
+    async def create_service(self, service: Service, caller: Caller) -> list[Written]:
+        return await self.provisioning.create(service, caller)
 
-    async def update_service(self, service: Service, caller: Caller) -> Service:
-        updated = self.state.update_service(service, caller)
-        self._sync_gates.pop(updated.name, None)
-        await asyncio.to_thread(self._provision, updated)
+    async def update_service(self, service: Service, caller: Caller) -> list[Written]:
+        written = await self.provisioning.update(service, caller)
+        self._sync_gates.pop(service.name, None)
         self._admit()  # a new owner may change what Kueue does with waiting jobs
-        return updated
+        return written
 
-    async def delete_service(self, name: str, caller: Caller) -> None:
-        service, buckets = self.state.delete_service(name, caller)
-        self.watcher.forget(service.name)
+    async def delete_service(self, name: str, caller: Caller) -> list[Written]:
+        _, written = await self.provisioning.delete(name, caller)
+        self.exposed.forget(name)
         for job_key, task in list(self._running_jobs.items()):
             if job_key.startswith(f"{name}:"):
                 task.cancel()
-        for bucket in buckets:
-            await asyncio.to_thread(self.store.remove_bucket, bucket)
+        return written
 
     def deployment(self, service: Service) -> ServiceDeploymentStatus:
-        """deployment.go inspectDeploymentRuntime for a Knative (or pod-backed) service."""
+        """deployment.go inspectDeploymentRuntime for an exposed, Knative or pod-backed
+        service."""
         namespace = service.namespace or self.config.services_namespace
+        if service.expose.exposed:
+            return self.exposed.status(service, namespace)
         fault = self.faults.deployment_fault(service.name)
         if not self.config.serverless_backend:  # inspectPodBackedDeploymentRuntime
             return ServiceDeploymentStatus(
@@ -216,19 +279,25 @@ class LocalCluster:
         fault = self.faults.deployment_fault(service.name)
         return list(fault.logs) if fault else []
 
-    def _provision(self, service: Service) -> None:
-        for bucket in service.minio_buckets():
-            self.store.make_bucket(bucket)
-        inputs = [
-            (io.bucket, io.folder)
-            for io in service.input or []
-            if io.provider_type == "minio" and io.provider_id == "default"
-        ]
-        for bucket, folder in inputs:
-            self.store.make_folder(bucket, folder)
-        self.watcher.watch(service.name, inputs)
-
     # executions ---------------------------------------------------------------------------
+
+    async def delegated(self, service: Service, event: bytes, job: str, authorization: str) -> bool:
+        """job.go with ``RESOURCE_MANAGER_ENABLE``: a service with federation members whose
+        job no node can take now (resourcemanager/k8s.go ``IsSchedulable``: CPU and memory
+        below what is free of requests) is delegated (``DelegateJob``); False when it stays."""
+        if not (self.settings.resource_manager and federation.members(service)):
+            return False
+        free_cpu = self.total_millicores - self.used_millicores
+        free_memory = self.settings.total_memory_bytes - self.used_memory
+        if millicores(service.cpu) < free_cpu and bytes_of(service.memory) < free_memory:
+            return False
+        refresh = self.provisioning.refresh_token(service)
+        try:
+            return await asyncio.to_thread(
+                federation.delegate, service, event, job, authorization, refresh
+            )
+        except federation.GoPanic:
+            raise Panic() from None
 
     def kueue_suspends(self, service: Service) -> bool:
         """job.go / run.go: Kueue governs services whose owner is not ``cluster_admin``."""
@@ -256,7 +325,12 @@ class LocalCluster:
         try:
             remaining = max(0.001, deadline - asyncio.get_running_loop().time())
             call = Invocation(
-                service, self.state.secrets_of(name), event, job_name=None, timeout=remaining
+                service,
+                self.state.secrets_of(name),
+                event,
+                job_name=None,
+                timeout=remaining,
+                volume=self.volumes.mounted(service),
             )
             outcome = await self.runtime.execute(call)
             return RunOutcome(outcome, cut=outcome.timed_out)
@@ -266,9 +340,23 @@ class LocalCluster:
             self._take(millicores(service.cpu), bytes_of(service.memory), -1)
             self._dispatch()  # jobs may have waited for the capacity this run held
 
-    def submit(self, service: Service, event: bytes, owner: str | None, name: str) -> Job:
-        """Create a job for ``service`` (job.go); what happens next is Kubernetes' business."""
+    def submit(
+        self,
+        service: Service,
+        event: bytes,
+        owner: str | None,
+        name: str,
+        store: S3Settings | None,
+    ) -> Job:
+        """Create a job for ``service`` (job.go); what happens next is Kubernetes' business.
+
+        ``store`` is the MinIO secret mounted in its pod; without one the pod cannot mount it
+        and stays ``Pending`` (FailedMount)."""
         job = self.state.add_job(service, event, owner, name)
+        self.state.update_job(job, minio=store)
+        if store is None:
+            self.state.update_job(job, status=JobStatus.PENDING, has_pod=True)
+            return job
         stuck = self.faults.stuck_status(service.name)
         if stuck:
             self.state.update_job(job, status=JobStatus(stuck), has_pod=stuck == "Pending")
@@ -327,14 +415,11 @@ class LocalCluster:
 
     # Kueue admission -------------------------------------------------------------------------
 
-    def _quota(self) -> tuple[int, int]:
-        return millicores(self.config.kueue_default_cpu), bytes_of(self.config.kueue_default_memory)
-
     def _admissible(self, service: Service, queue_owner: str | None) -> bool:
         if queue_owner is None:
             return False  # no LocalQueue: Kueue never admits the workload
         used_cpu, used_memory = self._admitted.get(queue_owner, (0, 0))
-        quota_cpu, quota_memory = self._quota()
+        quota_cpu, quota_memory = self.quotas.nominal(queue_owner)
         return (
             used_cpu + millicores(service.cpu) <= quota_cpu
             and used_memory + bytes_of(service.memory) <= quota_memory
@@ -406,6 +491,9 @@ class LocalCluster:
                 job.event,
                 job_name=job.name,
                 timeout=self.settings.job_timeout,
+                minio=job.minio,
+                mount=self.provisioning.mount_store(service),
+                volume=self.volumes.mounted(service),
                 fail=key in self._failing,
             )
             outcome = await self.runtime.execute(call)
@@ -426,26 +514,16 @@ class LocalCluster:
             self._admit()
             self._dispatch()
 
-    async def _on_object(self, service_name: str, event: bytes) -> None:
-        """MinIO's webhook: POST /job/<service> with the service token and the event."""
-        service = self.state.read_service(service_name)
-        if service is None:
+    async def _webhook(self, service_name: str, token: str, event: bytes) -> None:
+        """MinIO's webhook target: ``POST /job/<service>`` with ``Bearer <auth_token>``."""
+        if self.job_endpoint is None:
             return
         try:
-            self.submit(service, event, owner=event_principal(event), name=job_name(service_name))
-        except Exception:
-            log.exception("could not start a job of %s for a bucket event", service_name)
+            await self.job_endpoint(service_name, f"Bearer {token}", event)
+        except Exception as exc:  # MinIO logs the failed delivery
+            log.info("webhook delivery to %s refused: %r", service_name, exc)
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def event_principal(event: bytes) -> str | None:
-    """job.go decodeEventBytes: the MinIO event's ``requestParameters.principalId``."""
-    try:
-        record = json.loads(event)["Records"][0]
-        return str(record["requestParameters"]["principalId"])[:62]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None

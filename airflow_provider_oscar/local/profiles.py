@@ -197,6 +197,38 @@ class Profile:
         and per-node ``request_cores``/``request_bytes``."""
         return self.since("v4.0.0")
 
+    # users' namespaces, Kueue queues and quotas (namespaces.go, oidc.go, quotas.go) ---------
+
+    @property
+    def namespace_max_length(self) -> int:
+        """utils/namespaces.go ``maxNamespaceLength``: 63, then 18 from v4.0.0."""
+        return 18 if self.since("v4.0.0") else 63
+
+    @property
+    def queues_at_login(self) -> bool:
+        """auth/oidc.go (v4.0.0): every OIDC request ensures the caller's ClusterQueue
+        (``CreateKueueUserQueuesIfDontExist``) and volume limits (``EnsureVolumeLimits``);
+        before, a ClusterQueue comes with the first service the user creates."""
+        return self.since("v4.0.0")
+
+    @property
+    def namespace_at_login(self) -> bool:
+        """auth/oidc.go (v4.1.0): every OIDC request also ensures the caller's namespace
+        (``EnsureUserNamespace``); before, creating a service or a volume does."""
+        return self.since("v4.1.0")
+
+    @property
+    def quotas_as_quantities(self) -> bool:
+        """v3.7.x handlers/quotas.go: ``max``/``used`` are Quantity strings (``"2"``,
+        ``"2Gi"``); types/quotas.go (v4.0.0) makes them int64 millicores and bytes."""
+        return not self.since("v4.0.0")
+
+    @property
+    def quota_storage_and_minio(self) -> bool:
+        """v4.1.0: ``ephemeral-storage`` and ``gpu`` in the ClusterQueue's quota, and the
+        ``minio`` block (bucket count, storage per bucket)."""
+        return self.since("v4.1.0")
+
 
 PROFILES = {
     "3.6": Profile(Release.of("v3.6.5")),

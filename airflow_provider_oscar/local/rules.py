@@ -7,6 +7,7 @@ A refused request raises a :class:`StateError` carrying the status and text OSCA
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import uuid
@@ -15,6 +16,7 @@ from airflow_provider_oscar.local.profiles import Profile
 from airflow_provider_oscar.local.types.config import Config
 from airflow_provider_oscar.local.types.quantity import QuantityError, parse_quantity
 from airflow_provider_oscar.local.types.service import (
+    DEFAULT_OWNER,
     LOG_LEVELS,
     SERVICE_LABEL,
     USER_SERVICE_LABEL,
@@ -29,6 +31,9 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes' rule for env var names
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+ORIGIN_CLUSTER = "oscar.grycap/origin-cluster"  # types.OriginClusterAnnotation (v4.1.0)
+ORIGIN_SERVICE = "oscar.grycap/origin-service"
+WORKER = "oscar.grycap/federation-worker"
 
 
 class StateError(Exception):
@@ -75,20 +80,39 @@ def check_values(service: Service, config: Config, minio: MinIOProvider, profile
         service.annotations = {}
     providers = service.storage_providers or StorageProviders()
     default = MinIOProvider(minio.endpoint, minio.verify, "hidden", "hidden", minio.region)
-    providers.minio = {**(providers.minio or {}), "default": default}
+    current = (providers.minio or {}).get("default")
+    federated = service.federation is not None and bool(service.federation.members)
+    origin = ORIGIN_CLUSTER in service.annotations
+    if not (profile.since("v4.1.0") and (origin or federated) and current and current.endpoint):
+        providers.minio = {**(providers.minio or {}), "default": default}  # else the origin's
     service.storage_providers = providers
-    service.token = secrets.token_hex(32)  # utils.GenerateToken
+    if service.federation is not None and not service.federation.topology:
+        service.federation.topology = "none"
+    if service.annotations.get(WORKER) != "true":  # a worker keeps its origin's token
+        service.token = secrets.token_hex(32)  # utils.GenerateToken
 
 
 def normalise_storage_paths(service: Service) -> None:
-    """create.go normalizeStoragePaths (v4.1.0)."""
+    """create.go normalizeStoragePaths (v4.1.0); a federation worker's default MinIO outputs
+    go to its origin service's bucket."""
+    annotations = service.annotations or {}
+    origin = annotations.get(ORIGIN_SERVICE, "").strip()
+    worker = bool(origin and annotations.get(ORIGIN_CLUSTER, "").strip())
     for kind, entries in (("input", service.input or []), ("output", service.output or [])):
         for io in entries:
             path = io.path.strip(" /")
             if not path:
                 raise Invalid(f"{kind} path cannot be empty")
             if io.provider_type in ("minio", "s3") and "/" not in path:
-                path = f"{service.name}/{path}"
+                bucket = service.name
+                if (
+                    kind == "output"
+                    and worker
+                    and io.storage_provider.split(".")[0].lower() == ("minio")
+                    and io.provider_id == "default"
+                ):
+                    bucket = origin
+                path = f"{bucket}/{path}"
             io.path = path
 
 
@@ -98,6 +122,72 @@ def check_storage_path(path: str) -> None:
     for segment in path.strip(" /").split("/"):
         if segment in (".", ".."):
             raise Invalid(f"invalid path {path!r}: '.' or '..' segment")
+
+
+VOLUME_NAME_RULE = "volume.name must satisfy Kubernetes DNS-1123 naming rules"
+VOLUME_SIZE_RULE = "volume.size must be a valid positive quantity"
+
+
+def is_dns_label(name: str) -> bool:
+    """validation.IsDNS1123Label."""
+    return len(name) <= 63 and bool(DNS_LABEL.match(name))
+
+
+def check_volume(service: Service) -> None:
+    """utils/volume.go ``ValidateVolumeConfig`` (v4.0.0): trims the fields, names a volume the
+    service creates after the service, and defaults its lifecycle to ``delete``."""
+    volume = service.volume
+    if volume is None:
+        return
+    volume.name, volume.size = volume.name.strip(), volume.size.strip()
+    volume.mount_path = volume.mount_path.strip()
+    volume.lifecycle_policy = volume.lifecycle_policy.strip()
+
+    def refuse(reason: str) -> Invalid:
+        return Invalid(f"The service specification is not valid: {reason}")
+
+    if not volume.mount_path:
+        raise refuse("volume.mount_path is required")
+    if not volume.size and not volume.name:
+        raise refuse("volume.name is required when volume.size is not set")
+    if volume.name and not is_dns_label(volume.name):
+        raise refuse(VOLUME_NAME_RULE)
+    if volume.size:
+        if not positive_quantity(volume.size):
+            raise refuse(VOLUME_SIZE_RULE)
+        volume.name = volume.name or service.name
+        if not volume.lifecycle_policy:
+            volume.lifecycle_policy = "delete"
+        elif volume.lifecycle_policy not in ("delete", "retain"):
+            raise refuse('volume.lifecycle_policy must be either "delete" or "retain"')
+    elif volume.lifecycle_policy:
+        raise refuse("volume.lifecycle_policy is only valid when volume.size is set")
+    if not volume.mount_path.startswith("/"):
+        raise refuse("volume.mount_path must be an absolute path")
+    for reserved in ("/oscar/config", "/oscar/bin"):  # types.ConfigPath, types.VolumePath
+        if volume.mount_path == reserved or volume.mount_path.startswith(reserved + "/"):
+            raise refuse("volume.mount_path cannot overlap OSCAR reserved paths")
+
+
+def same_volume(old: Service, new: Service) -> bool:
+    """utils/volume.go ``SameVolumeConfig``."""
+    a, b = old.volume, new.volume
+    if a is None or b is None:
+        return a is b
+    return (a.name, a.size, a.mount_path, a.lifecycle_policy) == (
+        b.name,
+        b.size,
+        b.mount_path,
+        b.lifecycle_policy,
+    )
+
+
+def positive_quantity(text: str) -> bool:
+    """``resource.ParseQuantity`` accepts it and it is above zero."""
+    try:
+        return parse_quantity(text) > 0
+    except QuantityError:
+        return False
 
 
 def check_deployable(service: Service) -> None:
@@ -184,10 +274,45 @@ def may_use(service: Service, subject: str, profile: Profile) -> bool:
     return not users or subject in users
 
 
+def kueue_name(value: str) -> str:
+    """utils/kueue.go ``sanitizeKueueName``."""
+    clean = re.sub(r"[^a-z0-9-]", "-", value.lower()).strip("-")
+    return clean[:63].rstrip("-") or "oscar"
+
+
 def local_queue_name(service: str) -> str:
     """utils/kueue.go BuildLocalQueueName."""
-    clean = re.sub(r"[^a-z0-9-]", "-", f"oscar-lq-{service}".lower()).strip("-")
-    return clean[:63].rstrip("-") or "oscar"
+    return kueue_name(f"oscar-lq-{service}")
+
+
+def cluster_queue_name(owner: str) -> str:
+    """utils/kueue.go BuildClusterQueueName."""
+    return kueue_name(f"oscar-cq-{owner}")
+
+
+def user_namespace(owner: str, services_namespace: str, max_length: int) -> str:
+    """utils/namespaces.go ``BuildUserNamespace``: the admin's services live in the services
+    namespace, each other owner's in ``<prefix>-<owner, sanitised>[-<sha1 of owner>]`` of at
+    most ``max_length`` characters (63 before v4.0.0, 18 from it)."""
+    if owner in ("", DEFAULT_OWNER):
+        return services_namespace
+    prefix = services_namespace or "oscar-svc"
+    digest = hashlib.sha1(owner.encode(), usedforsecurity=False).hexdigest()
+    room = max_length - len(prefix) - 1
+    if room <= 0:
+        return f"{prefix}-{digest}"[:max_length].strip("-")
+    clean = re.sub(r"[^a-z0-9-]+", "-", owner.lower()).strip("-")
+    if clean and not (len(clean) <= 63 and DNS_LABEL.match(clean)):
+        clean = clean[:max_length]  # sanitizeOwner: one cut, else the hash alone
+        if not DNS_LABEL.match(clean):
+            clean = ""
+    if not clean:
+        return f"{prefix}-{digest[:room].strip('-')}"
+    if len(clean) > room:
+        clean = clean[:room].strip("-")
+    if len(clean) == room or room - len(clean) - 1 <= 0:
+        return f"{prefix}-{clean}"
+    return f"{prefix}-{clean}-{digest[: room - len(clean) - 1]}"
 
 
 def job_name(service: str) -> str:
@@ -210,18 +335,7 @@ def page_start(page: str | None) -> int:
     return int(page)
 
 
-def check_bucket_name(name: str) -> None:
-    if not _BUCKET_NAME.match(name) or ".." in name:
-        raise Invalid(
-            f"invalid bucket name {name!r}: 3 to 63 lowercase letters, digits, '.' or '-', "
-            "starting and ending with a letter or digit"
-        )
-
-
-def check_object_key(key: str) -> None:
-    """Refuse object keys that would leave their bucket or a job directory."""
-    parts = key.split("/")
-    if not key or key.startswith("/") or "\\" in key or any(p in ("..", ".") for p in parts):
-        raise Invalid(f"invalid object key {key!r}: no empty, '.' or '..' segments allowed")
-    if "\x00" in key or len(key.encode()) > 1024:
-        raise Invalid("invalid object key: NUL byte or longer than 1024 bytes")
+def format_uid(uid: str) -> str:
+    """auth/multitenancy.go ``FormatUID``: an EGI ``<hex>@egi.eu`` uid cut at the ``@``."""
+    match = re.search(r"[0-9a-z]+@", uid)
+    return uid[: match.end() - 1] if match else uid

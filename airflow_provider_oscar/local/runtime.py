@@ -17,6 +17,7 @@ as DEBUG records.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_oscar.local.profiles import Release
-from airflow_provider_oscar.local.storage import ObjectStore
+from airflow_provider_oscar.local.storage import ObjectStore, S3Settings
 from airflow_provider_oscar.local.supervisor.events import Event, EventParser
 from airflow_provider_oscar.local.supervisor.logs import (
     SupervisorExit,
@@ -35,6 +36,7 @@ from airflow_provider_oscar.local.supervisor.logs import (
     resolve_level,
     uncaught,
 )
+from airflow_provider_oscar.local.supervisor.mount import MountSync, in_namespace
 from airflow_provider_oscar.local.supervisor.process import ConsoleReader, run_script
 from airflow_provider_oscar.local.supervisor.response import create_response
 from airflow_provider_oscar.local.supervisor.storage import StorageConfig, output_files
@@ -49,7 +51,9 @@ class Invocation:
     """One execution request: the service, its secret values and the event body.
 
     ``job_name`` is set for a job (pod with the MinIO secret, body through ``EVENT``) and
-    ``None`` for a synchronous run; ``timeout`` is the embedded OSCAR's own limit, if any.
+    ``None`` for a synchronous run; ``timeout`` is the embedded OSCAR's own limit, if any;
+    ``minio`` is the MinIO (endpoint and the keys of the secret) mounted in a job's pod,
+    ``mount`` what its mount sidecar uses (the owner's keys).
     """
 
     service: Service
@@ -58,6 +62,9 @@ class Invocation:
     job_name: str | None
     timeout: float | None
     fail: bool = False
+    minio: S3Settings | None = None
+    mount: S3Settings | None = None
+    volume: tuple[Path, str] | None = None  # a managed volume's directory and mount path
 
 
 @dataclass
@@ -73,10 +80,7 @@ class Outcome:
 class Runtime:
     """Executes invocations in fresh directories under ``work_root``."""
 
-    def __init__(
-        self, store: ObjectStore, work_root: Path, release: Release, endpoint: str = ""
-    ) -> None:
-        self.store = store
+    def __init__(self, work_root: Path, release: Release, endpoint: str = "") -> None:
         self.release = release
         self.work_root = work_root
         self.endpoint = endpoint
@@ -123,11 +127,10 @@ class Runtime:
         parser = EventParser(log, config["input"])
         with uncaught(log, "events/__init__.py", "parse_event"):
             event = parser.parse(stdin)
-        job = call.job_name is not None
+        minio = call.minio if call.job_name is not None else None
+        store = ObjectStore(minio) if minio else None
         with uncaught(log, "storage/config.py", "_parse_config"):
-            storage = StorageConfig(
-                config, log, self.store, self.store.settings.access_key if job else None
-            )
+            storage = StorageConfig(config, log, store, minio.access_key if minio else None)
         log.info("SUPERVISOR: Initializing Binary supervisor")
         env = {
             **environment,
@@ -142,12 +145,24 @@ class Runtime:
         script = workdir / "script.sh"
         script.write_text(call.service.script)
         log.info(f"Script file found in '{script}'")
+        mount = self._mount(call, workdir)
+        binds: list[tuple[Path, str]] = []
+        if mount is not None:
+            before = await asyncio.to_thread(mount.pull)
+            binds.append((mount.root, "/mnt"))
+        binds += self._volume(call, workdir, log, has_mnt=mount is not None)
+        argv = in_namespace(["/bin/sh", str(script)], binds) if binds else None
+        if binds and argv is None:
+            where = ", ".join(f"{path} is at {source}" for source, path in binds)
+            log.warning(f"oscar-local: no mount namespace on this machine: {where}")
         log.debug("CONTAINER OUTPUT:\n ")
         console = ConsoleReader(lambda line: log.debug(line.strip()))
-        if await run_script(script, workdir, env, call.timeout, console):
+        if await run_script(script, workdir, env, call.timeout, console, argv):
             assert call.timeout is not None
             log.error(f"oscar-local: the script exceeded the time limit of {call.timeout:g} s")
             return True
+        if mount is not None:
+            await asyncio.to_thread(mount.push, before)
 
         files = output_files(out_dir) if _unmoved(workdir, real) else []
         if not _unmoved(workdir, real):
@@ -156,6 +171,37 @@ class Runtime:
         log.info("Creating response")
         log.print(create_response(event.kind, out_dir, files, "".join(console.text)))
         return False
+
+    def _mount(self, call: Invocation, workdir: Path) -> MountSync | None:
+        """The job's mount (mount.go ``SetMount``: MinIO paths of job pods only)."""
+        mount = call.service.mount
+        if call.job_name is None or call.mount is None or not mount.storage_provider:
+            return None
+        if mount.provider_type != "minio" or mount.provider_id != "default":
+            return None
+        return MountSync(ObjectStore(call.mount), mount.path.strip(" /"), workdir / "mnt")
+
+    @staticmethod
+    def _volume(
+        call: Invocation, workdir: Path, log: SupervisorLog, has_mnt: bool
+    ) -> list[tuple[Path, str]]:
+        """The managed volume at its ``mount_path`` (types/service.go ``ToPodSpec``, for job
+        and Knative pods alike): under ``/mnt``, or at a directory this machine has."""
+        if call.volume is None:
+            return []
+        directory, path = call.volume
+        if path == "/mnt" or path.startswith("/mnt/"):
+            if has_mnt:
+                return [(directory, path)]
+            empty = workdir / "mnt-root"
+            empty.mkdir(exist_ok=True)
+            return [(empty, "/mnt"), (directory, path)]
+        if Path(path).is_dir():
+            return [(directory, path)]
+        log.warning(
+            f"oscar-local: {path} does not exist on this machine: the volume is at {directory}"
+        )
+        return []
 
     async def _stage_input(
         self,

@@ -19,15 +19,18 @@ from airflow_provider_oscar.local.api import create_app
 from airflow_provider_oscar.local.cluster import LocalCluster, Settings
 from airflow_provider_oscar.local.faults import FaultPlan
 from airflow_provider_oscar.local.profiles import profile_for
-from airflow_provider_oscar.local.storage import MotoProcess, ObjectStore, S3Settings
+from airflow_provider_oscar.local.s3.front import S3Front
+from airflow_provider_oscar.local.s3.server import MinIOServer
+from airflow_provider_oscar.local.storage import MotoProcess, S3Settings
 
 
 class OscarLocal:
-    """An OSCAR-compatible server with its own S3 store, on a loopback port.
+    """An OSCAR-compatible server with its own MinIO, each on a loopback port.
 
     ``oscar_version`` picks the release it behaves as (``"3.6"``, ``"3.7"``, ``"4.0"``, ``"4.1"``
-    or a tag such as ``"v3.7.1"``; default 4.1). ``s3`` points it at an existing S3/MinIO
-    endpoint instead of starting a moto server.
+    or a tag such as ``"v3.7.1"``; default 4.1). The MinIO (``s3_port``, a free one by default)
+    keeps its objects in a moto server it starts, or in the S3/MinIO endpoint ``s3`` points at
+    (whose keys are then the root user's).
     ``data_dir`` holds job directories and the S3 server's log (a temporary directory, removed
     on stop, when not given).
     """
@@ -41,9 +44,11 @@ class OscarLocal:
         s3: S3Settings | None = None,
         settings: Settings | None = None,
         oscar_version: str | None = None,
+        s3_port: int = 0,
     ) -> None:
         self.host = host
         self.port = port
+        self.s3_port = s3_port
         self.settings = settings or Settings()
         if oscar_version is not None:
             self.settings.oscar_version = oscar_version
@@ -54,9 +59,11 @@ class OscarLocal:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="oscar-local-"))
         self._s3 = s3
         self._moto: MotoProcess | None = None
-        self._server: uvicorn.Server | None = None
+        self._servers: list[uvicorn.Server] = []
         self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._front: S3Front | None = None
+        self.minio: MinIOServer | None = None
         self.cluster: LocalCluster | None = None
 
     # lifecycle ----------------------------------------------------------------------------
@@ -69,45 +76,48 @@ class OscarLocal:
             s3 = self._moto.start()
         jobs_dir = self.data_dir / "jobs"
         jobs_dir.mkdir(exist_ok=True)
-        self.cluster = LocalCluster(self.settings, ObjectStore(s3), jobs_dir)
-        # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without it
-        # Nagle's algorithm delays every response split into two writes by ~40 ms.
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((self.host, self.port))
-        self.port = self._socket.getsockname()[1]
+        api_socket = self._bind(self.port)
+        s3_socket = self._bind(self.s3_port)
+        self.port = api_socket.getsockname()[1]
+        self.s3_port = s3_socket.getsockname()[1]
+        self.minio = MinIOServer(s3)
+        self.minio.endpoint = f"http://{self.host}:{self.s3_port}"
+        self.cluster = LocalCluster(self.settings, self.minio, jobs_dir)
         self.cluster.runtime.endpoint = self.endpoint
-        config = uvicorn.Config(
-            create_app(self.cluster),
-            log_level="warning",
-            access_log=False,
-            timeout_keep_alive=30,
-            limit_concurrency=4096,
-            backlog=4096,
-        )
-        self._server = uvicorn.Server(config)
+        self._front = S3Front(self.minio)
+        self._servers = [_server(create_app(self.cluster)), _server(self._front)]
         ready = threading.Event()
         self._thread = threading.Thread(
             target=self._serve, args=(ready,), name=f"oscar-local:{self.port}", daemon=True
         )
         self._thread.start()
-        if not ready.wait(30) or not self._server.started:
+        if not ready.wait(30) or not all(server.started for server in self._servers):
             self.stop()
             raise RuntimeError(f"the embedded OSCAR did not start on {self.endpoint}")
         return self
 
+    def _bind(self, port: int) -> socket.socket:
+        # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without it
+        # Nagle's algorithm delays every response split into two writes by ~40 ms.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, port))
+        self._sockets.append(sock)
+        return sock
+
     def stop(self) -> None:
-        if self._server:
-            self._server.should_exit = True
+        for server in self._servers:
+            server.should_exit = True
         if self._thread:
             self._thread.join(timeout=15)
-        if self._socket:
-            self._socket.close()
+        for sock in self._sockets:
+            sock.close()
         if self._moto:
             self._moto.stop()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-        self._server = self._thread = self._socket = self._moto = None
+        self._servers, self._sockets = [], []
+        self._thread = self._moto = None
 
     def __enter__(self) -> OscarLocal:
         return self.start()
@@ -121,17 +131,22 @@ class OscarLocal:
         self.stop()
 
     def _serve(self, ready: threading.Event) -> None:
-        assert self._server is not None and self._socket is not None and self.cluster is not None
-        server, sock, cluster = self._server, self._socket, self.cluster
+        assert self.cluster is not None and self._front is not None
+        cluster, front, servers = self.cluster, self._front, self._servers
+        sockets = list(self._sockets)
 
         async def main() -> None:
             await cluster.start()
-            serving = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started and not serving.done():
+            serving = [
+                asyncio.create_task(server.serve(sockets=[sock]))
+                for server, sock in zip(servers, sockets, strict=True)
+            ]
+            while not all(s.started for s in servers) and not any(t.done() for t in serving):
                 await asyncio.sleep(0.01)
             ready.set()
-            await serving
+            await asyncio.gather(*serving, return_exceptions=True)
             await cluster.stop()
+            await front.aclose()
 
         asyncio.run(main())
         ready.set()
@@ -157,8 +172,10 @@ class OscarLocal:
 
     @property
     def s3(self) -> S3Settings:
-        assert self.cluster is not None, "start the server first"
-        return self.cluster.store.settings
+        """The MinIO endpoint with the root user's keys (what the admin's ``/system/config``
+        gives)."""
+        assert self.minio is not None, "start the server first"
+        return self.minio.root
 
     def connection_uri(self) -> str:
         """An ``AIRFLOW_CONN_*`` URI for this server (type ``oscar``)."""
@@ -179,3 +196,16 @@ class OscarLocal:
                 "extra": {"verify_ssl": False},
             }
         )
+
+
+def _server(app: object) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_level="warning",
+        access_log=False,
+        server_header=False,  # Gin and MinIO write their own (or none)
+        timeout_keep_alive=30,
+        limit_concurrency=4096,
+        backlog=4096,
+    )
+    return uvicorn.Server(config)

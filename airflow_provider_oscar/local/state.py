@@ -1,5 +1,5 @@
-"""The embedded OSCAR's store: services, their Kubernetes Jobs and bucket metadata, changed as
-the real handlers change them (create.go, update.go, delete.go, job.go, logs.go), by the rules in
+"""The embedded OSCAR's store: services and their Kubernetes Jobs, changed as the real
+handlers change them (create.go, update.go, delete.go, job.go, logs.go), by the rules in
 :mod:`.rules`.
 
 Nothing here knows HTTP or runs scripts; release differences come from the :class:`Profile`.
@@ -23,17 +23,20 @@ from airflow_provider_oscar.local.rules import (
     Invalid,
     NotFound,
     StateError,
-    check_bucket_name,
     check_creatable,
     check_deployable,
     check_storage_path,
     check_values,
+    check_volume,
     duplicate_error,
     local_queue_name,
     may_see,
     normalise_storage_paths,
     page_start,
+    same_volume,
+    user_namespace,
 )
+from airflow_provider_oscar.local.storage import S3Settings
 from airflow_provider_oscar.local.types.config import Config
 from airflow_provider_oscar.local.types.jobinfo import JobInfo, JobsResponse
 from airflow_provider_oscar.local.types.quantity import bytes_of, millicores
@@ -70,6 +73,8 @@ class Caller:
 
     subject: str
     admin: bool
+    authorization: str = ""  # the request's header, forwarded to federation members
+    groups: tuple[str, ...] = ()  # an OIDC caller's groups (VOs)
 
     @property
     def owner(self) -> str:
@@ -92,6 +97,7 @@ class Job:
     logs: str = ""
     has_pod: bool = False
     queue_owner: str | None = None  # the Kueue ClusterQueue it waits in, when suspended
+    minio: S3Settings | None = None  # the mounted minio.default secret
 
     def info(self) -> JobInfo:
         """logs.go getPod: the pod's phase and times, ``Suspended`` without a pod."""
@@ -100,26 +106,6 @@ class Job:
         return JobInfo(
             self.status.value, rfc3339(self.started), rfc3339(self.started), rfc3339(self.finished)
         )
-
-
-@dataclass
-class BucketInfo:
-    """OSCAR's metadata of a bucket (the objects live in the S3 store)."""
-
-    name: str
-    visibility: str = "private"
-    allowed_users: list[str] = field(default_factory=list)
-    owner: str = DEFAULT_OWNER
-    service: str | None = None
-
-    def to_api(self) -> dict[str, object]:
-        return {
-            "bucket_name": self.name,
-            "visibility": self.visibility,
-            "allowed_users": self.allowed_users,
-            "owner": self.owner,
-            "metadata": {"service": self.service} if self.service else {},
-        }
 
 
 @dataclass
@@ -142,8 +128,6 @@ class ClusterState:
         self.minio = minio
         self._lock = threading.RLock()
         self._services: dict[str, Record] = {}
-        self._buckets: dict[str, BucketInfo] = {}
-        self._minio_users: set[str] = set()
 
     # services -----------------------------------------------------------------------------
 
@@ -151,13 +135,16 @@ class ClusterState:
         """create.go MakeCreateHandler, after the body was decoded and validated."""
         self._prepare(service)
         service.owner = caller.owner
-        if not caller.admin and not service.vo and self.config.oidc_groups:
-            service.vo = self.config.oidc_groups[0]  # the first VO the caller is enrolled in
+        if not caller.admin:
+            self._check_vo(service, caller)
         with self._lock:
             if service.name in self._services:
                 raise duplicate_error(self.profile)
             check_creatable(service)
-            service.namespace = service.namespace or self.config.services_namespace
+            # create.go: an OIDC creator's services go to their namespace (EnsureUserNamespace)
+            service.namespace = service.namespace or user_namespace(
+                service.owner, self.config.services_namespace, self.profile.namespace_max_length
+            )
             record = Record(service, self._hide_secrets(service))
             if not caller.admin and self.config.kueue_enable:
                 labels = service.labels if service.labels is not None else {}
@@ -167,11 +154,22 @@ class ClusterState:
                 owner_name = "oscar" if caller.admin else caller.subject
                 service.labels = {**(service.labels or {}), "owner_name": owner_name}
             self._services[service.name] = record
-            for bucket in service.minio_buckets():
-                self._buckets.setdefault(
-                    bucket, BucketInfo(bucket, owner=service.owner, service=service.name)
-                )
             return copy.deepcopy(service)
+
+    def _check_vo(self, service: Service, caller: Caller) -> None:
+        """create.go: a ``vo`` that is one of the cluster's must be one of the caller's
+        (``checkIdentity``); without one, the first of the cluster's the caller has."""
+        cluster = [g for g in self.config.oidc_groups or [] if g]
+        if service.vo:
+            if service.vo in cluster and service.vo not in caller.groups:
+                raise Invalid(f"this user isn't enrrolled on the vo: {service.vo}\n")
+        elif cluster:
+            enrolled = [g for g in cluster if g in caller.groups]
+            if not enrolled:
+                raise Invalid(
+                    f"service must be part of one of the following VO:  [{' '.join(cluster)}]\n"
+                )
+            service.vo = enrolled[0]
 
     def update_service(self, service: Service, caller: Caller) -> Service:
         """update.go MakeUpdateHandler: the admin's update stores the owner it was sent."""
@@ -184,6 +182,8 @@ class ClusterState:
             if self.profile.update_keeps_token and old.token:
                 service.token = old.token
             service.namespace = old.namespace or self.config.services_namespace
+            if not same_volume(old, service):
+                raise Invalid("volume updates are not supported after service creation")
             if not caller.admin:
                 if old.owner != caller.subject:
                     raise Forbidden(
@@ -191,14 +191,24 @@ class ClusterState:
                     )
                 service.owner = old.owner
             record.service, record.secrets = service, self._hide_secrets(service)
-            for bucket in service.minio_buckets():
-                self._buckets.setdefault(
-                    bucket, BucketInfo(bucket, owner=service.owner, service=service.name)
-                )
             return copy.deepcopy(service)
 
-    def delete_service(self, name: str, caller: Caller) -> tuple[Service, list[str]]:
-        """delete.go: remove a service; returns it and the buckets to delete with it."""
+    def replace_service(self, service: Service) -> None:
+        """The backend's UpdateService: the stored definition replaced as it is."""
+        with self._lock:
+            record = self._services.get(service.name)
+            if record is None:
+                raise NotFound()
+            record.service = copy.deepcopy(service)
+
+    def remove_service(self, name: str) -> None:
+        """The backend's DeleteService: the service's objects gone, nothing else."""
+        with self._lock:
+            if self._services.pop(name, None) is None:
+                raise NotFound()
+
+    def delete_service(self, name: str, caller: Caller) -> Service:
+        """delete.go: remove a service; returns it."""
         with self._lock:
             record = self._services.get(name)
             if record is None:
@@ -208,10 +218,7 @@ class ClusterState:
                     f"User {caller.subject} doesn't have permision to delete this service"
                 )
             del self._services[name]
-            buckets = record.service.minio_buckets()
-            for bucket in buckets:
-                self._buckets.pop(bucket, None)
-            return record.service, buckets
+            return record.service
 
     def read_service(self, name: str) -> Service | None:
         """The stored service (a copy), whoever asks; ``None`` when there is none."""
@@ -259,17 +266,6 @@ class ClusterState:
             record.service.token = secrets.token_hex(32)
             return record.service.token
 
-    # OIDC users -----------------------------------------------------------------------------
-
-    def provision_minio_user(self, subject: str) -> None:
-        """auth/oidc.go getOIDCMiddleware: a direct /system request creates the MinIO user."""
-        with self._lock:
-            self._minio_users.add(subject)
-
-    def has_minio_user(self, subject: str) -> bool:
-        with self._lock:
-            return subject in self._minio_users
-
     # jobs ---------------------------------------------------------------------------------
 
     def add_job(self, service: Service, event: bytes, owner: str | None, name: str) -> Job:
@@ -283,7 +279,10 @@ class ClusterState:
                     "a lowercase RFC 1123 label must consist of lower case alphanumeric "
                     "characters or '-', and must start and end with an alphanumeric character"
                 )
-            if any(name in r.jobs for r in self._services.values()):  # one namespace for all
+            namespace = record.service.namespace
+            if any(
+                name in r.jobs for r in self._services.values() if r.service.namespace == namespace
+            ):
                 raise StateError(f'jobs.batch "{name}" already exists')
             job = Job(
                 name=name,
@@ -359,37 +358,6 @@ class ClusterState:
             jobs = [j for r in self._services.values() for j in r.jobs.values()]
         return iter(jobs)
 
-    # buckets ------------------------------------------------------------------------------
-
-    def bucket(self, name: str) -> BucketInfo:
-        with self._lock:
-            return self._buckets.setdefault(name, BucketInfo(name))
-
-    def put_bucket(self, body: object, caller: Caller, *, create: bool) -> BucketInfo:
-        if not isinstance(body, dict) or not isinstance(body.get("bucket_name"), str):
-            raise Invalid("Error creating bucket: 'bucket_name' is required")
-        name = body["bucket_name"]
-        check_bucket_name(name)
-        visibility = body.get("visibility") or "private"
-        if visibility not in ("private", "public", "restricted"):
-            raise Invalid(f"Error creating bucket with name '{name}': unknown visibility")
-        users = body.get("allowed_users") or []
-        if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
-            raise Invalid(
-                f"Error creating bucket with name '{name}': allowed_users must be strings"
-            )
-        with self._lock:
-            current = self._buckets.get(name)
-            if not create and current and current.service:
-                raise Forbidden("Forbidden action: A bucket from a service can't be modified")
-            info = BucketInfo(name, visibility, list(users), caller.owner)
-            self._buckets[name] = info
-            return info
-
-    def drop_bucket(self, name: str) -> None:
-        with self._lock:
-            self._buckets.pop(name, None)
-
     # internals ----------------------------------------------------------------------------
 
     def _prepare(self, service: Service) -> None:
@@ -399,6 +367,7 @@ class ClusterState:
         for io in service.storage():
             check_storage_path(io.path)
         check_values(service, self.config, self.minio, self.profile)
+        check_volume(service)
         check_deployable(service)
 
     @staticmethod

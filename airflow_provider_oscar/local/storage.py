@@ -1,28 +1,24 @@
-"""The embedded OSCAR's object storage: an S3 endpoint on loopback and MinIO-style bucket events.
+"""The embedded OSCAR's object store and its blocking client.
 
 By default a moto server runs in a child process (its own state, so several embedded OSCARs in
 one process never share buckets); any S3 endpoint with keys (e.g. a MinIO server) can stand in.
-Moto stores bucket notification settings but never delivers them, so :class:`BucketWatcher`
-lists the services' input folders and turns each new object into a MinIO-format event.
+Clients never reach it directly: the embedded MinIO (:mod:`.s3`) stands in front of it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import io
 import logging
 import secrets
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import IO
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from minio import Minio
@@ -90,7 +86,7 @@ class MotoProcess:
             with contextlib.suppress(httpx.HTTPError):
                 httpx.get(f"{self.endpoint}/moto-api/", timeout=1.0)
                 return S3Settings(
-                    self.endpoint, "oscar" + secrets.token_hex(6), secrets.token_urlsafe(24)
+                    self.endpoint, "minio" + secrets.token_hex(6), secrets.token_urlsafe(24)
                 )
             time.sleep(0.05)
         self.stop()
@@ -122,15 +118,6 @@ class ObjectStore:
             secure=settings.secure,
             region=settings.region,
         )
-
-    def make_bucket(self, bucket: str) -> None:
-        if not self.client.bucket_exists(bucket):
-            with contextlib.suppress(S3Error):
-                self.client.make_bucket(bucket)
-
-    def make_folder(self, bucket: str, folder: str) -> None:
-        if folder:
-            self.client.put_object(bucket, folder.rstrip("/") + "/", io.BytesIO(b""), 0)
 
     def remove_bucket(self, bucket: str) -> bool:
         """Delete a bucket with every object in it; False if it did not exist."""
@@ -165,111 +152,6 @@ class ObjectStore:
 
     def download(self, bucket: str, key: str, path: Path) -> None:
         self.client.fget_object(bucket, key, str(path))
-
-    def presign(self, bucket: str, key: str, *, upload: bool, expires: int) -> str:
-        lifetime = timedelta(seconds=expires)
-        if upload:
-            return self.client.presigned_put_object(bucket, key, expires=lifetime)
-        return self.client.presigned_get_object(bucket, key, expires=lifetime)
-
-
-def minio_event(bucket: str, obj: StoredObject, principal: str) -> bytes:
-    """The notification MinIO POSTs to ``/job/<service>`` for a new object."""
-    import json
-
-    when = (obj.last_modified or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    record = {
-        "eventVersion": "2.0",
-        "eventSource": "minio:s3",
-        "awsRegion": "",
-        "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
-        "eventName": "s3:ObjectCreated:Put",
-        "userIdentity": {"principalId": principal},
-        "requestParameters": {
-            "principalId": principal,
-            "region": "",
-            "sourceIPAddress": "127.0.0.1",
-        },
-        "responseElements": {"x-amz-request-id": secrets.token_hex(8).upper()},
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "Config",
-            "bucket": {
-                "name": bucket,
-                "ownerIdentity": {"principalId": principal},
-                "arn": f"arn:aws:s3:::{bucket}",
-            },
-            "object": {
-                "key": quote_plus(obj.key),
-                "size": obj.size,
-                "eTag": obj.etag.strip('"'),
-                "contentType": "application/octet-stream",
-                "userMetadata": {},
-                "sequencer": secrets.token_hex(8).upper(),
-            },
-        },
-        "source": {"host": "", "port": "", "userAgent": ""},
-    }
-    event = {"EventName": "s3:ObjectCreated:Put", "Key": f"{bucket}/{obj.key}", "Records": [record]}
-    return json.dumps(event).encode()
-
-
-EventSink = Callable[[str, bytes], Awaitable[None]]
-
-
-class BucketWatcher:
-    """Turns every new object under a watched ``bucket/folder/`` into one event, within a poll."""
-
-    def __init__(self, store: ObjectStore, sink: EventSink, interval: float = 0.25) -> None:
-        self.store = store
-        self.sink = sink
-        self.interval = interval
-        self._watched: dict[str, list[tuple[str, str]]] = {}
-        self._seen: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
-
-    def watch(self, service: str, paths: list[tuple[str, str]]) -> None:
-        """Watch ``(bucket, folder)`` paths for ``service``; objects already there never fire."""
-        for bucket, folder in paths:
-            if (bucket, folder) not in self._seen:
-                self._seen[(bucket, folder)] = self._snapshot(bucket, folder)
-        self._watched[service] = paths
-
-    def forget(self, service: str) -> None:
-        for path in self._watched.pop(service, []):
-            if not any(path in p for p in self._watched.values()):
-                self._seen.pop(path, None)
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.poll()
-            except Exception:
-                log.exception("bucket watcher poll failed")
-
-    async def poll(self) -> None:
-        for service, paths in list(self._watched.items()):
-            for bucket, folder in paths:
-                seen = self._seen.get((bucket, folder))
-                if seen is None:
-                    continue
-                objects = await asyncio.to_thread(self.store.list, bucket, _prefix(folder))
-                for obj in objects:
-                    ident = (obj.key, obj.etag, str(obj.last_modified))
-                    if obj.key.endswith("/") or ident in seen:
-                        continue
-                    seen.add(ident)
-                    event = minio_event(bucket, obj, self.store.settings.access_key)
-                    await self.sink(service, event)
-
-    def _snapshot(self, bucket: str, folder: str) -> set[tuple[str, str, str]]:
-        return {
-            (o.key, o.etag, str(o.last_modified)) for o in self.store.list(bucket, _prefix(folder))
-        }
-
-
-def _prefix(folder: str) -> str:
-    return folder.rstrip("/") + "/" if folder else ""
 
 
 def free_port(host: str) -> int:

@@ -358,8 +358,13 @@ async def test_listing_failures_are_retried_and_never_become_events(
     assert watch.reported() == ["z.json"]
 
 
-@pytest.mark.usefixtures("connected")
-async def test_servers_without_a_notification_stream_are_told_apart_at_once(bucket: str) -> None:
+async def test_servers_without_a_notification_stream_are_told_apart_at_once(
+    oscar: OscarLocal, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connection = json.loads(oscar.connection_json())
+    assert oscar.minio is not None
+    connection["extra"]["minio_endpoint"] = oscar.minio.backend.endpoint  # moto: no stream
+    monkeypatch.setenv("AIRFLOW_CONN_OSCAR_DEFAULT", json.dumps(connection))
     records = OscarStorageHook().alisten(f"{bucket}/in/")
     started = time.monotonic()
     with pytest.raises(OscarApiError, match="no bucket-notification stream"):
@@ -367,7 +372,7 @@ async def test_servers_without_a_notification_stream_are_told_apart_at_once(buck
     assert time.monotonic() - started < 5
 
 
-# MinIO's notification stream (a stand-in server: moto has none) -----------------------------
+# MinIO's notification stream (a stand-in server sending what MinIO sends) --------------------
 
 
 RECORDS = [

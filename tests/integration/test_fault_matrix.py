@@ -410,8 +410,8 @@ def failed_before_its_pod(w: World) -> None:
     cluster = w.cluster
     original = cluster.submit
 
-    def submit_then_fail(service: str, event: bytes, owner: str | None, name: str | None) -> Any:
-        job = original(service, event, owner, name)
+    def submit_then_fail(*args: Any, **kwargs: Any) -> Any:
+        job = original(*args, **kwargs)
         cluster.state.update_job(job, status=JobStatus.FAILED, finished=utc_now())
         return job
 

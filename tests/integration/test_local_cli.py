@@ -200,6 +200,9 @@ def test_cli_port_out_of_range_gives_a_usage_error() -> None:
         (["--password-file", "/no/such/file"], "--password-file /no/such/file"),
         (["--host", "192.0.2.1"], "add --allow-remote"),
         (["--hub-crate", "/no/such/crate"], "--hub-crate: OSCAR Hub crate: no ro-crate-metadata"),
+        (["--oidc-token", "alice"], "--oidc-token 'alice': expected USER=TOKEN[:GROUP,...]"),
+        (["--oidc-token", "=t"], "expected USER=TOKEN[:GROUP,...]"),
+        (["--oidc-token", "a=t", "--oidc-token", "b=t"], "one token for a and b"),
     ],
 )
 def test_cli_bad_arguments_exit_2_naming_the_problem(
@@ -226,5 +229,50 @@ def test_cli_deploys_an_oscar_hub_crate_from_a_local_folder_once_started() -> No
         endpoint = endpoint_of(lines)
         stored = httpx.get(f"{endpoint}/system/services/cowsay", auth=("oscar", "hub")).json()
         assert stored["script"] == (crate / "cowsay.sh").read_text()
+    finally:
+        stop(proc)
+
+
+def test_cli_oidc_tokens_parse_users_tokens_and_groups() -> None:
+    args = parse_args(["--oidc-token", "alice=tok-a:vo.one,vo.two", "--oidc-token", "bob=tok-b"])
+    assert args.tokens == {"tok-a": "alice", "tok-b": "bob"}
+    assert args.groups == {"alice": ["vo.one", "vo.two"]}
+
+
+def test_cli_oidc_tokens_let_oidc_clients_in_as_their_users() -> None:
+    """An OIDC user enrolled in a group the cluster accepts gets in; one whose only group is
+    not the cluster's is refused (auth/oidc.go ``IsAuthorised``)."""
+    proc, lines = start(
+        "--oidc-token",
+        "alice=alice-token:vo.example",
+        "--oidc-token",
+        "mallory=mallory-token:vo.other",
+        "--oidc-groups",
+        "vo.example",
+        env={"OSCAR_LOCAL_PASSWORD": "x"},
+    )
+    try:
+        endpoint = endpoint_of(lines)
+        assert any(
+            line.startswith("OIDC users:") and "alice, mallory" in line and "vo.example" in line
+            for line in lines
+        ), lines
+
+        def get(token: str, path: str) -> httpx.Response:
+            return httpx.get(f"{endpoint}{path}", headers={"Authorization": f"Bearer {token}"})
+
+        config = httpx.get(f"{endpoint}/system/config", auth=("oscar", "x")).json()
+        assert config["config"]["oidc_groups"] == ["vo.example"]
+        spec = {"name": "mine", "image": "x", "script": "true"}
+        created = httpx.post(
+            f"{endpoint}/system/services",
+            json=spec,
+            headers={"Authorization": "Bearer alice-token"},
+        )
+        assert created.status_code == 201, created.text
+        service = httpx.get(f"{endpoint}/system/services/mine", auth=("oscar", "x")).json()
+        assert (service["owner"], service["vo"]) == ("alice", "vo.example")
+        refused = get("mallory-token", "/system/services")
+        assert (refused.status_code, refused.text) == (401, "")
     finally:
         stop(proc)

@@ -8,11 +8,14 @@ fails the allow-list of public routes) without anyone remembering to add a test.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -30,6 +33,7 @@ PUBLIC = {
     ("POST", "/run/{name}"),  # service token or OIDC bearer (test_local_security)
     ("POST", "/job/{name}"),
     ("POST", "/local/oidc/token"),  # the stand-in OIDC token endpoint: refresh token in the body
+    ("POST", "/local/oidc/protocol/openid-connect/token"),  # the same at Keycloak's path
 }
 ODD_NAMES = [
     "..",
@@ -93,8 +97,8 @@ def test_oscar_local_and_its_s3_store_listen_on_loopback_unless_told_otherwise(
 ) -> None:
     assert parse_args([]).host == "127.0.0.1"
     assert OscarLocal().host == "127.0.0.1"
-    assert oscar._socket is not None
-    assert oscar._socket.getsockname()[0] == "127.0.0.1"
+    assert len(oscar._sockets) == 2  # OSCAR's API and its MinIO
+    assert {sock.getsockname()[0] for sock in oscar._sockets} == {"127.0.0.1"}
     assert httpx.URL(oscar.endpoint).host == "127.0.0.1"
     assert httpx.URL(oscar.s3.endpoint).host == "127.0.0.1"
 
@@ -105,7 +109,7 @@ def test_oscar_local_and_its_s3_store_listen_on_loopback_unless_told_otherwise(
 def test_only_the_known_public_routes_answer_without_admin_credentials(oscar: OscarLocal) -> None:
     guarded = ("/system", "/local")
     public = {(m, p) for m, p in routes(oscar) if not p.startswith(guarded)}
-    public |= {(m, p) for m, p in routes(oscar) if p == "/local/oidc/token"}
+    public |= {(m, p) for m, p in routes(oscar) if p.startswith("/local/oidc/")}
     assert public == PUBLIC
     assert len(routes(oscar)) - len(public) >= 20  # the enumeration found the real routes
 
@@ -166,6 +170,10 @@ def test_every_route_naming_a_service_refuses_an_odd_service_name(
             continue
         path = template.replace("{name}", name).format(job_name=target["job"])
         response = admin.request(method, path, json={})
+        if template == "/system/metrics/{name}" and response.status_code == 200:
+            # metrics.go (v4.1.0) computes any name's metrics for the admin: nothing else
+            assert "start" in response.json()
+            continue
         answered[f"{method} {template}"] = response.status_code
     assert len(answered) >= 8
     # 403 where OSCAR answers an unknown service so (deployment.go, logs.go delete of a job)
@@ -175,31 +183,53 @@ def test_every_route_naming_a_service_refuses_an_odd_service_name(
 
 
 @pytest.mark.parametrize("name", ["..", "%2e%2e", "A", "ab", "a..b", "-ab", "a_b", "x" * 64])
-def test_every_route_naming_a_bucket_refuses_an_odd_bucket_name(
-    oscar: OscarLocal, admin: httpx.Client, name: str
+def test_an_odd_bucket_name_reaches_no_bucket_on_any_route(
+    oscar: OscarLocal, admin: httpx.Client, s3: Minio, name: str
 ) -> None:
+    """The buckets handlers pass names to MinIO unchecked; MinIO refuses them or finds no
+    such bucket, so every route answers an error and nothing is created."""
     answered = {}
+    body = {"object_key": "k", "operation": "download"}
     for method, template in routes(oscar):
         if "{bucket}" in template:
-            response = admin.request(
-                method, template.replace("{bucket}", name), json={"object_key": "k"}
-            )
+            response = admin.request(method, template.replace("{bucket}", name), json=body)
             answered[f"{method} {template}"] = response.status_code
     decoded = httpx.URL(f"http://h/{name}").path.lstrip("/")
     for method in ("POST", "PUT"):
         response = admin.request(method, "/system/buckets", json={"bucket_name": decoded})
         answered[f"{method} /system/buckets"] = response.status_code
     assert len(answered) == 5
-    assert {route: code for route, code in answered.items() if code not in (400, 404)} == {}
+    assert {route: code for route, code in answered.items() if code < 400} == {}
+    assert decoded not in [b.name for b in s3.list_buckets()]
 
 
-@pytest.mark.parametrize("key", ["", ".", "..", "./x", "a\\..\\b", "a\x00b", "k" * 1025], ids=repr)
-def test_presigning_an_odd_object_key_answers_400(
-    admin: httpx.Client, target: dict[str, Any], key: str
+def test_presigning_an_empty_object_key_answers_400(
+    admin: httpx.Client, target: dict[str, Any]
 ) -> None:
-    response = admin.post(f"/system/buckets/{target['bucket']}/presign", json={"object_key": key})
-    assert response.status_code == 400
-    assert "object_key" in response.text or "invalid object key" in response.text
+    body = {"object_key": "/", "operation": "upload"}
+    response = admin.post(f"/system/buckets/{target['bucket']}/presign", json=body)
+    assert (response.status_code, response.text) == (400, "Object key cannot be empty")
+
+
+@pytest.mark.parametrize("key", [".", "..", "./x", "a\x00b", "k" * 1025], ids=repr)
+def test_an_odd_object_key_is_signed_but_refused_by_minio_when_used(
+    admin: httpx.Client, target: dict[str, Any], s3: Minio, key: str
+) -> None:
+    """presign_bucket.go signs any key it can trim to something; MinIO refuses the odd ones
+    (``IsValidObjectPrefix``, 1024 bytes at most) when the URL is used."""
+    bucket = target["bucket"]
+    before = sorted(o.object_name or "" for o in s3.list_objects(bucket, recursive=True))
+    body = {"object_key": key, "operation": "upload"}
+    signed = admin.post(f"/system/buckets/{bucket}/presign", json=body)
+    assert signed.status_code == 200
+    url = urlsplit(signed.json()["url"])
+    connection = http.client.HTTPConnection(url.netloc)  # the path as signed, not normalised
+    connection.request("PUT", f"{url.path}?{url.query}", body=b"odd")
+    response = connection.getresponse()
+    assert response.status == 400
+    assert re.search(rb"<Code>(XMinioInvalidObjectName|KeyTooLongError)</Code>", response.read())
+    after = sorted(o.object_name or "" for o in s3.list_objects(bucket, recursive=True))
+    assert after == before
 
 
 # hostile bodies ----------------------------------------------------------------------------
@@ -297,7 +327,7 @@ def test_a_job_that_swaps_its_job_directory_for_a_link_neither_uploads_nor_delet
     )
     log = admin.get(f"/system/logs/{service['name']}/{job}").text
     assert "replaced its job directory" in log
-    assert [o.object_name for o in s3.list_objects(service["name"], recursive=True)] == []
+    assert [o.object_name for o in s3.list_objects(service["name"], recursive=True)] == ["out/"]
     assert not [p for p in job_directories(oscar) if p.name.startswith(job)]
 
 

@@ -338,13 +338,16 @@ def test_job_outputs_go_to_every_output_path_through_its_filters(
     finished_log(admin, name, job)
     keys = sorted(o.object_name for o in s3.list_objects(name, recursive=True))
     assert keys == [
+        "all/",  # createBuckets makes each output folder
         "all/deep/d.json",
         "all/log_c.json",
         "all/out_a.json",
         "all/out_b.txt",
+        "json/only/",
         "json/only/deep/d.json",
         "json/only/log_c.json",
         "json/only/out_a.json",
+        "x/",
         "x/out_b.txt",
     ]
     assert s3.get_object(name, "x/out_b.txt").read() == b"out_b.txt\n"

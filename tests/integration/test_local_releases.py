@@ -160,19 +160,26 @@ def test_user_service_labels_from_4_0(
     assert labels["oscar_service"] == labels["applicationId"]
 
 
-def test_bucket_only_paths_get_the_service_prefix_from_4_1(
-    release_oscar: OscarLocal, release_deploy: Callable[..., dict]
+def test_bucket_only_paths_get_the_service_prefix_from_4_1_and_panic_before(
+    release_oscar: OscarLocal, release_admin: httpx.Client, release_deploy: Callable[..., dict]
 ) -> None:
+    """v4.1.0 normalizeStoragePaths prefixes the service name; before, createBuckets reads
+    the folder as ``splitPath[1]`` and panics (Gin's Recovery: 500, empty), after the
+    service was created."""
     bucket = f"bkt-{uuid.uuid4().hex[:8]}"
-    service = release_deploy("true\n", output=[{"storage_provider": "minio", "path": bucket}])
-    expected = pick(
-        release_oscar,
-        v3_6=bucket,
-        v3_7=bucket,
-        v4_0=bucket,
-        v4_1=f"{service['name']}/{bucket}",
-    )
-    assert service["output"][0]["path"] == expected
+    if release_oscar.profile.since("v4.1.0"):
+        service = release_deploy("true\n", output=[{"storage_provider": "minio", "path": bucket}])
+        assert service["output"][0]["path"] == f"{service['name']}/{bucket}"
+        return
+    name = f"svc-{uuid.uuid4().hex[:8]}"
+    spec = {"name": name, "image": "local/test", "script": "true\n"}
+    spec["output"] = [{"storage_provider": "minio", "path": bucket}]
+    response = release_admin.post("/system/services", json=spec)
+    try:
+        assert (response.status_code, response.content) == (500, b"")
+        assert release_admin.get(f"/system/services/{name}").json()["output"][0]["path"] == bucket
+    finally:
+        release_admin.delete(f"/system/services/{name}")
 
 
 def test_a_private_service_of_another_user_reads_as_200_empty_before_4_0_and_403_after(

@@ -81,7 +81,7 @@ def test_oscar_python_storage_uploads_lists_and_downloads(
     finished(admin, name)
     listing = storage.list_files_from_path("minio.default", f"{name}/out")
     keys = sorted(o["Key"] for o in listing["Contents"])
-    assert keys == ["out/copy-photo.png", "out/event.json"]
+    assert keys == ["out/", "out/copy-photo.png", "out/event.json"]  # createBuckets' folder
     (tmp_path / "down").mkdir()
     storage.download_file("minio.default", str(tmp_path / "down"), f"{name}/out/copy-photo.png")
     assert (tmp_path / "down" / "copy-photo.png").read_bytes() == b"\x89PNG fake"
@@ -161,28 +161,50 @@ def test_overwriting_an_object_with_new_content_starts_another_job(
     wait_until(lambda: len(jobs_of(admin, name)) == 2, timeout=2.0)
 
 
-def test_objects_present_before_the_service_existed_do_not_fire(
-    admin: httpx.Client, s3: Minio, unique_name: Callable[[str], str], deploy: Callable[..., dict]
+def test_a_service_whose_input_bucket_exists_is_refused_and_the_bucket_kept(
+    admin: httpx.Client, s3: Minio, unique_name: Callable[[str], str]
 ) -> None:
+    """createBuckets: an existing input bucket fails the create (500, the service is deleted
+    again); an "already exists" error keeps the buckets."""
     name = unique_name("late")
     s3.make_bucket(name)
     put(s3, name, "in/old.txt", b"old")
-    deploy(COPY, name=name, input=[{"storage_provider": "minio", "path": "in"}])
-    put(s3, name, "in/new.txt", b"new")
-    (job,) = wait_until(lambda: jobs_of(admin, name), timeout=1.0)
-    stays(lambda: len(jobs_of(admin, name)) == 1, 0.6)
-    assert "key=in/new.txt" in admin.get(f"/system/logs/{name}/{job}").text
+    spec = {"name": name, "image": "local/test", "script": COPY}
+    spec["input"] = [{"storage_provider": "minio", "path": "in"}]
+    response = admin.post("/system/services", json=spec)
+    assert (response.status_code, response.text) == (500, f'the bucket "{name}" already exists\n')
+    assert admin.get(f"/system/services/{name}").status_code == 404
+    assert [o.object_name for o in s3.list_objects(name, recursive=True)] == ["in/old.txt"]
 
 
-def test_folder_markers_do_not_fire(
+def test_an_input_an_update_adds_on_an_existing_bucket_never_fires(
+    admin: httpx.Client, s3: Minio, unique_name: Callable[[str], str], deploy: Callable[..., dict]
+) -> None:
+    """On update createBuckets ignores "already exists", which ends CreateS3PathWithWebhook
+    before the bucket notification is set: uploads there start nothing."""
+    service = deploy(COPY)
+    data = unique_name("late")
+    s3.make_bucket(data)
+    spec = {key: service[key] for key in ("name", "image", "script")}
+    spec["input"] = [{"storage_provider": "minio", "path": f"{data}/in"}]
+    admin.put("/system/services", json=spec)
+    assert admin.get(f"/system/services/{service['name']}").json()["input"][0]["path"] == (
+        f"{data}/in"
+    )
+    put(s3, data, "in/new.txt", b"new")
+    stays(lambda: jobs_of(admin, service["name"]) == {}, 0.6)
+
+
+def test_a_folder_marker_in_the_input_folder_fires_a_job_that_fails(
     pipeline: dict[str, Any], s3: Minio, admin: httpx.Client
 ) -> None:
+    """MinIO notifies every object put, folder markers too; the supervisor then opens the
+    input directory as a file."""
     name = pipeline["name"]
     put(s3, name, "in/subfolder/", b"")
-    put(s3, name, "in/real.txt", b"real")
-    (job,) = wait_until(lambda: jobs_of(admin, name), timeout=1.0)
-    stays(lambda: len(jobs_of(admin, name)) == 1, 0.6)
-    assert "key=in/real.txt" in admin.get(f"/system/logs/{name}/{job}").text
+    ((job, info),) = finished(admin, name).items()
+    assert info["status"] == "Failed"
+    assert "IsADirectoryError" in admin.get(f"/system/logs/{name}/{job}").text
 
 
 def test_objects_outside_the_input_folder_do_not_fire(
@@ -222,9 +244,13 @@ def bucket(admin: httpx.Client, unique_name: Callable[[str], str]) -> Any:
     admin.delete(f"/system/buckets/{name}")
 
 
-def test_created_bucket_is_listed_with_oscars_key_order(admin: httpx.Client, bucket: str) -> None:
+def test_an_admins_bucket_is_listed_without_visibility_in_oscars_key_order(
+    admin: httpx.Client, bucket: str
+) -> None:
+    """create_bucket.go sets no policy for the admin (``uid == cfg.Name``), so MinIO knows no
+    visibility for it; the owner shown is its ``owner`` tag, the admin's ``cfg.Name``."""
     text = admin.get("/system/buckets").text
-    assert f'"bucket_name":"{bucket}","visibility":"private"' in text
+    assert f'"bucket_name":"{bucket}","visibility":"","allowed_users":null,"owner":"oscar"' in text
 
 
 def test_created_bucket_exists_in_the_store(bucket: str, s3: Minio) -> None:
@@ -248,23 +274,39 @@ def test_get_of_an_unknown_bucket_answers_500_as_the_s3_listing_fails(
     assert "no-such-bucket" not in admin.get("/system/buckets").text
 
 
-def test_put_bucket_changes_its_visibility(admin: httpx.Client, bucket: str) -> None:
-    response = admin.put(
-        "/system/buckets",
-        json={"bucket_name": bucket, "visibility": "restricted", "allowed_users": ["bob"]},
-    )
-    assert response.status_code == 204
+def test_an_admins_put_leaves_a_bucket_without_policies_as_it_is(
+    admin: httpx.Client, bucket: str
+) -> None:
+    """update_bucket.go changes policies only of a public bucket or one in the caller's
+    policy; an admin's bucket has none."""
+    spec = {"bucket_name": bucket, "visibility": "restricted", "allowed_users": ["bob"]}
+    assert admin.put("/system/buckets", json=spec).status_code == 204
     listed = {b["bucket_name"]: b for b in admin.get("/system/buckets").json()}
-    assert (listed[bucket]["visibility"], listed[bucket]["allowed_users"]) == (
-        "restricted",
-        ["bob"],
+    assert (listed[bucket]["visibility"], listed[bucket]["allowed_users"]) == ("", None)
+
+
+def test_put_of_a_bucket_tagged_as_a_service_bucket_answers_403(
+    admin: httpx.Client, bucket: str, s3: Minio
+) -> None:
+    from minio.commonconfig import Tags
+
+    tags = Tags.new_bucket_tags()
+    tags["service"] = "true"
+    s3.set_bucket_tags(bucket, tags)
+    response = admin.put("/system/buckets", json={"bucket_name": bucket})
+    assert (response.status_code, response.text) == (
+        403,
+        "Forbidden action: A bucket from a service can't be modified\n",
     )
 
 
-def test_put_of_a_service_bucket_answers_403(admin: httpx.Client, pipeline: dict[str, Any]) -> None:
+def test_put_of_a_services_bucket_is_not_refused(
+    admin: httpx.Client, pipeline: dict[str, Any]
+) -> None:
+    """create.go tags a service's buckets ``from_service``, not the ``service`` tag the
+    update handler checks."""
     response = admin.put("/system/buckets", json={"bucket_name": pipeline["name"]})
-    assert response.status_code == 403
-    assert response.text == "Forbidden action: A bucket from a service can't be modified"
+    assert (response.status_code, response.content) == (204, b"")
 
 
 def test_post_of_an_existing_bucket_answers_400_already_exists(
@@ -273,16 +315,17 @@ def test_post_of_an_existing_bucket_answers_400_already_exists(
     response = admin.post("/system/buckets", json={"bucket_name": bucket})
     assert response.status_code == 400
     assert response.text == (
-        f"Error creating bucket with name '{bucket}': the bucket \"{bucket}\" already exists"
+        f"Error creating bucket with name '{bucket}': the bucket \"{bucket}\" already exists\n"
     )
 
 
-def test_post_over_a_service_bucket_does_not_unlock_it(
+def test_post_over_a_service_bucket_changes_nothing(
     admin: httpx.Client, pipeline: dict[str, Any]
 ) -> None:
-    assert admin.post("/system/buckets", json={"bucket_name": pipeline["name"]}).status_code == 400
-    response = admin.put("/system/buckets", json={"bucket_name": pipeline["name"]})
-    assert response.status_code == 403
+    name = pipeline["name"]
+    assert admin.post("/system/buckets", json={"bucket_name": name}).status_code == 400
+    metadata = admin.get(f"/system/buckets/{name}").json()["metadata"]
+    assert metadata["from_service"] == name
 
 
 def test_post_with_an_invalid_bucket_name_answers_400(admin: httpx.Client) -> None:
@@ -332,7 +375,7 @@ def test_presigned_download_url_works_with_a_plain_get(
     admin: httpx.Client, bucket: str, s3: Minio
 ) -> None:
     put(s3, bucket, "down.txt", b"fetch me")
-    signed = presign(admin, bucket, object_key="down.txt").json()
+    signed = presign(admin, bucket, object_key="down.txt", operation="download").json()
     assert (signed["operation"], signed["method"]) == ("download", "GET")
     assert httpx.get(signed["url"]).content == b"fetch me"
 
@@ -349,11 +392,28 @@ def test_presign_with_an_unsupported_operation_answers_400(
 def test_presign_with_an_invalid_expiry_answers_400(
     admin: httpx.Client, bucket: str, expires: object
 ) -> None:
-    response = presign(admin, bucket, object_key="k", expires_in=expires)
+    response = presign(admin, bucket, object_key="k", operation="upload", expires_in=expires)
     assert response.status_code == 400
-    assert response.text.startswith("Invalid expiration requested")
+    if isinstance(expires, str):
+        assert response.text == (
+            "Invalid presign request: json: cannot unmarshal string into Go struct field "
+            "PresignRequest.expires_in of type int64"
+        )
+    else:
+        assert response.text == (
+            f"Invalid expiration requested: {expires}. Allowed range is 1-604800 seconds"
+        )
+
+
+def test_presign_needs_an_operation(admin: httpx.Client, bucket: str) -> None:
+    response = presign(admin, bucket, object_key="k")
+    assert (response.status_code, response.text) == (
+        400,
+        "Invalid presign request: Key: 'PresignRequest.Operation' Error:Field validation for "
+        "'Operation' failed on the 'required' tag",
+    )
 
 
 def test_presign_in_an_unknown_bucket_answers_404(admin: httpx.Client) -> None:
-    response = presign(admin, "no-such-bucket", object_key="k")
+    response = presign(admin, "no-such-bucket", object_key="k", operation="download")
     assert (response.status_code, response.text) == (404, "Bucket 'no-such-bucket' not found")

@@ -346,7 +346,7 @@ def test_a_sync_run_of_a_storage_event_reads_and_writes_no_bucket(
     assert not any(message.startswith(("Downloading", "Uploading")) for _, message in records(text))
     assert "object content" not in text
     assert json.loads(text.split("Creating response\n", 1)[1]) == event  # the event is the input
-    assert objects(s3, name) == ["in/secret.txt"]
+    assert objects(s3, name) == ["in/secret.txt", "out/"]
 
 
 def test_a_job_downloads_the_object_of_its_storage_event_by_base_name(
@@ -393,17 +393,17 @@ def test_user_isolation_sends_outputs_to_the_bucket_of_the_event(
 ) -> None:
     mine = unique_name("mine")
     script = 'echo r > "$TMP_OUTPUT_DIR/r.txt"\n'
+    s3.make_bucket(mine)  # createBuckets adds the output folder to each bucket_list bucket
     service = with_output(script, isolation_level="USER", bucket_list=[mine])
     name = service["name"]
-    s3.make_bucket(mine)
     s3.put_object(mine, "in/a.txt", io.BytesIO(b"a"), 1)
     log = job_log(
         oscar, admin, service, json.dumps(minio_event(mine, "in/a.txt")).encode(), "Succeeded"
     )
     assert ("INFO", f"Uploading file 'out/r.txt' to bucket '{mine}'") in records(log)
     assert log.endswith(f"Creating response\n['{name}', 'out']\n{mine}/out\n\n")
-    assert objects(s3, mine) == ["in/a.txt", "out/r.txt"]
-    assert objects(s3, name) == []
+    assert objects(s3, mine) == ["in/a.txt", "out/", "out/r.txt"]
+    assert objects(s3, name) == ["out/"]
 
 
 def test_a_job_for_a_missing_object_fails_as_boto3_does(
@@ -433,6 +433,7 @@ def test_a_job_upload_to_a_missing_bucket_fails_as_boto3_does(
     oscar: OscarLocal, admin: httpx.Client, s3: Minio, with_output: Callable[..., dict]
 ) -> None:
     service = with_output('echo r > "$TMP_OUTPUT_DIR/r.txt"\n')
+    s3.remove_object(service["name"], "out/")
     s3.remove_bucket(service["name"])
     log = job_log(oscar, admin, service, b"", "Failed")
     assert records(log)[-1] == (

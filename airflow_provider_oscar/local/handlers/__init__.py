@@ -12,11 +12,17 @@ from types import ModuleType
 from airflow_provider_oscar.local.handlers import (
     buckets,
     deployment,
+    federation,
     job,
+    lifecycle,
     logs,
+    metrics,
+    quotas,
     run,
     services,
     system,
+    system_logs,
+    volumes,
 )
 
 MODULES: dict[str, ModuleType] = {
@@ -27,4 +33,10 @@ MODULES: dict[str, ModuleType] = {
     "job": job,
     "logs": logs,
     "buckets": buckets,
+    "system_logs": system_logs,
+    "metrics": metrics,
+    "federation": federation,
+    "lifecycle": lifecycle,
+    "quotas": quotas,
+    "volumes": volumes,
 }

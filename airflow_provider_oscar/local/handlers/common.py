@@ -14,20 +14,33 @@ import base64
 import binascii
 import json
 import secrets
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from airflow_provider_oscar.local.cluster import LocalCluster, Settings
+from airflow_provider_oscar.local.executions import Execution
 from airflow_provider_oscar.local.profiles import Profile
 from airflow_provider_oscar.local.rules import Invalid, NotFound, StateError, may_use
 from airflow_provider_oscar.local.state import Caller, ClusterState
 from airflow_provider_oscar.local.types.config import Config
-from airflow_provider_oscar.local.types.gojson import encode, go_json_text
+from airflow_provider_oscar.local.types.gojson import (
+    GoJSONError,
+    binding_errors,
+    decode,
+    encode,
+    go_json_text,
+    parse,
+)
 from airflow_provider_oscar.local.types.service import Service
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -68,10 +81,12 @@ class Context:
         header = request.headers.get("authorization", "")
         if self.config.oidc_enable and header.startswith("Bearer "):
             subject = settings.bearer_tokens.get(header[len("Bearer ") :])
-            if subject is None:
+            if subject is None or not self.cluster.authorised(subject):
                 raise Unauthorized(basic=False)
-            self.state.provision_minio_user(subject)
-            return Caller(subject, admin=False)
+            self.cluster.provisioning.provision_user(subject)
+            self.cluster.logged_in(subject)
+            groups = tuple(self.cluster.groups_of(subject))
+            return Caller(subject, admin=False, authorization=header, groups=groups)
         scheme, _, value = header.partition(" ")
         if scheme == "Basic":
             try:
@@ -81,12 +96,13 @@ class Context:
             if secrets.compare_digest(user, settings.user) and secrets.compare_digest(
                 password, settings.password
             ):
-                return Caller(settings.user, admin=True)
+                return Caller(settings.user, admin=True, authorization=header)
         raise Unauthorized(basic=True)
 
-    def bearer(self, request: Request) -> str:
+    @staticmethod
+    def bearer(authorization: str) -> str:
         """run.go/job.go: the token after ``Bearer ``, or 401 with an empty body."""
-        parts = request.headers.get("authorization", "").split("Bearer ")
+        parts = authorization.split("Bearer ")
         if len(parts) != 2:
             raise Unauthorized(basic=False)
         return parts[1].strip()
@@ -95,6 +111,19 @@ class Context:
         return self.settings.bearer_tokens.get(token)
 
     # bodies ---------------------------------------------------------------------------------
+
+    async def bind(self, request: Request, cls: type[T], prefix: str) -> T:
+        """Gin's ``c.ShouldBindJSON``: Go's decoding, then the ``binding`` rules; a failure is
+        400 ``<prefix>: <error>``."""
+        raw = await self.body(request, self.settings.max_body_bytes)
+        try:
+            value = decode(cls, parse(raw), self.profile.release)
+        except GoJSONError as exc:
+            raise Invalid(f"{prefix}: {exc}") from None
+        failures = binding_errors(value, self.profile.release)
+        if failures:
+            raise Invalid(f"{prefix}: {chr(10).join(failures)}")
+        return value
 
     async def body(self, request: Request, limit: int) -> bytes:
         """The request body, refused past ``limit`` or past the shared memory budget."""
@@ -184,8 +213,18 @@ def refused(error: StateError) -> Response:
     return text(error.text, error.status) if error.text else empty(error.status)
 
 
+@dataclass
+class Origin:
+    """What a ``/run`` or ``/job`` handler tells the execution logger: ``uidOrigin`` and the
+    ``IPAddress`` of a MinIO event."""
+
+    user: str | None = None
+    ip: str | None = None
+    run: bool = False  # a /run (else a /job)
+
+
 async def invocation_target(
-    ctx: Context, request: Request, name: str
+    ctx: Context, authorization: str, name: str, origin: Origin
 ) -> tuple[Service, str | None]:
     """run.go/job.go: the service a ``/run`` or ``/job`` reaches, and the OIDC subject calling.
 
@@ -196,7 +235,7 @@ async def invocation_target(
     service = ctx.state.read_service(name)
     if service is None and not profile.invocations_find_services_by_name:
         raise NotFound()  # ReadService fails before the token is looked at
-    token = ctx.bearer(request)
+    token = ctx.bearer(authorization)
     if len(token) == 64:  # tokenLength
         if service is None or not secrets.compare_digest(service.token, token):
             raise Unauthorized(basic=False)
@@ -204,13 +243,57 @@ async def invocation_target(
     subject = ctx.oidc_subject(token)
     if subject is None:  # no OIDC manager knows the token's issuer
         raise _unknown_issuer(token)
+    origin.user = subject
+    authorised = ctx.cluster.authorised(subject)  # IsAuthorised: a group of the cluster's
     if profile.invocations_check_visibility:
+        if not authorised and origin.run:
+            raise NotFound()  # run.go answers 404 before it selects the service
         if service is None or not may_use(service, subject, profile):
             raise NotFound()  # selectService: errServiceNotFound
-    elif service is None or service.vo not in (ctx.config.oidc_groups or []) or not service.vo:
-        vo = service.vo if service else ""
+        if not authorised:
+            raise Unauthorized(basic=False)
+    elif not authorised:
+        raise Unauthorized(basic=False)
+    elif service is None or not service.vo or service.vo not in ctx.cluster.groups_of(subject):
+        vo = service.vo if service else ""  # UserHasVO: the service's VO is one of the user's
         raise NotAuthorized(f"this user isn't enrrolled on the vo: {vo}")
     return service, subject
+
+
+async def logged(
+    ctx: Context, path: str, client_ip: str, origin: Origin, call: Awaitable[Response]
+) -> Response:
+    """auth.go GetLoggerMiddleware around a ``/run`` or ``/job`` handler."""
+    started = time.monotonic_ns()
+    status = 500
+    try:
+        response = await call
+        status = response.status_code
+        return response
+    except StateError as exc:
+        status = exc.status
+        raise
+    except Unauthorized:
+        status = 401
+        raise
+    except TooLarge:
+        status = 413
+        raise
+    except OutOfMemory:
+        status = 503
+        raise
+    finally:
+        ctx.cluster.executions.append(
+            Execution(
+                datetime.now(timezone.utc),
+                status,
+                time.monotonic_ns() - started,
+                origin.ip or client_ip,
+                "POST",
+                path,
+                origin.user if origin.user is not None else "oscar",
+            )
+        )
 
 
 class BadGateway(StateError):

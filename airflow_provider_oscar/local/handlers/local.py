@@ -28,8 +28,11 @@ def register(app: FastAPI, ctx: Context) -> None:
         return Response(_DASHBOARD_STUB, 200, media_type="text/html; charset=utf-8")
 
     @app.post("/local/oidc/token")
+    @app.post("/local/oidc/protocol/openid-connect/token")  # where OSCAR's delegation looks
     async def oidc_token(request: Request) -> Response:
-        """Refresh tokens become short-lived bearer tokens (an OIDC provider's token endpoint)."""
+        """Refresh tokens become short-lived bearer tokens (an OIDC provider's token endpoint;
+        also at Keycloak's path under the issuer ``<endpoint>/local/oidc``, which
+        resourcemanager/delegate.go ``exchangeRefreshToken`` calls)."""
         settings = ctx.settings
         form = parse_qs((await ctx.body(request, 65536)).decode(errors="replace"))
         refresh = (form.get("refresh_token") or [""])[0]

@@ -9,15 +9,17 @@ from fastapi.responses import Response
 from airflow_provider_oscar.local.handlers.common import (
     ConnectionCut,
     Context,
+    Origin,
     invocation_target,
+    logged,
     text,
 )
 
 
 def register(app: FastAPI, ctx: Context) -> None:
-    @app.post("/run/{name}")
-    async def run(name: str, request: Request) -> Response:
-        service, _ = await invocation_target(ctx, request, name)
+    async def serve(name: str, request: Request, origin: Origin) -> Response:
+        authorization = request.headers.get("authorization", "")
+        service, _ = await invocation_target(ctx, authorization, name, origin)
         if ctx.cluster.kueue_suspends(service) and not await ctx.cluster.workload_admitted(service):
             return text(
                 "invalid workload: try to reduce the service resource (cpu, memory, etc.)", 400
@@ -31,3 +33,9 @@ def register(app: FastAPI, ctx: Context) -> None:
             return text(outcome.body.decode(errors="replace"), 500)
         media = request.headers.get("content-type") or "text/plain; charset=utf-8"
         return Response(outcome.body, 200, media_type=media)
+
+    @app.post("/run/{name}")
+    async def run(name: str, request: Request) -> Response:
+        origin = Origin(run=True)
+        client = request.client.host if request.client else ""
+        return await logged(ctx, f"/run/{name}", client, origin, serve(name, request, origin))

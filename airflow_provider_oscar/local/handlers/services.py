@@ -6,28 +6,22 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from airflow_provider_oscar.local.handlers.common import Context, empty, text
-from airflow_provider_oscar.local.rules import Invalid, is_label_value, may_see
+from airflow_provider_oscar.local.rules import StateError, is_label_value, may_see
+from airflow_provider_oscar.local.service_buckets import Written
 from airflow_provider_oscar.local.types.deployment import ServiceDeploymentSummary
-from airflow_provider_oscar.local.types.gojson import GoJSONError, binding_errors, decode, parse
 from airflow_provider_oscar.local.types.service import Service, ServiceVolumeStatus
+from airflow_provider_oscar.local.types.volume import PHASE_ERROR, PHASE_PENDING
+from airflow_provider_oscar.local.volumes import Volumes, volume_name
 
 
 def register(app: FastAPI, ctx: Context) -> None:
     async def service_body(request: Request) -> Service:
         """c.ShouldBindJSON(&service): Go's decoding, then the ``binding`` rules."""
-        raw = await ctx.body(request, ctx.settings.max_body_bytes)
-        try:
-            service = decode(Service, parse(raw), ctx.profile.release)
-        except GoJSONError as exc:
-            raise Invalid(f"The service specification is not valid: {exc}") from None
-        failures = binding_errors(service, ctx.profile.release)
-        if failures:
-            raise Invalid(f"The service specification is not valid: {chr(10).join(failures)}")
-        return service
+        return await ctx.bind(request, Service, "The service specification is not valid")
 
     def shown(service: Service, include: str | None) -> Service:
         """read.go/list.go (v4.0.0): setVolumeStatus, and the summary with ?include=deployment."""
-        service.volume_status = ServiceVolumeStatus(enabled=service.volume is not None)
+        service.volume_status = volume_status(ctx.cluster.volumes, service)
         wanted = (part.strip().lower() for part in (include or "").split(","))
         if "deployment" in wanted:
             service.deployment = ServiceDeploymentSummary.of(ctx.cluster.deployment(service))
@@ -42,14 +36,14 @@ def register(app: FastAPI, ctx: Context) -> None:
     @app.post("/system/services")
     async def create_service(request: Request) -> Response:
         caller = ctx.system_caller(request)
-        await ctx.cluster.create_service(await service_body(request), caller)
-        return empty(201)
+        written = await ctx.cluster.create_service(await service_body(request), caller)
+        return first_written(written, 201)
 
     @app.put("/system/services")
     async def update_service(request: Request) -> Response:
         caller = ctx.system_caller(request)
-        await ctx.cluster.update_service(await service_body(request), caller)
-        return empty(204)
+        written = await ctx.cluster.update_service(await service_body(request), caller)
+        return first_written(written, 204)
 
     @app.get("/system/services/{name}")
     async def read_service(name: str, request: Request) -> Response:
@@ -67,5 +61,26 @@ def register(app: FastAPI, ctx: Context) -> None:
 
     @app.delete("/system/services/{name}")
     async def delete_service(name: str, request: Request) -> Response:
-        await ctx.cluster.delete_service(name, ctx.system_caller(request))
-        return empty(204)
+        written = await ctx.cluster.delete_service(name, ctx.system_caller(request))
+        return first_written(written, 204)
+
+
+def first_written(written: list[Written], status: int) -> Response:
+    """Gin keeps the first answer a handler writes; later ones are dropped."""
+    if written:
+        return text(written[0].text, written[0].status)
+    return empty(status)
+
+
+def volume_status(volumes: Volumes, service: Service) -> ServiceVolumeStatus:
+    """read.go ``setVolumeStatus``: the phase of the volume the service attaches."""
+    if service.volume is None:
+        return ServiceVolumeStatus(enabled=False)
+    status = ServiceVolumeStatus(True, volume_name(service), PHASE_PENDING)
+    if not service.namespace:
+        return status
+    try:
+        status.phase = volumes.get(service.namespace, volume_name(service)).status.phase
+    except StateError as exc:
+        status.phase, status.error = PHASE_ERROR, exc.text
+    return status

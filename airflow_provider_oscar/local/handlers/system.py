@@ -22,6 +22,7 @@ from airflow_provider_oscar.local.types.status import (
     PodStates,
     StatusInfo,
 )
+from airflow_provider_oscar.local.types.storage import MinIOProvider
 
 NODE = "oscar-local"
 
@@ -49,10 +50,16 @@ def register(app: FastAPI, ctx: Context) -> None:
 
     @app.get("/system/config")
     async def config(request: Request) -> Response:
-        """config.go MakeConfigHandler (an OIDC caller would get its own MinIO user's keys;
-        the embedded store has one key pair)."""
-        ctx.system_caller(request)
-        return ctx.json(ConfigForUser(ctx.config, ctx.state.minio, []))
+        """config.go MakeConfigHandler: the admin gets the root user's keys, an OIDC caller
+        its own MinIO user's (``GetUserCredentials``)."""
+        caller = ctx.system_caller(request)
+        provider = ctx.state.minio
+        if not caller.admin:
+            access, secret = ctx.cluster.provisioning.user_keys(caller.subject) or ("", "")
+            provider = MinIOProvider(
+                provider.endpoint, provider.verify, access, secret, provider.region
+            )
+        return ctx.json(ConfigForUser(ctx.config, provider, []))
 
     @app.get("/system/status")
     async def status(request: Request) -> Response:

@@ -141,10 +141,12 @@ async def run_script(
     env: dict[str, str],
     timeout: float | None,
     console: ConsoleReader,
+    argv: list[str] | None = None,
 ) -> bool:
-    """Run ``/bin/sh script`` in ``workdir`` until its output ends; True if it timed out."""
+    """Run ``/bin/sh script`` (or ``argv``, which runs it) in ``workdir`` until its output
+    ends; True if it timed out."""
     loop = asyncio.get_running_loop()
-    argv = ["/bin/sh", str(script)]
+    argv = argv or ["/bin/sh", str(script)]
     read_end, control = _SERVER.start_run(argv, env, workdir)
     control.setblocking(False)
     reader = asyncio.StreamReader(limit=2**20)

@@ -68,14 +68,15 @@ class StorageConfig:
     """The providers the supervisor can use, read from ``function_config.yaml``.
 
     ``minio_access_key`` is the access key of the mounted ``minio.default`` secret, or ``None``
-    when the pod has no such secret (synchronous runs).
+    when the pod has no such secret (synchronous runs); ``store`` is a client of the embedded
+    MinIO with that secret's keys.
     """
 
     def __init__(
         self,
         config: dict[str, Any],
         log: SupervisorLog,
-        store: ObjectStore,
+        store: ObjectStore | None,
         minio_access_key: str | None,
     ) -> None:
         self.log = log
@@ -213,6 +214,7 @@ class StorageConfig:
             raise self.log.fatal(
                 f"oscar-local: storage provider '{auth.name}' is outside the embedded OSCAR"
             )
+        assert self.store is not None  # the minio.default provider needs the mounted keys
         action = self.store.upload if upload else self.store.download
         try:
             await asyncio.to_thread(action, bucket, key, path)

@@ -37,6 +37,14 @@ class Config:
     job_listing_limit: int = 70  # JOB_LISTING_LIMIT
     kueue_default_cpu: str = "2"  # KUEUE_DEFAULT_CPU, the per-user ClusterQueue quota
     kueue_default_memory: str = "2Gi"  # KUEUE_DEFAULT_MEMORY
+    kueue_default_ephemeral_storage: str = "1Gi"  # KUEUE_DEFAULT_EPHEMERAL_STORAGE (v4.1.0)
+    kueue_default_gpu: str = "0"  # KUEUE_DEFAULT_GPU (v4.1.0; 0 without GPU_AVAILABLE)
+    volume_available: str = "7Gi"  # VOLUME_AVAILABLE: a user's disk for volumes (v4.0.0)
+    volume_max: str = "5"  # VOLUME_MAX: a user's number of volumes
+    volume_max_disk: str = "5Gi"  # VOLUME_MAX_DISK: the largest volume
+    volume_min_disk: str = "200Mi"  # VOLUME_MIN_DISK: the smallest volume
+    minio_quota_buckets: str = "5"  # MINIO_QUOTA_BUCKETS (v4.1.0)
+    minio_quota_storage: str = "5Gi"  # MINIO_QUOTA_STORAGE
     write_timeout: float = 300.0  # WRITE_TIMEOUT (seconds)
 
     def flags(self) -> dict[str, bool]:

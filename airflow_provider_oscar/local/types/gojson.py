@@ -143,8 +143,9 @@ def decode(cls: type[T], data: Any, release: Release) -> T:
     """Decode a parsed JSON value into ``cls`` as ``json.Unmarshal`` would at ``release``."""
     errors: list[str] = []
     if data is not None and not isinstance(data, dict):
+        package = getattr(cls, "GO_PACKAGE", "types")
         raise GoJSONError(
-            f"json: cannot unmarshal {_kind(data)} into Go value of type types.{cls.__name__}"
+            f"json: cannot unmarshal {_kind(data)} into Go value of type {package}.{cls.__name__}"
         )
     value = _decode_struct(cls, data, release, (), cls(), errors)
     if errors:
@@ -302,7 +303,7 @@ def binding_errors(value: Any, release: Release) -> list[str]:
         if not slot.tag.exists_in(release):
             continue
         item = getattr(value, slot.name)
-        field = slot.name[:1].upper() + slot.name[1:]
+        field = "".join(part[:1].upper() + part[1:] for part in slot.name.split("_"))
         failed = None
         if slot.tag.required and _empty(item):
             failed = "required"
