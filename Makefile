@@ -12,7 +12,7 @@ $(UV):
 	.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --all-extras --python python3
+	$(UV) sync --frozen --all-extras --all-groups --python python3
 	touch $@
 
 setup: $(VENV)/.synced
