@@ -9,6 +9,7 @@ against the ensemble's. Runs unchanged on the embedded OSCAR (``oscar_default``)
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
@@ -30,6 +31,8 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    # Every task calls OSCAR: a lost worker or a cluster hiccup costs seconds, not minutes.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=["oscar", "composite-ai", "example"],
     doc_md=__doc__,
 ) as dag:
@@ -39,7 +42,6 @@ with DAG(
     classify = OscarRunServiceOperator.partial(
         task_id="classify",
         map_index_template="{{ task.service_name }} · {{ task.input_id }}",
-        retries=2,
     ).expand_kwargs(
         [
             {"service_name": model, "input_path": str(path), "input_id": path.stem}
