@@ -212,7 +212,7 @@ class AsyncDriver:
         retrying = AsyncRetrying(**self.policy.arguments(request))
         started = time.monotonic()
         try:
-            response = await retrying(self._send_once, request)
+            response: httpx.Response = await retrying(self._send_once, request)
         except httpx.HTTPError as exc:
             self.policy.report(request, started, _attempts(retrying), exc)
             raise _unreachable(self.policy.settings, request, exc) from exc
