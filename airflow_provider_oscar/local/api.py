@@ -403,6 +403,13 @@ def create_app(cluster: LocalCluster) -> FastAPI:
             cluster.faults.add(fault)
         return empty(201)
 
+    @app.get("/local/counts")
+    async def execution_counts(request: Request) -> Response:
+        """Runs and jobs per service and input, and requests per route (admin, read-only)."""
+        if not system_caller(request).admin:
+            return empty(403)
+        return go_json({**cluster.counts.to_api(), "requests": dict(request_counts(cluster))})
+
     @app.post("/local/oidc/token")
     async def oidc_token(request: Request) -> Response:
         """A stand-in OIDC token endpoint: refresh tokens become short-lived bearer tokens."""

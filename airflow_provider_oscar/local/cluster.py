@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_provider_oscar.fdl import Service
+from airflow_provider_oscar.local.counts import ExecutionCounts
 from airflow_provider_oscar.local.faults import FaultPlan
 from airflow_provider_oscar.local.runtime import Invocation, Outcome, Runtime
 from airflow_provider_oscar.local.state import (
@@ -58,6 +59,7 @@ class LocalCluster:
         self.settings = settings
         self.store = store
         self.faults = FaultPlan()
+        self.counts = ExecutionCounts()
         self.state = ClusterState(minio_provider=store.settings.minio_provider())
         self.runtime = Runtime(store, work_root)
         self.watcher = BucketWatcher(store, self._on_object, settings.event_interval)
@@ -137,6 +139,7 @@ class LocalCluster:
         """Execute a ``/run`` request and return what the watchdog would answer."""
         gate = self._sync_gate(service)
         async with gate:
+            self.counts.count_run(service.name, event)
             self.sync_running += 1
             self._take(service, +1)
             try:
@@ -156,6 +159,7 @@ class LocalCluster:
     def submit(self, service: str, event: bytes, owner: str | None, name: str | None) -> Job:
         """Create a job for ``service``; it runs as soon as a job slot is free."""
         job = self.state.add_job(service, event, owner, name)
+        self.counts.count_job(service, event)
         stuck = self.faults.stuck_status(service)
         if stuck:
             self.state.update_job(job, status=JobStatus(stuck))
