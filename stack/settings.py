@@ -195,6 +195,9 @@ class StackSettings:
         env.update(
             {
                 "PATH": os.pathsep.join([str(BIN), env.get("PATH", os.defpath)]),
+                # Workers import the provider before forking (stack.celery_config).
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+                "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "stack.celery_config.CELERY_CONFIG",
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url,
                 "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
