@@ -23,13 +23,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT / ".stack", help="the stack's folder")
     parser.add_argument("--port", type=int, default=8080, help="UI and REST API (default 8080)")
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
+    parser.add_argument(
+        "--dags",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="another folder of DAGs (a DAG bundle named after it), beside example_dags",
+    )
     args = parser.parse_args(argv)
 
     # Ctrl-C and SIGTERM end the wait (or the start) with KeyboardInterrupt, even when started
     # in the background, which leaves SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    settings = StackSettings(args.root, api_port=args.port, workers=args.workers)
+    folders = {f"dags-{folder.resolve().name}": folder.resolve() for folder in args.dags}
+    settings = StackSettings(
+        args.root, api_port=args.port, workers=args.workers, dag_folders=folders
+    )
     stack = Stack(settings)
     print(f"starting the stack in {settings.root} (logs: {settings.logs}) ...", flush=True)
     try:

@@ -90,6 +90,8 @@ def _hand_over(path: Path, user: tuple[int, int] | None) -> None:
 def prepare_postgres(settings: StackSettings, log: Path) -> None:
     """``initdb`` on the first start: superuser ``airflow`` with the stack's password."""
     user = _postgres_user()
+    if user is not None:  # the postgres user must reach its folders (a mkdtemp root is 0700)
+        settings.root.chmod(settings.root.stat().st_mode | 0o011)
     _hand_over(settings.sockets, user)
     if (settings.postgres_data / "PG_VERSION").exists():
         return
