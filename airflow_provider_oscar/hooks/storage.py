@@ -8,8 +8,11 @@ requests locally and send them with :class:`httpx.AsyncClient`, so they never bl
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import io
 import json
+import sys
 import xml.etree.ElementTree as ElementTree
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ if TYPE_CHECKING:  # the minio SDK is imported when first used (it takes ~0.5 s 
 
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound")
+_SIGNING_MODULES = ("minio.credentials", "minio.signer")
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,9 @@ class OscarStorageHook(OscarHook):
         settings = await self.asettings()
         config = await self.acall(lambda api: api.config())
         provider = self._provider(dict(config.get("minio_provider") or {}), settings)
+        for module in _SIGNING_MODULES:  # a first import takes ~0.5 s: not on the event loop
+            if module not in sys.modules:
+                await asyncio.to_thread(importlib.import_module, module)
         return _Signer(provider), settings
 
     async def astat(self, path: str) -> ObjectInfo | None:

@@ -66,7 +66,6 @@ import asyncio
 import contextlib
 import fnmatch
 import hashlib
-import importlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -81,7 +80,6 @@ from airflow_provider_oscar.errors import OscarApiError
 from airflow_provider_oscar.hooks.storage import ObjectInfo, OscarStorageHook, split_path
 
 CURSOR_FOLDER = ".oscar-events"
-_SIGNING_MODULES = ("minio.credentials", "minio.signer")
 CURSOR_VERSION = 1
 MAX_BACKOFF = 300.0
 
@@ -288,10 +286,6 @@ class OscarBucketEventTrigger(BaseEventTrigger):
     # the run ------------------------------------------------------------------------------
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # The storage hook signs S3 requests with the minio SDK, whose first import takes most
-        # of a second: it happens in a thread, never on the triggerer's loop.
-        for module in _SIGNING_MODULES:
-            await asyncio.to_thread(importlib.import_module, module)
         hook = OscarStorageHook(self.oscar_conn_id)
         wake = asyncio.Event()
         listener = asyncio.create_task(self._listen(hook, wake)) if self.listen else None

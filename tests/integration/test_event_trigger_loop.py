@@ -1,9 +1,9 @@
-"""The bucket-event trigger keeps slow work off the triggerer's event loop.
+"""The storage triggers keep slow work off the triggerer's event loop.
 
-The minio SDK, which signs the trigger's S3 requests, takes most of a second to import: imported
-on the loop, it stalled every trigger of the triggerer when a watcher started ("Triggerer's async
-thread was blocked"). A fresh interpreter (where nothing imported it yet) runs the trigger and
-records, through an audit hook, which thread imports each minio module.
+The minio SDK, which signs their S3 requests, takes most of a second to import: imported on the
+loop, it stalled every trigger of the triggerer when a bucket watcher or an output wait started
+("Triggerer's async thread was blocked"). A fresh interpreter (where nothing imported it yet)
+runs each trigger and records, through an audit hook, which thread imports each minio module.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 import textwrap
 import uuid
 
+import pytest
 from minio import Minio
 
 from airflow_provider_oscar.local.server import OscarLocal
@@ -24,34 +25,42 @@ SCRIPT = textwrap.dedent(
     import asyncio, json, sys, threading
 
     from airflow_provider_oscar.triggers.events import OscarBucketEventTrigger
+    from airflow_provider_oscar.triggers.storage import OscarOutputTrigger
 
     assert "minio" not in sys.modules, "minio was imported before the trigger ran"
-    threads = {}
+    on_loop = {}
 
     def audit(event, args):
         if event == "import" and args[0].startswith("minio"):
-            threads.setdefault(args[0], threading.current_thread() is threading.main_thread())
+            on_loop.setdefault(args[0], threading.current_thread() is threading.main_thread())
 
     sys.addaudithook(audit)
+    kind, bucket = sys.argv[1:3]
+    if kind == "events":
+        trigger = OscarBucketEventTrigger(path=f"{bucket}/in/", poll_interval=0.2)
+    else:
+        trigger = OscarOutputTrigger(path=f"{bucket}/out/x", poll_interval=0.2)
 
     async def main():
-        trigger = OscarBucketEventTrigger(path=sys.argv[1], poll_interval=0.2)
         first = asyncio.ensure_future(trigger.run().__anext__())
-        await asyncio.sleep(3)  # the first listing takes the baseline and writes the cursor
+        await asyncio.sleep(3)  # a few polls: the first one reads the bucket
         first.cancel()
 
     asyncio.run(main())
-    print(json.dumps(threads))
+    print(json.dumps(on_loop))
     """
 )
 
 
-def test_the_minio_sdk_is_imported_off_the_loop_thread(oscar: OscarLocal, s3: Minio) -> None:
+@pytest.mark.parametrize("kind", ["events", "output"])
+def test_the_minio_sdk_is_imported_off_the_loop_thread(
+    oscar: OscarLocal, s3: Minio, kind: str
+) -> None:
     bucket = f"loop-{uuid.uuid4().hex[:8]}"
     s3.make_bucket(bucket)
     env = {**os.environ, "AIRFLOW_CONN_OSCAR_DEFAULT": oscar.connection_json()}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, f"{bucket}/in/"],
+        [sys.executable, "-c", SCRIPT, kind, bucket],
         env=env,
         capture_output=True,
         text=True,
@@ -62,5 +71,6 @@ def test_the_minio_sdk_is_imported_off_the_loop_thread(oscar: OscarLocal, s3: Mi
     on_loop = json.loads(done.stdout.strip().splitlines()[-1])
     assert {"minio.credentials", "minio.signer"} <= set(on_loop), on_loop
     assert not any(on_loop.values()), f"imported on the loop's thread: {on_loop}"
-    cursors = [o.object_name for o in s3.list_objects(bucket, prefix=".oscar-events/")]
-    assert len(cursors) == 1, "the trigger never got as far as writing its cursor"
+    if kind == "events":
+        cursors = [o.object_name for o in s3.list_objects(bucket, prefix=".oscar-events/")]
+        assert len(cursors) == 1, "the watcher never got as far as writing its cursor"
