@@ -39,15 +39,15 @@ def test_the_waits_deferred_to_the_triggerer_and_a_restarted_one_finished_them(
     assert stack.stack.restarts("triggerer") >= 1
     tis = {t["task_id"]: t for t in stack.airflow.task_instances(LIFECYCLE, drills.lifecycle_run)}
     for task in WAITS:
-        assert drills.triggerers.get(task), f"{task} was never seen deferred on a triggerer"
+        # Two triggerer jobs ran the wait: the one killed, and the one started after it.
+        assert len(drills.triggerers.get(task, ())) >= 2, (task, drills.triggerers)
         assert tis[task]["state"] == "success"
         assert tis[task]["try_number"] == 1, f"{task} was retried instead of resumed"
         log = stack.log(LIFECYCLE, drills.lifecycle_run, task)
         assert "Pausing task as DEFERRED" in log
-        # The triggerer writes its part of the log to one file per triggerer job: two jobs ran
-        # this trigger, the one killed and the one started after it.
-        jobs = set(TRIGGER_LOG.findall(log))
-        assert len(jobs) >= 2, f"{task}: trigger logs of triggerer jobs {jobs}"
+        # The triggerer's part of the log: one file per triggerer job (a killed one may not
+        # have written its own), ending with the event that resumed the task.
+        assert TRIGGER_LOG.search(log), log[:2000]
         assert "Trigger fired event" in log
 
 
