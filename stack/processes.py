@@ -1,10 +1,11 @@
 """Processes started, watched, restarted and stopped by their process id.
 
-Each process leads its own process group (a new session), so stopping one also reaches what it
-forked (a Celery worker's pool and the tasks it runs), a terminal's Ctrl-C reaches only the
-process that started them, and nothing else on the machine is ever signalled. The ids are
-recorded in ``pids.json`` with their command lines: a later start finds the processes of a
-start that died without stopping them, and stops those (and only those).
+Each process leads its own process group (a new session), so a terminal's Ctrl-C reaches only
+the process that started them. Stopping one reaches everything it forked, found by walking its
+tree of children: a Celery worker's pool, and the tasks its pool runs (Airflow puts each task in
+a process group of its own). Nothing else on the machine is ever signalled. The ids are recorded
+in ``pids.json`` with their start times: a later start finds the processes of a start that died
+without stopping them, and stops those (and only those).
 
 A process that exits while the stack runs is started again, as a container's restart policy
 would (``restart: unless-stopped``), after a back-off that grows with repeated failures.
@@ -73,6 +74,37 @@ def _start_time(pid: int) -> int | None:
 def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def children(pid: int) -> list[int]:
+    """The children of ``pid`` (of all its threads)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def tree(pid: int) -> list[tuple[int, int]]:
+    """``pid`` and its descendants, each with its start time (to tell reused pids apart)."""
+    found: dict[int, int] = {}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        started = _start_time(current)
+        if current in found or started is None:
+            continue
+        found[current] = started
+        pending += children(current)
+    return list(found.items())
+
+
+def kill_tree(processes: list[tuple[int, int]]) -> None:
+    """SIGKILL each of ``processes`` (from :func:`tree`) that is still that same process."""
+    for pid, started in processes:
+        if _start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -172,22 +204,28 @@ class Supervisor:
 
     def _stop(self, managed: Managed) -> None:
         process = managed.process
+        forked = tree(process.pid)  # before the parents go: their children are then orphans
         if process.poll() is None:
             _signal_group(process.pid, managed.spec.stop_signal)
             try:
                 process.wait(managed.spec.stop_timeout)
             except subprocess.TimeoutExpired:
                 self.say(f"{managed.spec.name} did not stop in time; killing it")
-        # Whatever is left in its group (pool processes, tasks), and the process itself.
+        # Whatever is left of it: its group, and what it forked into other groups (tasks).
         _signal_group(process.pid, signal.SIGKILL)
+        kill_tree(forked + tree(process.pid))
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(5)
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
-        """Send ``sig`` to one process's whole group (a drill); returns the pid signalled."""
+    def kill(self, name: str) -> int:
+        """SIGKILL one process and everything it forked, as losing its machine would (a drill).
+
+        Returns the pid of the process killed; the watcher starts it again.
+        """
         with self._lock:
             pid = self._managed[name].pid
-        _signal_group(pid, sig)
+            for _ in range(3):  # a process forked meanwhile is caught by the next walk
+                kill_tree(tree(pid))
         return pid
 
     # the record of pids -------------------------------------------------------------------

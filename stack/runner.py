@@ -1,7 +1,7 @@
 """``Stack``: the whole topology, started in order and stopped in reverse.
 
-Postgres, then Redis and the two embedded OSCARs, then ``airflow db migrate``, the API server,
-and the scheduler, DAG processor, triggerer and Celery workers; ready when the API server
+Postgres, Redis and the two embedded OSCARs, then ``airflow db migrate``, then the API server,
+scheduler, DAG processor, triggerer and Celery workers together; ready when the API server
 reports every part healthy and each worker has said it is ready.
 """
 
@@ -15,7 +15,7 @@ from types import TracebackType
 from stack import components
 from stack.client import AirflowClient
 from stack.components import StackError, wait_until
-from stack.processes import Managed, Spec, Supervisor
+from stack.processes import Managed, Spec, Supervisor, children
 from stack.settings import CLUSTERS, USERNAME, StackSettings
 
 #: The components of the API server's health report that must be healthy.
@@ -61,12 +61,12 @@ class Stack:
         self._ready(redis, lambda: components.redis_ready(settings), 30)
         for conn_id, oscar in oscars.items():
             self._ready(oscar, lambda c=conn_id: components.oscar_ready(settings, c), 60)  # type: ignore[misc]
+        # Every Airflow component at once: each spends its first seconds importing Airflow.
         specs = components.airflow_specs(settings)
-        api, others = specs[0], specs[1:]
-        self._ready(self._launch(api), self._api_up, timeout)
-        offsets = {spec.name: components.log_size(spec) for spec in others}
-        started = [self._launch(spec) for spec in others]
-        for managed in started:
+        offsets = {spec.name: components.log_size(spec) for spec in specs}
+        api, *others = [self._launch(spec) for spec in specs]
+        self._ready(api, self._api_up, timeout)
+        for managed in others:
             if managed.spec.name.startswith("worker-"):
                 offset = offsets[managed.spec.name]
                 check = lambda s=managed.spec, o=offset: components.worker_ready(s, o)  # noqa: E731
@@ -123,23 +123,12 @@ class Stack:
 
     def busy_workers(self) -> list[str]:
         """Celery workers running at least one task now (a task is a pool process's child)."""
-        return [
-            name
-            for name in self.supervisor.names()
-            if name.startswith("worker-") and _grandchildren(self.supervisor.get(name).pid)
-        ]
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(part) for part in text.split()]
-
-
-def _grandchildren(pid: int) -> list[int]:
-    return [grandchild for child in _children(pid) for grandchild in _children(child)]
+        busy = []
+        for name in self.supervisor.names():
+            pool = children(self.supervisor.get(name).pid) if name.startswith("worker-") else []
+            if any(children(process) for process in pool):
+                busy.append(name)
+        return busy
 
 
 def _tail(log: Path, lines: int = 30) -> str:
