@@ -58,17 +58,23 @@ class Managed:
         return self.process.pid
 
 
-def _start_time(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks since boot), or ``None`` when there is no such process.
-
-    A pid and its start time name one process: a pid reused later has another start time.
-    """
+def _stat(pid: int) -> list[str] | None:
+    """Fields 3 and on of ``/proc/<pid>/stat`` (state first), or ``None`` for no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: count from its end.
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), or ``None`` when there is no such process.
+
+    A pid and its start time name one process: a pid reused later has another start time.
+    """
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -110,7 +116,7 @@ def kill_tree(processes: list[tuple[int, int]]) -> None:
 def _wait_gone(pid: int, timeout: float) -> bool:
     """Until the process ``pid`` (not a child of ours) has ended."""
     deadline = time.monotonic() + timeout
-    while _start_time(pid) is not None:
+    while (fields := _stat(pid)) is not None and fields[0] != "Z":  # a zombie has ended
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
