@@ -15,6 +15,7 @@ MODULES = [
     "benchmarks.polling",
     "benchmarks.imports",
     "benchmarks.triggers_memory",
+    "benchmarks.stack_latency",
 ]
 RESULTS = Path(__file__).with_name("results.json")
 
