@@ -112,13 +112,16 @@ def prepare_postgres(settings: StackSettings, log: Path) -> None:
             "--encoding=UTF8",
             "--locale=C",
         ]
+        uid, gid = user or (None, None)
         with log.open("ab") as output:
             done = subprocess.run(
                 argv,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 check=False,
-                **({"user": user[0], "group": user[1], "extra_groups": []} if user else {}),  # type: ignore[arg-type]
+                user=uid,
+                group=gid,
+                extra_groups=None if uid is None else [],
             )
         if done.returncode:
             raise StackError(f"initdb failed ({done.returncode}); see {log}")

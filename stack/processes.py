@@ -149,9 +149,7 @@ class Supervisor:
 
     def _spawn(self, spec: Spec) -> subprocess.Popen[bytes]:
         spec.log.parent.mkdir(parents=True, exist_ok=True)
-        user = {}
-        if spec.user is not None:
-            user = {"user": spec.user[0], "group": spec.user[1], "extra_groups": []}
+        uid, gid = spec.user or (None, None)
         with spec.log.open("ab") as log:
             return subprocess.Popen(
                 spec.argv,
@@ -161,7 +159,9 @@ class Supervisor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                **user,  # type: ignore[arg-type]
+                user=uid,
+                group=gid,
+                extra_groups=None if uid is None else [],
             )
 
     def get(self, name: str) -> Managed:
