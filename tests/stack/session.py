@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 from minio import Minio
 
 from stack.client import AirflowClient
 from stack.components import StackError, postgres_program
 from stack.runner import Stack
 from stack.settings import StackSettings
+from tests.helpers import unavailable
+
+HOW = "run `make test` as root to install postgresql and redis-server"
 
 #: Short detection timeouts: a task whose worker died is failed after 30 s (default 300 s), one
 #: queued to a worker that died before starting it is queued again after 60 s (default 600 s),
@@ -27,14 +28,6 @@ TEST_SETTINGS = {
     "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
 }
-
-
-def unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere: CI must never pass without running the stack tests."""
-    message = f"stack tests cannot run: {reason}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + " (in CI this is a failure: run `make test` as root to install it)")
-    pytest.skip(message)
 
 
 @dataclass
@@ -91,6 +84,6 @@ def check_programs() -> None:
         postgres_program("postgres")
         postgres_program("initdb")
     except StackError as exc:
-        unavailable(str(exc))
+        unavailable("stack tests", str(exc), HOW)
     if shutil.which("redis-server") is None:
-        unavailable("redis-server is missing (apt-get install redis-server)")
+        unavailable("stack tests", "redis-server is missing (apt-get install redis-server)", HOW)

@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stack.processes import Spec, Supervisor, tree
+from tests.helpers import alive, wait_until
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
 # A process that forks a child into a session (and process group) of its own, as Airflow does
@@ -27,21 +27,6 @@ FORKER = [
     "print(child.pid, flush=True)\n"
     "time.sleep(300)\n",
 ]
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -65,11 +50,11 @@ def test_a_process_that_dies_is_started_again_and_recorded(
     assert recorded["owner"] == os.getpid()
     assert recorded["processes"]["sleeper"]["pid"] == first
     assert supervisor.kill("sleeper") == first
-    wait_for(lambda: supervisor.get("sleeper").restarts == 1)
+    wait_until(lambda: supervisor.get("sleeper").restarts == 1)
     second = supervisor.get("sleeper").pid
     assert second != first and alive(second) and not alive(first)
     assert supervisor.get("sleeper").exits == [-signal.SIGKILL]
-    wait_for(
+    wait_until(
         lambda: (
             json.loads((tmp_path / "pids.json").read_text())["processes"]["sleeper"]["pid"]
             == second
@@ -81,20 +66,20 @@ def test_stopping_reaches_what_a_process_forked_into_another_group(
     supervisor: Supervisor, tmp_path: Path
 ) -> None:
     managed = supervisor.start(spec(tmp_path, "forker", FORKER))
-    wait_for(lambda: (tmp_path / "forker.log").read_text().strip() != "")
+    wait_until(lambda: (tmp_path / "forker.log").read_text().strip() != "")
     child = int((tmp_path / "forker.log").read_text().split()[0])
     assert os.getpgid(child) != os.getpgid(managed.pid)
     assert child in [pid for pid, _ in tree(managed.pid)]
     supervisor.stop_all()
-    wait_for(lambda: not alive(child) and not alive(managed.pid), timeout=10)
+    wait_until(lambda: not alive(child) and not alive(managed.pid), timeout=10)
 
 
 def test_a_drill_kill_takes_the_whole_tree(supervisor: Supervisor, tmp_path: Path) -> None:
     managed = supervisor.start(spec(tmp_path, "forker", FORKER))
-    wait_for(lambda: (tmp_path / "forker.log").read_text().strip() != "")
+    wait_until(lambda: (tmp_path / "forker.log").read_text().strip() != "")
     child = int((tmp_path / "forker.log").read_text().split()[0])
     supervisor.kill("forker")
-    wait_for(lambda: not alive(child) and not alive(managed.pid), timeout=10)
+    wait_until(lambda: not alive(child) and not alive(managed.pid), timeout=10)
 
 
 def test_a_later_start_stops_what_a_dead_start_left_and_nothing_else(tmp_path: Path) -> None:
@@ -111,7 +96,7 @@ def test_a_later_start_stops_what_a_dead_start_left_and_nothing_else(tmp_path: P
         later = Supervisor(pidfile, say=lambda line: None)
         assert later.running_owner() is None
         assert later.stop_leftovers() == ["left"]
-        wait_for(lambda: not alive(left))
+        wait_until(lambda: not alive(left))
         assert stranger.poll() is None, "a process the record does not name was signalled"
         assert not pidfile.exists()
     finally:
