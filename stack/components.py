@@ -52,16 +52,16 @@ def wait_until(
 
 
 def postgres_program(name: str) -> str:
-    """A PostgreSQL server program (``initdb``, ``postgres``): on PATH or Debian's newest."""
-    found = shutil.which(name)
-    if found and name != "initdb":
-        return found
+    """A PostgreSQL server program (``initdb``, ``postgres``): Debian's newest, else on PATH.
+
+    Debian keeps them in ``/usr/lib/postgresql/<major>/bin`` (``initdb`` is not on PATH), so
+    both programs come from the same release.
+    """
     candidates = sorted(
         glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
         key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
     )
-    if candidates:
-        return candidates[-1]
+    found = candidates[-1] if candidates else shutil.which(name)
     if found:
         return found
     raise StackError(

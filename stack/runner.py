@@ -115,11 +115,8 @@ class Stack:
         return AirflowClient(self.settings.api_url, USERNAME, self.settings.password())
 
     def restarts(self, name: str) -> int:
+        """How often ``name`` was started again after it died."""
         return self.supervisor.get(name).restarts
-
-    def wait_restarted(self, name: str, before: int, timeout: float = 60.0) -> None:
-        """Until ``name`` has been started again after a crash (``before``: restarts then)."""
-        wait_until(lambda: self.restarts(name) > before, f"{name} restarted", timeout)
 
     def busy_workers(self) -> list[str]:
         """Celery workers running at least one task now (a task is a pool process's child)."""
