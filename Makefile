@@ -13,7 +13,7 @@ $(UV):
 	.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --all-extras --all-groups --python python3
+	$(UV) sync --frozen --all-extras --group stack --python python3
 	touch $@
 
 setup: $(VENV)/.synced
@@ -62,6 +62,7 @@ ui: setup
 	$(PY) scripts/ui.py $(UI_ARGS)
 
 bench: setup stack-deps
+	$(UV) sync --frozen --all-extras --group stack --group bench --python python3
 	$(PY) -m benchmarks.run
 
 oscar-local: setup

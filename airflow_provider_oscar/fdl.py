@@ -2,8 +2,9 @@
 
 The models follow OSCAR v4.1's Go structs: fields are declared in the Go field order, so
 ``Service.to_api()`` yields the keys in the order OSCAR answers them. Decoding is as lenient as
-Go's ``encoding/json``: keys match case-insensitively (``Variables`` is ``variables``) and
-unknown keys are ignored.
+Go's ``encoding/json``: keys match case-insensitively (``Variables`` is ``variables``); keys this
+model does not know (fields of newer releases: ``volume``, ``kserve``, ``federation``, ...) are
+kept and sent back as they came, so an update never drops them.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ LOG_LEVELS = ("NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class _GoStruct(BaseModel):
-    """Base model decoding keys case-insensitively and ignoring unknown ones, as Go does."""
+    """Base model decoding keys case-insensitively, as Go does, and keeping unknown ones."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     @model_validator(mode="before")
     @classmethod

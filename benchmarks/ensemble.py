@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from airflow_provider_oscar import ensemble
+from airflow_provider_oscar.ensemble import aggregation, output, parts, reading, scoring
 from benchmarks.ensemble_reference import (
     aggregate_arrays_reference,
     aggregate_reference,
@@ -174,7 +175,7 @@ def _phases(arrays: dict[str, Any]) -> dict[str, float]:
         spent = dict.fromkeys(phases, 0.0)
         try:
             t0 = time.process_time()
-            read = ensemble._read_arrays(
+            read = reading.read_arrays(
                 arrays["inputs"],
                 arrays["models"],
                 arrays["vocabulary"],
@@ -183,19 +184,19 @@ def _phases(arrays: dict[str, Any]) -> dict[str, float]:
                 arrays["answered"],
                 False,
             )
-            w = ensemble._model_weights(None, read.models)
+            w = aggregation.model_weights(None, read.models)
             shown = np.array(read.display, dtype=object)
-            step = ensemble._CHUNK_ENTRIES // math.ceil(read.entries_per_input)
+            step = aggregation.CHUNK_ENTRIES // math.ceil(read.entries_per_input)
             spent["read_and_check"] += time.process_time() - t0
             results = []
             for lo in range(0, len(read.inputs), step):
                 t1 = time.process_time()
-                part = ensemble._part(read, lo, min(lo + step, len(read.inputs)))
-                ensemble._check_coverage(part, w, 1, None)
+                part = parts.build_part(read, lo, min(lo + step, len(read.inputs)))
+                parts.check_coverage(part, w, 1, None)
                 t2 = time.process_time()
-                scores = ensemble._score(part, "soft_vote", w, "zero", 1e-6, 60.0, None)
+                scores = scoring.score_part(part, "soft_vote", w, "zero", 1e-6, 60.0, None)
                 t3 = time.process_time()
-                results += ensemble._results(part, scores, 5, None, rule, {}, shown)
+                results += output.build_results(part, scores, 5, None, rule, {}, shown)
                 t4 = time.process_time()
                 spent["entries_and_candidates"] += t2 - t1
                 spent["score"] += t3 - t2

@@ -302,6 +302,7 @@ class _Combiner:
             "vote_share": share,
             "margin": margin,
             "entropy": entropy,
+            "unlisted_score": unlisted,
             "abstained": bool(reasons),
             "abstain_reasons": reasons,
             "missing_models": [m for m in self.models if m not in lists],

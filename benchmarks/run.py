@@ -11,6 +11,7 @@ from benchmarks.figures import Figure, render, save
 MODULES = [
     "benchmarks.local_run",
     "benchmarks.ensemble",
+    "benchmarks.ensemble_peers",
     "benchmarks.fanout",
     "benchmarks.polling",
     "benchmarks.imports",

@@ -1,8 +1,9 @@
 """Two OSCAR clusters, three classifiers on each: a consensus that survives losing a cluster.
 
-Deploys the three classifiers of ``services/plants`` on every cluster named in the
+Deploys the classifiers of ``services/plants`` on every cluster named in the
 ``connections`` param (one Airflow connection per cluster, default ``oscar_default`` and
-``oscar_second``; one deploy task each), sends every specimen to every (cluster, model) at once
+``oscar_second``; one deploy task each), sends every specimen to three of them on every cluster
+at once
 (one mapped task per call) and combines the six answers per specimen by soft vote. Give each
 connection a ``cluster_id`` extra (e.g. ``"alpha"``, ``"beta"``): models are then named
 ``<cluster>/<service>`` (``<endpoint>/<service>`` without one).

@@ -1,23 +1,37 @@
-"""``make demo``: the plant ensemble DAG on an embedded OSCAR, with its results table.
+"""``make demo``: the plant ensemble DAG on an embedded OSCAR, with its cross-validated table.
 
 Starts an embedded OSCAR on loopback, points ``oscar_default`` at it, prepares a throw-away
-Airflow home (SQLite), runs ``oscar_plant_ensemble`` with ``dag.test()`` and prints each
-specimen's per-model and consensus labels and the accuracies.
+Airflow home (SQLite), runs ``oscar_plant_ensemble`` with ``dag.test()`` (the human review times
+out after a few seconds: nobody is asked) and prints, per model and for the plain and the
+calibrated ensemble, the cross-validated accuracy, log loss, Brier score and calibration error
+with their bootstrap intervals, and where the ensemble wins and where it does not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "oscar_plant_ensemble"
+REVIEW_SECONDS = 3
+METRICS = (
+    ("accuracy", "accuracy", True),
+    ("log_loss", "log loss", False),
+    ("brier", "Brier", False),
+)
+METRICS += (("ece", "ECE", False),)
 
 
 def _prepare_airflow(home: Path) -> None:
@@ -32,46 +46,130 @@ def _prepare_airflow(home: Path) -> None:
     )
 
 
-def _table(report: dict) -> str:
-    models = report["models"]
-    truth = report.get("truth", {})
-    short = {m: m.removeprefix("plants-") for m in models}
-    header = ["specimen", "truth", *short.values(), "ensemble", "score", ""]
-    rows = []
-    for item in report["inputs"]:
-        top1 = {p["model"]: (p["labels"] or ["(missing)"])[0] for p in item["provenance"]}
-        known = truth.get(item["input"], "?")
-        mark = "ok" if item["winner"] == known else "WRONG"
-        if item["abstained"]:
-            mark += " (abstained)"
-        name = lambda label: label.removeprefix("Iris ")  # noqa: E731
-        rows.append(
-            [
-                item["input"],
-                name(known),
-                *(name(top1.get(m, "-")) for m in models),
-                name(item["winner"]),
-                f"{item['top_k']['scores'][0]:.3f}",
-                mark,
-            ]
-        )
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+@contextlib.contextmanager
+def review_timeouts() -> Iterator[None]:
+    """Let human-in-the-loop requests time out while ``dag.test()`` runs.
+
+    From Airflow 3.3 a waiting review parks in ``awaiting_input`` and the scheduler's timeout
+    sweep (``SchedulerJobRunner.check_awaiting_input_timeouts``) resolves it; ``dag.test()`` runs
+    no scheduler, so this calls that sweep every half second. Before 3.3, ``dag.test()`` runs the
+    review's trigger itself and this does nothing.
+    """
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    sweep = getattr(SchedulerJobRunner, "check_awaiting_input_timeouts", None)
+    if sweep is None:
+        yield
+        return
+    stop = threading.Event()
+    scheduler = SimpleNamespace(log=logging.getLogger("airflow.jobs.scheduler_job_runner"))
+
+    def loop() -> None:
+        while not stop.wait(0.5):
+            with contextlib.suppress(Exception):  # a locked SQLite file: the next round retries
+                sweep(scheduler)
+
+    thread = threading.Thread(target=loop, name="review-timeouts", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _interval(metric: dict[str, Any] | None) -> str:
+    if not metric or metric.get("value") is None:
+        return "-"
+    if metric.get("low") is None:
+        return f"{metric['value']:.3f}"
+    return f"{metric['value']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
+
+
+def _table(report: dict[str, Any]) -> str:
+    evaluation, baseline = report["evaluation"], report["baseline"]
+    fit = report["calibration"]["fit"]
+    rows: list[tuple[str, dict[str, Any]]] = list(evaluation["models"].items())
+    rows += [("soft vote, equal weights", baseline)]
+    rows += [(f"calibrated ({fit['pool'].replace('_', '-')} pool)", evaluation["ensemble"])]
+    header = ["", *(label for _, label, _ in METRICS)]
+    cells = [[name, *(_interval(m.get(key)) for key, _, _ in METRICS)] for name, m in rows]
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
     lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *cells]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    accuracy = report["accuracy"]
-    lines.append("")
-    lines.append(f"held-out specimens: {accuracy['inputs']}")
-    for model, value in accuracy["models"].items():
-        lines.append(f"  {model:<24} accuracy {value:.3f}")
-    mean = sum(accuracy["models"].values()) / len(accuracy["models"])
-    lines.append(f"  {'mean of the models':<24} accuracy {mean:.3f}")
-    lines.append(f"  {'ensemble (soft vote)':<24} accuracy {accuracy['ensemble']:.3f}")
-    lines.append(
-        f"  coverage {accuracy['coverage']:.3f}, accuracy where it did not abstain "
-        f"{accuracy['selective_accuracy']:.3f}"
+    lines.insert(len(evaluation["models"]) + 2, "")
+    ci = round(100 * evaluation["confidence"])
+    return "\n".join(
+        [
+            f"cross-validated over {evaluation['inputs']} specimens in 5 folds "
+            f"(each scored by models and a calibration that never saw it); "
+            f"[{ci} % bootstrap interval, {evaluation['bootstrap']} resamples]",
+            "",
+            *lines,
+        ]
     )
+
+
+def _verdict(report: dict[str, Any]) -> str:
+    evaluation = report["evaluation"]
+    ours = evaluation["ensemble"]
+    lines = ["where the calibrated ensemble wins and where it does not:"]
+    for key, label, higher in METRICS:
+        values = {m: v[key]["value"] for m, v in evaluation["models"].items()}
+        best = (max if higher else min)(values, key=values.__getitem__)
+        mine, theirs = ours[key]["value"], values[best]
+        if abs(mine - theirs) < 1e-12:
+            word = "ties"
+        elif (mine > theirs) == higher:
+            word = "beats"
+        else:
+            word = "LOSES to"
+        lines.append(
+            f"  {label:<9} {mine:.3f} {word} the best model's {theirs:.3f} ({best})"
+            + ("" if word != "LOSES to" else "  <- not better than one model here")
+        )
+    weights = {m: v["weight"] for m, v in report["calibration"]["fit"]["models"].items()}
+    lines.append(
+        "  learned weights (on all 150): "
+        + ", ".join(f"{m} {w:.2f}" for m, w in weights.items())
+        + f"; pooled temperature {report['calibration']['fit']['temperature']:.2f}"
+    )
+    return "\n".join(lines)
+
+
+def _doubts(report: dict[str, Any]) -> str:
+    truth, evaluation = report["truth"], report["evaluation"]["ensemble"]
+    wrong = [i for i in report["inputs"] if i["winner"] != truth[i["input"]]]
+    abstained = [i for i in report["inputs"] if i["abstained"]]
+    reviews = (report.get("reviews") or {}).get("reviews") or {}
+    lines = [
+        f"abstained on {len(abstained)} specimens (margin below "
+        f"{report['method']['abstain']['min_margin']}): coverage "
+        f"{_interval(evaluation['coverage'])}, accuracy where it answered "
+        f"{_interval(evaluation['selective_accuracy'])}",
+    ]
+    review = report.get("reviews") or {}
+    if review:
+        outcome = (
+            f"nobody answered within {REVIEW_SECONDS} s, so they stay abstained"
+            if review.get("timed_out")
+            else f"{review.get('reviewed')} labelled by {review.get('responded_by')}"
+        )
+        lines.append(f"human review: {review.get('asked')} sent to Airflow's HITL; {outcome}")
+    for item in sorted(
+        {i["input"]: i for i in wrong + abstained}.values(), key=lambda i: i["input"]
+    ):
+        known, review = truth[item["input"]], reviews.get(item["input"]) or {}
+        mark = "right" if item["winner"] == known else "WRONG"
+        note = "abstained" if item["abstained"] else ""
+        if review.get("status") == "reviewed":
+            note += f", a person said {review['label']}"
+        lines.append(
+            f"  {item['input']}  truth {known:<16} ensemble {item['winner']:<16} "
+            f"p={item['top_k']['scores'][0]:.2f}  {mark}  {note}"
+        )
     return "\n".join(lines)
 
 
@@ -100,7 +198,8 @@ def main() -> int:
             print(f"{DAG_ID} did not load", file=sys.stderr)
             return 1
         run_start = time.monotonic()
-        run = dag.test()
+        with review_timeouts():
+            run = dag.test(run_conf={"review_timeout_seconds": REVIEW_SECONDS})
         elapsed = time.monotonic() - run_start
         if run.state != "success":
             print(f"{DAG_ID} ended {run.state}", file=sys.stderr)
@@ -109,6 +208,10 @@ def main() -> int:
         report = json.loads(OscarStorageHook().download_bytes(report_key))
     print()
     print(_table(report))
+    print()
+    print(_verdict(report))
+    print()
+    print(_doubts(report))
     print(f"\nDAG run {elapsed:.1f} s (set-up included: {time.monotonic() - started:.1f} s)")
     return 0
 

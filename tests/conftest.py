@@ -1,4 +1,9 @@
-"""Shared fixtures: one Airflow home and one embedded OSCAR per test session."""
+"""Shared fixtures: one Airflow home per test session, one embedded OSCAR per release.
+
+``oscar`` is the session's default OSCAR (4.1); ``oscar_at("3.7")`` starts (once) and returns
+the one playing another release; a test taking ``release_oscar`` runs once per release, so CI
+runs the whole suite on 4.1 and the version-sensitive tests on 3.6, 3.7 and 4.0 too.
+"""
 
 from __future__ import annotations
 
@@ -26,14 +31,43 @@ os.environ.update(
 import httpx  # noqa: E402
 from minio import Minio  # noqa: E402
 
+from airflow_provider_oscar.local.profiles import DEFAULT_VERSION, PROFILES  # noqa: E402
 from airflow_provider_oscar.local.server import OscarLocal  # noqa: E402
+
+RELEASES = tuple(PROFILES)  # "3.6", "3.7", "4.0", "4.1"
 
 
 @pytest.fixture(scope="session")
-def oscar() -> Iterator[OscarLocal]:
-    """The session's embedded OSCAR on a free loopback port."""
-    with OscarLocal() as server:
-        yield server
+def oscar_at() -> Iterator[Callable[[str], OscarLocal]]:
+    """``oscar_at("3.7")``: the session's embedded OSCAR playing that release (started once)."""
+    servers: dict[str, OscarLocal] = {}
+
+    def at(version: str) -> OscarLocal:
+        if version not in servers:
+            # the other releases share the default one's S3 store (names are unique)
+            s3 = at(DEFAULT_VERSION).s3 if version != DEFAULT_VERSION else None
+            servers[version] = OscarLocal(oscar_version=version, s3=s3).start()
+        return servers[version]
+
+    yield at
+    for server in reversed(servers.values()):  # the default one, owning the S3 store, last
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def oscar(oscar_at: Callable[[str], OscarLocal]) -> OscarLocal:
+    """The session's default embedded OSCAR (the latest release) on a free loopback port."""
+    return oscar_at(DEFAULT_VERSION)
+
+
+@pytest.fixture(params=RELEASES, ids=lambda version: f"oscar{version}")
+def release_oscar(
+    request: pytest.FixtureRequest, oscar_at: Callable[[str], OscarLocal]
+) -> Iterator[OscarLocal]:
+    """The test runs once against each release's embedded OSCAR."""
+    server = oscar_at(request.param)
+    yield server
+    server.faults.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -68,13 +102,11 @@ def unique_name() -> Callable[[str], str]:
     return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def deploy(admin: httpx.Client, unique_name: Callable[[str], str]) -> Iterator[Callable[..., dict]]:
-    """Create a service from a script (deleted after the test); returns its definition."""
+def _deployer(admin: httpx.Client) -> Iterator[Callable[..., dict]]:
     created: list[str] = []
 
     def _deploy(script: str, **fields: Any) -> dict[str, Any]:
-        name = fields.pop("name", None) or unique_name("svc")
+        name = fields.pop("name", None) or f"svc-{uuid.uuid4().hex[:8]}"
         body = {"name": name, "image": "local/test", "script": script, **fields}
         response = admin.post("/system/services", json=body)
         assert response.status_code == 201, response.text
@@ -84,6 +116,26 @@ def deploy(admin: httpx.Client, unique_name: Callable[[str], str]) -> Iterator[C
     yield _deploy
     for name in created:
         admin.delete(f"/system/services/{name}")
+
+
+@pytest.fixture
+def deploy(admin: httpx.Client) -> Iterator[Callable[..., dict]]:
+    """Create a service from a script (deleted after the test); returns its definition."""
+    yield from _deployer(admin)
+
+
+@pytest.fixture
+def release_admin(release_oscar: OscarLocal) -> Iterator[httpx.Client]:
+    """The admin's client of ``release_oscar``."""
+    auth = (release_oscar.user, release_oscar.password)
+    with httpx.Client(base_url=release_oscar.endpoint, auth=auth) as client:
+        yield client
+
+
+@pytest.fixture
+def release_deploy(release_admin: httpx.Client) -> Iterator[Callable[..., dict]]:
+    """``deploy`` on ``release_oscar``."""
+    yield from _deployer(release_admin)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_oscar.local.faults import DeploymentFault
 from airflow_provider_oscar.local.server import OscarLocal
 
 
@@ -75,15 +76,15 @@ async def resume(op: Any, ctx: dict[str, Any], deferred: Any) -> Any:
     return method(context=ctx, event=event.payload, **(deferred.kwargs or {}))
 
 
+CRASH_LOG = "exec /oscar/bin/fwatchdog: exec format error"
+
+
 def fail_deployment(oscar: OscarLocal, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """Make the embedded OSCAR report ``name``'s deployment as failed."""
+    """Make the embedded OSCAR report ``name``'s deployment as failed (until the test ends),
+    its crashing pod's log ending in :data:`CRASH_LOG`."""
     assert oscar.cluster is not None
-    real = oscar.cluster.deployment
-
-    def deployment(service: str, caller: Any) -> dict[str, object]:
-        status = real(service, caller)
-        if service == name:
-            status.update(state="failed", reason="CrashLoopBackOff")
-        return status
-
-    monkeypatch.setattr(oscar.cluster, "deployment", deployment)
+    faults = oscar.cluster.faults
+    failed = DeploymentFault(
+        service=name, state="failed", reason="CrashLoopBackOff", logs=[CRASH_LOG]
+    )
+    monkeypatch.setattr(faults, "_faults", [*faults._faults, failed])

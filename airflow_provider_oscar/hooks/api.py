@@ -232,11 +232,22 @@ class OscarApi:
         return service
 
     def apply_service(self, service: Service) -> Step[Literal["created", "updated"]]:
-        """Create the service, or update it when it exists (oscar-cli's ``apply``)."""
+        """Create the service, or update it when it exists (oscar-cli's ``apply``).
+
+        An update sends back what the stored service has and the definition does not say: its
+        owner (OSCAR's update.go stores the owner an admin sends, and an empty owner puts the
+        service's jobs in a Kueue queue that does not exist) and the fields OSCAR refuses to
+        change or would drop (``volume``, ``kserve``, ``federation``).
+        """
         existing = yield from self.get_service(service.name)
         body = service.model_dump(mode="json", exclude={"token"})
         body["input"] = [io.to_api() for io in service.input] if service.input else None
         body["output"] = [io.to_api() for io in service.output] if service.output else None
+        if existing is not None:
+            body["owner"] = existing.owner
+            for key, value in (existing.model_extra or {}).items():
+                if key in _KEPT_ON_UPDATE:
+                    body.setdefault(key, value)
         timeout = max(60.0, self.settings.timeout)
         headers = yield from self.system_auth()
         method = "PUT" if existing else "POST"
@@ -491,6 +502,9 @@ class OscarApi:
             self._on_secret(token)
             with _TOKENS.lock:
                 _TOKENS.services[(self._base, name)] = token
+
+
+_KEPT_ON_UPDATE = ("volume", "kserve", "federation")
 
 
 def _duplicate(response: httpx.Response) -> bool:

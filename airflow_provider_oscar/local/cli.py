@@ -1,8 +1,15 @@
-"""``oscar-local``: run an embedded OSCAR until interrupted."""
+"""``oscar-local``: run an embedded OSCAR until interrupted.
+
+Credentials stay off the command line: ``--password-file`` or ``$OSCAR_LOCAL_PASSWORD``, else a
+generated password printed once. ``--password`` still works, with a warning (any local user
+reads a command line through ``ps`` or ``/proc``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import json
 import os
 import signal
 import sys
@@ -10,27 +17,70 @@ import threading
 from pathlib import Path
 
 from airflow_provider_oscar.local.cluster import Settings
+from airflow_provider_oscar.local.profiles import DEFAULT_VERSION, PROFILES, profile_for
 from airflow_provider_oscar.local.server import OscarLocal
 from airflow_provider_oscar.local.storage import S3Settings
 
+PASSWORD_WARNING = (
+    "warning: --password is readable by every local user (ps, /proc); "
+    "use --password-file or $OSCAR_LOCAL_PASSWORD"
+)
+REMOTE_WARNING = (
+    "warning: listening on {host}, beyond this machine: whoever reaches it with the password "
+    "runs scripts here"
+)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    releases = ", ".join(f"{line} ({p.version})" for line, p in PROFILES.items())
     parser = argparse.ArgumentParser(
         prog="oscar-local",
         description="An OSCAR-compatible server with S3 storage that runs service scripts "
         "on this machine (for development and tests; never expose it).",
     )
+    parser.add_argument(
+        "--oscar-version",
+        default=DEFAULT_VERSION,
+        help=f"the OSCAR release to behave as: {releases} (default {DEFAULT_VERSION})",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host that is not a loopback address",
+    )
     parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
     parser.add_argument("--user", default="oscar", help="Basic-auth user for /system routes")
     parser.add_argument(
-        "--password",
-        default=os.environ.get("OSCAR_LOCAL_PASSWORD", ""),
-        help="Basic-auth password (default: $OSCAR_LOCAL_PASSWORD, or a random one)",
+        "--password-file",
+        type=Path,
+        help="file whose first line is the Basic-auth password",
+    )
+    parser.add_argument(
+        "--password", default="", help="Basic-auth password (discouraged: see --password-file)"
     )
     parser.add_argument("--data-dir", type=Path, help="where job directories live (default: temp)")
     parser.add_argument("--total-cpu", type=float, help="CPU cores the job slots share")
-    parser.add_argument("--job-timeout", type=float, default=600.0, help="job time limit (s)")
+    parser.add_argument(
+        "--job-timeout",
+        type=float,
+        default=None,
+        help="kill jobs after this many seconds (default: never, as OSCAR)",
+    )
+    parser.add_argument(
+        "--run-timeout",
+        type=float,
+        default=300.0,
+        help="cut a /run after this many seconds, as OSCAR's WRITE_TIMEOUT (default 300)",
+    )
+    parser.add_argument(
+        "--no-serverless-backend",
+        action="store_true",
+        help="behave as OSCAR without Knative: no /run, jobs only",
+    )
+    parser.add_argument(
+        "--no-faults", action="store_true", help="disable the /local/faults injection route"
+    )
     parser.add_argument(
         "--s3-endpoint",
         default=os.environ.get("OSCAR_LOCAL_S3_ENDPOINT", ""),
@@ -43,12 +93,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--s3-endpoint needs --s3-access-key and --s3-secret-key")
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is not a port number")
+    try:
+        profile_for(args.oscar_version)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not (_loopback(args.host) or args.allow_remote):
+        parser.error(f"--host {args.host} is not a loopback address; add --allow-remote")
+    if args.password_file and args.password:
+        parser.error("give --password-file or --password, not both")
+    if args.password_file:
+        try:
+            lines = args.password_file.read_text().splitlines()
+        except OSError as exc:
+            parser.error(f"--password-file {args.password_file}: {exc.strerror or exc}")
+        args.password = lines[0].strip() if lines else ""
+        if not args.password:
+            parser.error(f"--password-file {args.password_file} is empty")
+    elif args.password:
+        print(PASSWORD_WARNING, file=sys.stderr, flush=True)
+    else:
+        args.password = os.environ.get("OSCAR_LOCAL_PASSWORD", "")
     return args
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = Settings(user=args.user, password=args.password, job_timeout=args.job_timeout)
+    if not _loopback(args.host):
+        print(REMOTE_WARNING.format(host=args.host), file=sys.stderr, flush=True)
+    settings = Settings(
+        user=args.user,
+        password=args.password,
+        oscar_version=args.oscar_version,
+        job_timeout=args.job_timeout,
+        run_timeout=args.run_timeout,
+        serverless_backend=not args.no_serverless_backend,
+        faults_enabled=not args.no_faults,
+    )
     if args.total_cpu:
         settings.total_cpu = args.total_cpu
     s3 = (
@@ -64,8 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     with server:
         print(f"OSCAR endpoint:  {server.endpoint}  (user {server.user})", flush=True)
+        print(f"OSCAR release:   {server.profile.version}", flush=True)
         print(f"S3 endpoint:     {server.s3.endpoint}", flush=True)
-        print(f"Airflow connection:\n  AIRFLOW_CONN_OSCAR_DEFAULT='{server.connection_json()}'")
+        connection = json.loads(server.connection_json())
+        if args.password:  # the user's own: never echoed
+            connection["password"] = "<the password you gave>"
+            print("Airflow connection:", flush=True)
+        else:
+            print("Airflow connection (with the password generated for this run):", flush=True)
+        print(f"  AIRFLOW_CONN_OSCAR_DEFAULT='{json.dumps(connection)}'", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         stop.wait()
     return 0

@@ -1,36 +1,49 @@
-"""The embedded cluster: state, storage, runtime and fault plan wired into OSCAR's operations.
+"""The embedded cluster: Kubernetes, Knative and Kueue as OSCAR sees them, over the state,
+storage, runtime and fault plan.
 
-Every method runs on the server's event loop. Asynchronous jobs wait ``Pending`` while the job
-slots are full: a job takes its service's ``cpu`` from ``total_cpu`` while it runs, as pods take
-node capacity. Synchronous runs are bounded by ``synchronous.max_scale`` when it is set (Knative
-runs one request per pod), not by job slots.
+Every method runs on the server's event loop. A job is a Kubernetes Job: with Kueue on (the
+default from v3.7.0) the job of a service not owned by ``cluster_admin`` starts suspended and
+waits for its LocalQueue's ClusterQueue quota; then its pod waits ``Pending`` while the node is
+full (a job takes its service's ``cpu`` and ``memory``), and runs with no deadline (job.go sets
+none). A ``/run`` is a request to the Knative service: one request per pod
+(ContainerConcurrency 1), at most ``synchronous.max_scale`` pods, and only as many pods as the
+node's memory holds; requests beyond wait, as Knative's activator holds them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_provider_oscar.fdl import Service
 from airflow_provider_oscar.local.counts import ExecutionCounts
 from airflow_provider_oscar.local.faults import FaultPlan
+from airflow_provider_oscar.local.profiles import Profile, profile_for
+from airflow_provider_oscar.local.rules import job_name
 from airflow_provider_oscar.local.runtime import Invocation, Outcome, Runtime
-from airflow_provider_oscar.local.state import (
-    Caller,
-    ClusterState,
-    Job,
-    JobStatus,
-    service_buckets,
-    utc_now,
-)
+from airflow_provider_oscar.local.state import Caller, ClusterState, Job, JobStatus, utc_now
 from airflow_provider_oscar.local.storage import BucketWatcher, ObjectStore
+from airflow_provider_oscar.local.types.config import Config, parse_string_slice
+from airflow_provider_oscar.local.types.deployment import (
+    FAILED,
+    KIND_KNATIVE,
+    KIND_UNAVAILABLE,
+    PENDING,
+    READY,
+    UNAVAILABLE,
+    ServiceDeploymentStatus,
+)
+from airflow_provider_oscar.local.types.quantity import bytes_of, millicores
+from airflow_provider_oscar.local.types.service import DEFAULT_OWNER, Service
+from airflow_provider_oscar.local.types.storage import MinIOProvider
 
 log = logging.getLogger(__name__)
+MAX_ARG_STRLEN = 32 * 4096  # Linux: one environment string, with its name, "=" and NUL
 
 
 @dataclass
@@ -39,17 +52,32 @@ class Settings:
 
     user: str = "oscar"
     password: str = ""
+    oscar_version: str | None = None
     bearer_tokens: dict[str, str] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)
     access_token_lifetime: float = 300.0
     total_cpu: float = float(max(4, 2 * (os.cpu_count() or 2)))
     total_memory_bytes: int = 16 * 1024**3
-    job_timeout: float = 600.0
-    run_timeout: float = 300.0
+    job_timeout: float | None = None  # real jobs have no deadline (job.go JobSpec)
+    run_timeout: float = 300.0  # WRITE_TIMEOUT: a /run is cut after it
     deploy_delay: float = 0.0
     max_body_bytes: int = 64 * 1024 * 1024
-    max_job_body_bytes: int = 1024 * 1024
+    max_job_body_bytes: int = 3 * 1024 * 1024  # the Kubernetes API's request limit
+    max_request_memory: int = 512 * 1024 * 1024  # request bodies held at once
     event_interval: float = 0.25
+    serverless_backend: bool = True
+    kueue_enable: bool | None = None  # None: the release's default
+    volume_enable: bool | None = None
+    kueue_admission_timeout: float = 30.0  # utils/kueue.go defaultKueueAdmissionTimeout
+    faults_enabled: bool = True
+
+
+@dataclass
+class RunOutcome:
+    """What became of a ``/run``: the watchdog's answer, or a cut connection."""
+
+    outcome: Outcome | None
+    cut: bool = False
 
 
 class LocalCluster:
@@ -58,19 +86,51 @@ class LocalCluster:
     def __init__(self, settings: Settings, store: ObjectStore, work_root: Path) -> None:
         self.settings = settings
         self.store = store
+        self.profile: Profile = profile_for(settings.oscar_version)
+        self._config = self._base_config()
         self.faults = FaultPlan()
         self.counts = ExecutionCounts()
-        self.state = ClusterState(minio_provider=store.settings.minio_provider())
-        self.runtime = Runtime(store, work_root)
+        s3 = store.settings
+        minio = MinIOProvider(s3.endpoint, s3.secure, s3.access_key, s3.secret_key, s3.region)
+        self.state = ClusterState(self._config, self.profile, minio)
+        self.runtime = Runtime(store, work_root, self.profile.release)
         self.watcher = BucketWatcher(store, self._on_object, settings.event_interval)
+        self.started = utc_now()
         self._queue: deque[Job] = deque()
-        self._used_cpu = 0.0
+        self._suspended: deque[Job] = deque()
+        self._admitted: dict[str, tuple[int, int]] = {}  # ClusterQueue owner -> (mcpu, bytes)
+        self._holding: set[str] = set()  # jobs admitted by Kueue, holding their owner's quota
+        self._used_millis = 0
         self._used_memory = 0
         self._running_jobs: dict[str, asyncio.Task[None]] = {}
         self._sync_gates: dict[str, asyncio.Semaphore] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._failing: set[str] = set()  # jobs a FailingJobs fault caught when submitted
-        self.sync_running = 0
+        self.sync_running: dict[str, int] = {}
+
+    @property
+    def config(self) -> Config:
+        """The cluster's configuration; OIDC is on while bearer or refresh tokens are set."""
+        config, settings = self._config, self.settings
+        oidc = bool(settings.bearer_tokens or settings.refresh_tokens)
+        if oidc != config.oidc_enable:  # the embedded users are enrolled in the cluster's VO
+            config.oidc_enable = oidc
+            config.oidc_groups = ["vo.oscar-local"] if oidc else parse_string_slice("")
+            config.oidc_issuers = ["oscar-local"] if oidc else parse_string_slice("")
+        return config
+
+    def _base_config(self) -> Config:
+        settings, profile = self.settings, self.profile
+        return Config(
+            serverless_backend="knative" if settings.serverless_backend else "",
+            kueue_enable=profile.kueue_default
+            if settings.kueue_enable is None
+            else settings.kueue_enable and profile.kueue_default,
+            volume_enable=profile.volume_default
+            if settings.volume_enable is None
+            else settings.volume_enable and profile.volume_default,
+            write_timeout=settings.run_timeout,
+        )
 
     async def start(self) -> None:
         self._spawn(self.watcher.run())
@@ -85,44 +145,81 @@ class LocalCluster:
 
     # services -----------------------------------------------------------------------------
 
-    async def create_service(self, body: object, caller: Caller) -> Service:
-        service = self.state.create_service(body, caller)
-        await asyncio.to_thread(self._provision, service)
-        return service
+    async def create_service(self, service: Service, caller: Caller) -> Service:
+        created = self.state.create_service(service, caller)
+        await asyncio.to_thread(self._provision, created)
+        return created
 
-    async def update_service(self, body: object, caller: Caller) -> Service:
-        service = self.state.update_service(body, caller)
-        self._sync_gates.pop(service.name, None)
-        await asyncio.to_thread(self._provision, service)
-        return service
+    async def update_service(self, service: Service, caller: Caller) -> Service:
+        updated = self.state.update_service(service, caller)
+        self._sync_gates.pop(updated.name, None)
+        await asyncio.to_thread(self._provision, updated)
+        self._admit()  # a new owner may change what Kueue does with waiting jobs
+        return updated
 
     async def delete_service(self, name: str, caller: Caller) -> None:
         service, buckets = self.state.delete_service(name, caller)
         self.watcher.forget(service.name)
-        for job_name, task in list(self._running_jobs.items()):
-            if job_name.startswith(f"{name}:"):
+        for job_key, task in list(self._running_jobs.items()):
+            if job_key.startswith(f"{name}:"):
                 task.cancel()
         for bucket in buckets:
             await asyncio.to_thread(self.store.remove_bucket, bucket)
 
-    def deployment(self, name: str, caller: Caller) -> dict[str, object]:
-        service = self.state.get_service(name, caller)
-        created = self.state.created_at(name, caller)
-        age = (utc_now() - created).total_seconds()
-        ready = age >= self.settings.deploy_delay
-        return {
-            "service_name": service.name,
-            "namespace": service.namespace,
-            "state": "ready" if ready else "pending",
-            "reason": "" if ready else "ContainerCreating",
-            "last_transition_time": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "active_instances": 1 if ready else 0,
-            "affected_instances": 0 if ready else 1,
-            "resource_kind": "knative_service",
-        }
+    def deployment(self, service: Service) -> ServiceDeploymentStatus:
+        """deployment.go inspectDeploymentRuntime for a Knative (or pod-backed) service."""
+        namespace = service.namespace or self.config.services_namespace
+        fault = self.faults.deployment_fault(service.name)
+        if not self.config.serverless_backend:  # inspectPodBackedDeploymentRuntime
+            return ServiceDeploymentStatus(
+                service.name,
+                namespace,
+                UNAVAILABLE,
+                "Current deployment visibility is unavailable for this service runtime.",
+                resource_kind=KIND_UNAVAILABLE,
+            )
+        created = self.state.created_at(service.name)
+        since = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+        pods = self.sync_running.get(service.name, 0)
+        instances = max(pods, service.synchronous.min_scale)
+        if fault is not None:  # deploymentStatusFromKnativeService with Ready=False
+            total = max(instances, 1)  # the crashing pods are current
+            affected = total if fault.state == FAILED else max(1, total // 2)
+            if fault.state != FAILED:
+                total = max(total, affected + 1)
+            return ServiceDeploymentStatus(
+                service.name,
+                namespace,
+                fault.state,
+                fault.reason,
+                since,
+                total,
+                affected,
+                KIND_KNATIVE,
+            )
+        if (utc_now() - created).total_seconds() < self.settings.deploy_delay:
+            reason = f'Configuration "{service.name}" is waiting for a Revision to become ready.'
+            return ServiceDeploymentStatus(
+                service.name, namespace, PENDING, reason, since, 0, 0, KIND_KNATIVE
+            )
+        return ServiceDeploymentStatus(
+            service.name,
+            namespace,
+            READY,
+            "Runtime service is ready.",
+            since,
+            instances,
+            0,
+            KIND_KNATIVE,
+        )
+
+    def deployment_logs(self, service: Service) -> list[str]:
+        """What the service's current pods printed (a failing revision's, when injected)."""
+        fault = self.faults.deployment_fault(service.name)
+        return list(fault.logs) if fault else []
 
     def _provision(self, service: Service) -> None:
-        for bucket in service_buckets(service):
+        for bucket in service.minio_buckets():
             self.store.make_bucket(bucket)
         inputs = [
             (io.bucket, io.folder)
@@ -135,92 +232,177 @@ class LocalCluster:
 
     # executions ---------------------------------------------------------------------------
 
-    async def run_sync(self, service: Service, event: bytes) -> Outcome:
-        """Execute a ``/run`` request and return what the watchdog would answer."""
-        gate = self._sync_gate(service)
-        async with gate:
-            self.counts.count_run(service.name, event)
-            self.sync_running += 1
-            self._take(service, +1)
-            try:
-                call = Invocation(
-                    service,
-                    self.state.secrets_of(service.name),
-                    event,
-                    job_name=None,
-                    timeout=self.settings.run_timeout,
-                )
-                return await self.runtime.execute(call)
-            finally:
-                self.sync_running -= 1
-                self._take(service, -1)
-                self._dispatch()  # jobs may have waited for the CPU this run held
+    def kueue_suspends(self, service: Service) -> bool:
+        """job.go / run.go: Kueue governs services whose owner is not ``cluster_admin``."""
+        return self.config.kueue_enable and service.owner != DEFAULT_OWNER
 
-    def submit(self, service: str, event: bytes, owner: str | None, name: str | None) -> Job:
-        """Create a job for ``service``; it runs as soon as a job slot is free."""
+    async def workload_admitted(self, service: Service) -> bool:
+        """utils/kueue.go VerifyWorkload: a probe workload in the service's LocalQueue is
+        admitted, or refused after the admission timeout."""
+        if self._admissible(service, self.state.local_queue_owner(service.name)):
+            return True
+        await asyncio.sleep(self.settings.kueue_admission_timeout)
+        return False
+
+    async def run_sync(self, service: Service, event: bytes) -> RunOutcome:
+        """Execute a ``/run`` request; cut when it outlasts the server's write timeout."""
+        deadline = asyncio.get_running_loop().time() + self.settings.run_timeout
+        gate = self._sync_gate(service)
+        try:
+            await asyncio.wait_for(gate.acquire(), self.settings.run_timeout)
+        except asyncio.TimeoutError:
+            return RunOutcome(None, cut=True)
+        name = service.name
+        self.counts.count_run(name, event)
+        self.sync_running[name] = self.sync_running.get(name, 0) + 1
+        self._take(millicores(service.cpu), bytes_of(service.memory), +1)
+        try:
+            remaining = max(0.001, deadline - asyncio.get_running_loop().time())
+            call = Invocation(
+                service, self.state.secrets_of(name), event, job_name=None, timeout=remaining
+            )
+            outcome = await self.runtime.execute(call)
+            return RunOutcome(outcome, cut=outcome.timed_out)
+        finally:
+            gate.release()
+            self.sync_running[name] -= 1
+            self._take(millicores(service.cpu), bytes_of(service.memory), -1)
+            self._dispatch()  # jobs may have waited for the capacity this run held
+
+    def submit(self, service: Service, event: bytes, owner: str | None, name: str) -> Job:
+        """Create a job for ``service`` (job.go); what happens next is Kubernetes' business."""
         job = self.state.add_job(service, event, owner, name)
-        self.counts.count_job(service, event)
-        stuck = self.faults.stuck_status(service)
+        self.counts.count_job(service.name, event)
+        stuck = self.faults.stuck_status(service.name)
         if stuck:
-            self.state.update_job(job, status=JobStatus(stuck))
+            self.state.update_job(job, status=JobStatus(stuck), has_pod=stuck == "Pending")
             return job
-        if self.faults.fails(service):
-            self._failing.add(f"{service}:{job.name}")
-        self._queue.append(job)
-        self._dispatch()
+        if len(b"EVENT=") + len(event) + 1 > MAX_ARG_STRLEN:
+            # The event travels in the container's EVENT variable: execve fails with E2BIG.
+            now = utc_now()
+            self.state.update_job(
+                job, status=JobStatus.FAILED, has_pod=True, started=now, finished=now
+            )
+            return job
+        if self.faults.fails(service.name):
+            self._failing.add(f"{service.name}:{job.name}")
+        if self.kueue_suspends(service):
+            self.state.update_job(job, queue_owner=self.state.local_queue_owner(service.name))
+            self._suspended.append(job)
+            self._admit()
+        else:
+            self._enqueue(job)
         return job
 
     def cancel(self, job: Job) -> None:
         task = self._running_jobs.get(f"{job.service}:{job.name}")
         if task:
             task.cancel()
+        if job in self._suspended:
+            self._suspended.remove(job)
         if job in self._queue:
             self._queue.remove(job)
-            self._failing.discard(f"{job.service}:{job.name}")
+            self._release_quota(job)
+        self._failing.discard(f"{job.service}:{job.name}")
 
     @property
-    def used_cpu(self) -> float:
-        return max(0.0, self._used_cpu)
+    def used_millicores(self) -> int:
+        return max(0, self._used_millis)
 
     @property
     def used_memory(self) -> int:
         return max(0, self._used_memory)
 
-    def _take(self, service: Service, sign: int) -> None:
-        self._used_cpu += sign * service.cpu_cores
-        self._used_memory += sign * service.memory_bytes
+    @property
+    def total_millicores(self) -> int:
+        return round(self.settings.total_cpu * 1000)
+
+    def _take(self, millis: int, memory: int, sign: int) -> None:
+        self._used_millis += sign * millis
+        self._used_memory += sign * memory
 
     def _sync_gate(self, service: Service) -> asyncio.Semaphore:
         gate = self._sync_gates.get(service.name)
         if gate is None:
-            limit = service.synchronous.max_scale or 1_000_000
+            fit = self.settings.total_memory_bytes // max(1, bytes_of(service.memory))
+            limit = service.synchronous.max_scale or max(1, fit)
             gate = self._sync_gates[service.name] = asyncio.Semaphore(limit)
         return gate
+
+    # Kueue admission -------------------------------------------------------------------------
+
+    def _quota(self) -> tuple[int, int]:
+        return millicores(self.config.kueue_default_cpu), bytes_of(self.config.kueue_default_memory)
+
+    def _admissible(self, service: Service, queue_owner: str | None) -> bool:
+        if queue_owner is None:
+            return False  # no LocalQueue: Kueue never admits the workload
+        used_cpu, used_memory = self._admitted.get(queue_owner, (0, 0))
+        quota_cpu, quota_memory = self._quota()
+        return (
+            used_cpu + millicores(service.cpu) <= quota_cpu
+            and used_memory + bytes_of(service.memory) <= quota_memory
+        )
+
+    def _admit(self) -> None:
+        for job in list(self._suspended):
+            service = self.state.read_service(job.service)
+            if service is None:
+                self._suspended.remove(job)
+                continue
+            if not self.kueue_suspends(service):
+                self._suspended.remove(job)
+                self._enqueue(job)
+            elif self._admissible(service, job.queue_owner):
+                self._hold_quota(job, +1)
+                self._suspended.remove(job)
+                self._enqueue(job)
+
+    def _hold_quota(self, job: Job, sign: int) -> None:
+        assert job.queue_owner is not None
+        used_cpu, used_memory = self._admitted.get(job.queue_owner, (0, 0))
+        self._admitted[job.queue_owner] = (
+            used_cpu + sign * job.cpu_millis,
+            used_memory + sign * job.memory_bytes,
+        )
+        key = f"{job.service}:{job.name}"
+        if sign > 0:
+            self._holding.add(key)
+        else:
+            self._holding.discard(key)
+
+    def _release_quota(self, job: Job) -> None:
+        if f"{job.service}:{job.name}" in self._holding:
+            self._hold_quota(job, -1)
+
+    # the node ----------------------------------------------------------------------------
+
+    def _enqueue(self, job: Job) -> None:
+        self.state.update_job(job, status=JobStatus.PENDING, has_pod=True)
+        self._queue.append(job)
+        self._dispatch()
 
     def _dispatch(self) -> None:
         while self._queue:
             job = self._queue[0]
-            try:
-                service = self.state.service_by_name(job.service)
-            except KeyError:
+            service = self.state.read_service(job.service)
+            if service is None:
                 self._queue.popleft()
                 continue
-            busy = self._used_cpu > 0
-            over_cpu = self._used_cpu + service.cpu_cores > self.settings.total_cpu + 1e-9
-            over_memory = (
-                self._used_memory + service.memory_bytes > self.settings.total_memory_bytes
-            )
+            busy = self._used_millis > 0
+            over_cpu = self._used_millis + job.cpu_millis > self.total_millicores
+            over_memory = self._used_memory + job.memory_bytes > self.settings.total_memory_bytes
             if busy and (over_cpu or over_memory):
                 return
             self._queue.popleft()
-            self._take(service, +1)
+            self._take(job.cpu_millis, job.memory_bytes, +1)
             key = f"{job.service}:{job.name}"
             task = asyncio.get_running_loop().create_task(self._run_job(job, service))
             self._running_jobs[key] = task
 
     async def _run_job(self, job: Job, service: Service) -> None:
         key = f"{job.service}:{job.name}"
-        self.state.update_job(job, status=JobStatus.RUNNING, started=utc_now(), has_pod=True)
+        self.state.update_job(job, status=JobStatus.RUNNING, started=utc_now())
         try:
             call = Invocation(
                 service,
@@ -241,18 +423,33 @@ class LocalCluster:
                 job, status=JobStatus.FAILED, finished=utc_now(), logs=f"{job.logs}{exc}\n"
             )
         finally:
-            self._take(service, -1)
+            self._take(job.cpu_millis, job.memory_bytes, -1)
             self._running_jobs.pop(key, None)
             self._failing.discard(key)
+            self._release_quota(job)
+            self._admit()
             self._dispatch()
 
-    async def _on_object(self, service: str, event: bytes) -> None:
+    async def _on_object(self, service_name: str, event: bytes) -> None:
+        """MinIO's webhook: POST /job/<service> with the service token and the event."""
+        service = self.state.read_service(service_name)
+        if service is None:
+            return
         try:
-            self.submit(service, event, owner=None, name=None)
+            self.submit(service, event, owner=event_principal(event), name=job_name(service_name))
         except Exception:
-            log.exception("could not start a job of %s for a bucket event", service)
+            log.exception("could not start a job of %s for a bucket event", service_name)
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def event_principal(event: bytes) -> str | None:
+    """job.go decodeEventBytes: the MinIO event's ``requestParameters.principalId``."""
+    try:
+        record = json.loads(event)["Records"][0]
+        return str(record["requestParameters"]["principalId"])[:62]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None

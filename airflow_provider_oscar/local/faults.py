@@ -66,8 +66,21 @@ class FailingJobs(_Fault):
     service: str
 
 
+class DeploymentFault(_Fault):
+    """``service``'s Knative service reports Ready=False: ``failed`` (no healthy pod) or
+    ``degraded`` (some pods unhealthy), with ``reason``; its pods printed ``logs``. Until
+    cleared."""
+
+    kind: Literal["deployment"] = "deployment"
+    count: int = Field(default=-1, ge=-1)
+    service: str
+    state: Literal["failed", "degraded"] = "failed"
+    reason: str = "Revision failed: CrashLoopBackOff"
+    logs: list[str] = Field(default_factory=list, max_length=1000)
+
+
 class RotateToken(BaseModel):
-    """Give ``service`` a new token now, as OSCAR before v4.1 did on every update."""
+    """Give ``service`` a new token now, as an update before OSCAR v4.0 does."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["rotate_token"] = "rotate_token"
@@ -75,7 +88,7 @@ class RotateToken(BaseModel):
 
 
 Fault = Annotated[
-    Latency | ErrorBurst | Drop | StuckJobs | FailingJobs | RotateToken,
+    Latency | ErrorBurst | Drop | StuckJobs | FailingJobs | DeploymentFault | RotateToken,
     Field(discriminator="kind"),
 ]
 FAULT = TypeAdapter(Fault)
@@ -118,6 +131,9 @@ class FaultPlan:
 
     def fails(self, service: str) -> bool:
         return self._take(FailingJobs, lambda f: f.service == service) is not None
+
+    def deployment_fault(self, service: str) -> DeploymentFault | None:
+        return self._take(DeploymentFault, lambda f: f.service == service)
 
     def _take(self, kind: type[_F], matches: Callable[[_F], bool]) -> _F | None:
         with self._lock:

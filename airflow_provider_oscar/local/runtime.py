@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_oscar.fdl import Service
+from airflow_provider_oscar.local.profiles import Release
 from airflow_provider_oscar.local.storage import ObjectStore
 from airflow_provider_oscar.local.supervisor.events import Event, EventParser
 from airflow_provider_oscar.local.supervisor.logs import (
@@ -38,6 +38,8 @@ from airflow_provider_oscar.local.supervisor.logs import (
 from airflow_provider_oscar.local.supervisor.process import ConsoleReader, run_script
 from airflow_provider_oscar.local.supervisor.response import create_response
 from airflow_provider_oscar.local.supervisor.storage import StorageConfig, output_files
+from airflow_provider_oscar.local.types.gojson import encode
+from airflow_provider_oscar.local.types.service import Service
 
 _IFS = re.compile(r"[ \t\n]+")
 
@@ -71,8 +73,11 @@ class Outcome:
 class Runtime:
     """Executes invocations in fresh directories under ``work_root``."""
 
-    def __init__(self, store: ObjectStore, work_root: Path, endpoint: str = "") -> None:
+    def __init__(
+        self, store: ObjectStore, work_root: Path, release: Release, endpoint: str = ""
+    ) -> None:
         self.store = store
+        self.release = release
         self.work_root = work_root
         self.endpoint = endpoint
         self.path = os.pathsep.join(
@@ -112,7 +117,7 @@ class Runtime:
     ) -> bool:
         """``Supervisor(event).run()``; True when the embedded OSCAR's time limit ended it."""
         in_dir, out_dir = workdir / "input", workdir / "output"
-        config = function_config(call.service)
+        config = function_config(call.service, self.release)
         stdin = self._stdin(call)
         log.debug(f"EVENT received: {stdin}")
         parser = EventParser(log, config["input"])
@@ -201,14 +206,14 @@ class Runtime:
         return " ".join(_IFS.split(words)) + "\n" if words else "\n"
 
 
-def function_config(service: Service) -> dict[str, Any]:
+def function_config(service: Service, release: Release) -> dict[str, Any]:
     """The service's ``function_config.yaml`` as the supervisor loads it.
 
     OSCAR writes the whole service there (``pkg/types/service.go`` ``ToYAML``): a missing
     ``input`` or ``output`` is an empty list, and ``storage_providers`` always has
     ``minio.default`` (``pkg/handlers/create.go`` adds it with hidden keys).
     """
-    config = service.to_api()  # a fresh document: the run may change its output paths
+    config: dict[str, Any] = encode(service, release)  # fresh: the run may change its outputs
     config["input"] = config.get("input") or []
     config["output"] = config.get("output") or []
     providers = config.get("storage_providers") or {}

@@ -18,13 +18,16 @@ import uvicorn
 from airflow_provider_oscar.local.api import create_app
 from airflow_provider_oscar.local.cluster import LocalCluster, Settings
 from airflow_provider_oscar.local.faults import FaultPlan
+from airflow_provider_oscar.local.profiles import profile_for
 from airflow_provider_oscar.local.storage import MotoProcess, ObjectStore, S3Settings
 
 
 class OscarLocal:
     """An OSCAR-compatible server with its own S3 store, on a loopback port.
 
-    ``s3`` points it at an existing S3/MinIO endpoint instead of starting a moto server.
+    ``oscar_version`` picks the release it behaves as (``"3.6"``, ``"3.7"``, ``"4.0"``, ``"4.1"``
+    or a tag such as ``"v3.7.1"``; default 4.1). ``s3`` points it at an existing S3/MinIO
+    endpoint instead of starting a moto server.
     ``data_dir`` holds job directories and the S3 server's log (a temporary directory, removed
     on stop, when not given).
     """
@@ -37,10 +40,14 @@ class OscarLocal:
         data_dir: Path | None = None,
         s3: S3Settings | None = None,
         settings: Settings | None = None,
+        oscar_version: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.settings = settings or Settings()
+        if oscar_version is not None:
+            self.settings.oscar_version = oscar_version
+        self.profile = profile_for(self.settings.oscar_version)  # refuses unknown versions
         if not self.settings.password:
             self.settings.password = secrets.token_urlsafe(18)
         self._own_dir = data_dir is None

@@ -1,54 +1,49 @@
-"""The embedded OSCAR's state: services, tokens, jobs and bucket metadata, and their rules.
+"""The embedded OSCAR's store: services, their Kubernetes Jobs and bucket metadata, changed as
+the real handlers change them (create.go, update.go, delete.go, job.go, logs.go), by the rules in
+:mod:`.rules`.
 
-Nothing here knows HTTP or runs scripts. Rule violations raise :class:`StateError` subclasses
-carrying the text OSCAR answers with; the HTTP layer maps each class to OSCAR's status code.
+Nothing here knows HTTP or runs scripts; release differences come from the :class:`Profile`.
 """
 
 from __future__ import annotations
 
-import re
+import copy
 import secrets
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 
-from airflow_provider_oscar.errors import OscarDefinitionError
-from airflow_provider_oscar.fdl import (
-    Service,
-    StorageIO,
-    check_service_name,
-    job_prefix,
-    parse_service,
+from airflow_provider_oscar.local.profiles import Profile
+from airflow_provider_oscar.local.rules import (
+    DNS_LABEL,
+    KUEUE_QUEUE_LABEL,
+    Forbidden,
+    Invalid,
+    NotFound,
+    StateError,
+    check_bucket_name,
+    check_creatable,
+    check_deployable,
+    check_storage_path,
+    check_values,
+    duplicate_error,
+    local_queue_name,
+    may_see,
+    normalise_storage_paths,
+    page_start,
 )
-
-ADMIN_OWNER = "cluster_admin"
-JOB_PAGE_SIZE = 70
-SERVICE_NAMESPACE = "oscar-svc"
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_JOB_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes' rule for env var names
-
-
-class StateError(Exception):
-    """A request the state refuses; ``str(error)`` is OSCAR's answer text (may be empty)."""
-
-
-class Invalid(StateError):
-    """Bad input (400)."""
-
-
-class NotFound(StateError):
-    """Unknown service, job or bucket (404)."""
-
-
-class Forbidden(StateError):
-    """The caller may not do this (403)."""
+from airflow_provider_oscar.local.types.config import Config
+from airflow_provider_oscar.local.types.jobinfo import JobInfo, JobsResponse
+from airflow_provider_oscar.local.types.quantity import bytes_of, millicores
+from airflow_provider_oscar.local.types.service import DEFAULT_OWNER, Service
+from airflow_provider_oscar.local.types.storage import MinIOProvider
 
 
 class JobStatus(str, Enum):
+    """The pod phase of a job (``Suspended`` while it has no pod)."""
+
     PENDING = "Pending"
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
@@ -65,6 +60,7 @@ def utc_now() -> datetime:
 
 
 def rfc3339(moment: datetime | None) -> str | None:
+    """metav1.Time's JSON form (second precision, UTC)."""
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
@@ -77,38 +73,33 @@ class Caller:
 
     @property
     def owner(self) -> str:
-        return ADMIN_OWNER if self.admin else self.subject
+        return DEFAULT_OWNER if self.admin else self.subject
 
 
 @dataclass
 class Job:
-    """One asynchronous execution (a Kubernetes Job in real OSCAR)."""
+    """One asynchronous execution: a Kubernetes Job and, once it has one, its pod."""
 
     name: str
     service: str
     event: bytes
-    owner: str | None
-    status: JobStatus = JobStatus.PENDING
-    created: datetime = field(default_factory=utc_now)
+    owner: str | None  # the oscar.grycap/job-owner label: OIDC submitter or event principal
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    status: JobStatus = JobStatus.SUSPENDED
     started: datetime | None = None
     finished: datetime | None = None
     logs: str = ""
     has_pod: bool = False
-    seq: int = 0
+    queue_owner: str | None = None  # the Kueue ClusterQueue it waits in, when suspended
 
-    def to_api(self) -> dict[str, str]:
-        data = {"status": self.status.value}
-        if self.status is JobStatus.SUSPENDED:
-            return data
-        for key, moment in (
-            ("creation_time", self.created),
-            ("start_time", self.started),
-            ("finish_time", self.finished),
-        ):
-            text = rfc3339(moment)
-            if text:
-                data[key] = text
-        return data
+    def info(self) -> JobInfo:
+        """logs.go getPod: the pod's phase and times, ``Suspended`` without a pod."""
+        if not self.has_pod:
+            return JobInfo(JobStatus.SUSPENDED.value)
+        return JobInfo(
+            self.status.value, rfc3339(self.started), rfc3339(self.started), rfc3339(self.finished)
+        )
 
 
 @dataclass
@@ -118,7 +109,7 @@ class BucketInfo:
     name: str
     visibility: str = "private"
     allowed_users: list[str] = field(default_factory=list)
-    owner: str = ADMIN_OWNER
+    owner: str = DEFAULT_OWNER
     service: str | None = None
 
     def to_api(self) -> dict[str, object]:
@@ -133,77 +124,108 @@ class BucketInfo:
 
 @dataclass
 class Record:
-    """A stored service: its public definition, real secret values and deployment time."""
+    """A stored service: its definition, real secret values, deployment time and jobs."""
 
     service: Service
     secrets: dict[str, str]
     created: datetime = field(default_factory=utc_now)
     jobs: dict[str, Job] = field(default_factory=dict)
+    local_queue_owner: str | None = None  # Kueue LocalQueue created for an OIDC creator
 
 
 class ClusterState:
     """Thread-safe store of everything the embedded OSCAR knows, apart from object data."""
 
-    def __init__(self, *, minio_provider: dict[str, object]) -> None:
+    def __init__(self, config: Config, profile: Profile, minio: MinIOProvider) -> None:
+        self.config = config
+        self.profile = profile
+        self.minio = minio
         self._lock = threading.RLock()
         self._services: dict[str, Record] = {}
         self._buckets: dict[str, BucketInfo] = {}
-        self._seq = 0
-        self.minio_provider = minio_provider
+        self._minio_users: set[str] = set()
 
     # services -----------------------------------------------------------------------------
 
-    def create_service(self, body: object, caller: Caller) -> Service:
-        service, hidden = self._validated(body)
+    def create_service(self, service: Service, caller: Caller) -> Service:
+        """create.go MakeCreateHandler, after the body was decoded and validated."""
+        self._prepare(service)
+        service.owner = caller.owner
+        if not caller.admin and not service.vo and self.config.oidc_groups:
+            service.vo = self.config.oidc_groups[0]  # the first VO the caller is enrolled in
         with self._lock:
             if service.name in self._services:
-                raise Invalid("A service with the provided name already exists")
-            service.token = secrets.token_hex(32)
-            self._finish(service, caller.owner)
-            self._services[service.name] = Record(service, hidden)
-            for bucket in service_buckets(service):
-                self._buckets.setdefault(
-                    bucket, BucketInfo(bucket, owner=caller.owner, service=service.name)
-                )
-            return service.model_copy(deep=True)
-
-    def update_service(self, body: object, caller: Caller) -> Service:
-        service, hidden = self._validated(body)
-        with self._lock:
-            record = self._services.get(service.name)
-            if record is None:
-                raise NotFound("")
-            self._check_owner(record.service, caller)
-            service.token = record.service.token
-            self._finish(service, record.service.owner)
-            record.service, record.secrets = service, hidden
-            for bucket in service_buckets(service):
+                raise duplicate_error(self.profile)
+            check_creatable(service)
+            service.namespace = service.namespace or self.config.services_namespace
+            record = Record(service, self._hide_secrets(service))
+            if not caller.admin and self.config.kueue_enable:
+                labels = service.labels if service.labels is not None else {}
+                labels[KUEUE_QUEUE_LABEL] = local_queue_name(service.name)
+                record.local_queue_owner = caller.subject
+            if self.profile.user_service_labels:
+                owner_name = "oscar" if caller.admin else caller.subject
+                service.labels = {**(service.labels or {}), "owner_name": owner_name}
+            self._services[service.name] = record
+            for bucket in service.minio_buckets():
                 self._buckets.setdefault(
                     bucket, BucketInfo(bucket, owner=service.owner, service=service.name)
                 )
-            return service.model_copy(deep=True)
+            return copy.deepcopy(service)
+
+    def update_service(self, service: Service, caller: Caller) -> Service:
+        """update.go MakeUpdateHandler: the admin's update stores the owner it was sent."""
+        self._prepare(service)
+        with self._lock:
+            record = self._services.get(service.name)
+            if record is None:
+                raise NotFound()
+            old = record.service
+            if self.profile.update_keeps_token and old.token:
+                service.token = old.token
+            service.namespace = old.namespace or self.config.services_namespace
+            if not caller.admin:
+                if old.owner != caller.subject:
+                    raise Forbidden(
+                        f"User {caller.subject} doesn't have permision to modify this service"
+                    )
+                service.owner = old.owner
+            record.service, record.secrets = service, self._hide_secrets(service)
+            for bucket in service.minio_buckets():
+                self._buckets.setdefault(
+                    bucket, BucketInfo(bucket, owner=service.owner, service=service.name)
+                )
+            return copy.deepcopy(service)
 
     def delete_service(self, name: str, caller: Caller) -> tuple[Service, list[str]]:
-        """Remove a service; returns it and the buckets to delete with it."""
+        """delete.go: remove a service; returns it and the buckets to delete with it."""
         with self._lock:
-            record = self._record(name, caller)
-            self._check_owner(record.service, caller)
+            record = self._services.get(name)
+            if record is None:
+                raise NotFound()
+            if not caller.admin and record.service.owner != caller.subject:
+                raise Forbidden(
+                    f"User {caller.subject} doesn't have permision to delete this service"
+                )
             del self._services[name]
-            buckets = service_buckets(record.service)
+            buckets = record.service.minio_buckets()
             for bucket in buckets:
                 self._buckets.pop(bucket, None)
             return record.service, buckets
 
-    def get_service(self, name: str, caller: Caller) -> Service:
+    def read_service(self, name: str) -> Service | None:
+        """The stored service (a copy), whoever asks; ``None`` when there is none."""
         with self._lock:
-            return self._record(name, caller).service.model_copy(deep=True)
+            record = self._services.get(name)
+            return copy.deepcopy(record.service) if record else None
 
     def list_services(self, caller: Caller) -> list[Service]:
+        """list.go: the admin sees all; an OIDC user public, own and restricted-to-it ones."""
         with self._lock:
             return [
-                r.service.model_copy(deep=True)
+                copy.deepcopy(r.service)
                 for r in self._services.values()
-                if self._visible(r.service, caller)
+                if caller.admin or may_see(r.service, caller.subject)
             ]
 
     def secrets_of(self, name: str) -> dict[str, str]:
@@ -211,54 +233,66 @@ class ClusterState:
             record = self._services.get(name)
             return dict(record.secrets) if record else {}
 
-    def created_at(self, name: str, caller: Caller) -> datetime:
+    def created_at(self, name: str) -> datetime:
         with self._lock:
-            return self._record(name, caller).created
+            return self._services[name].created
+
+    def local_queue_owner(self, name: str) -> str | None:
+        with self._lock:
+            record = self._services.get(name)
+            return record.local_queue_owner if record else None
 
     def service_by_token(self, name: str, token: str) -> Service | None:
         """The service ``name`` if ``token`` is its token (constant-time comparison)."""
         with self._lock:
             record = self._services.get(name)
             if record and secrets.compare_digest(record.service.token, token):
-                return record.service.model_copy(deep=True)
-            return None
-
-    def service_for_subject(self, name: str, caller: Caller) -> Service | None:
-        with self._lock:
-            record = self._services.get(name)
-            if record and self._visible(record.service, caller):
-                return record.service.model_copy(deep=True)
+                return copy.deepcopy(record.service)
             return None
 
     def rotate_token(self, name: str) -> str:
-        """Give a service a new token, as OSCAR before v4.1 did on every update."""
+        """Give a service a new token, as an update before v4.0 does."""
         with self._lock:
             record = self._services.get(name)
             if record is None:
-                raise NotFound("")
+                raise NotFound()
             record.service.token = secrets.token_hex(32)
             return record.service.token
 
-    def service_by_name(self, name: str) -> Service:
-        """The service ``name`` for internal use; ``KeyError`` when it is gone."""
+    # OIDC users -----------------------------------------------------------------------------
+
+    def provision_minio_user(self, subject: str) -> None:
+        """auth/oidc.go getOIDCMiddleware: a direct /system request creates the MinIO user."""
         with self._lock:
-            return self._services[name].service.model_copy(deep=True)
+            self._minio_users.add(subject)
+
+    def has_minio_user(self, subject: str) -> bool:
+        with self._lock:
+            return subject in self._minio_users
 
     # jobs ---------------------------------------------------------------------------------
 
-    def add_job(self, service: str, event: bytes, owner: str | None, name: str | None) -> Job:
+    def add_job(self, service: Service, event: bytes, owner: str | None, name: str) -> Job:
         with self._lock:
-            record = self._services.get(service)
+            record = self._services.get(service.name)
             if record is None:
-                raise NotFound("")
-            if name is None:
-                name = f"{job_prefix(service)}-{uuid.uuid4()}"
-            elif len(name) > 63 or not _JOB_NAME.match(name):
-                raise Invalid(f"invalid job name {name!r}: must be a DNS-1123 label")
+                raise NotFound()
+            if len(name) > 63 or not DNS_LABEL.match(name):
+                raise StateError(
+                    f'Job.batch "{name}" is invalid: metadata.name: Invalid value: "{name}": '
+                    "a lowercase RFC 1123 label must consist of lower case alphanumeric "
+                    "characters or '-', and must start and end with an alphanumeric character"
+                )
             if any(name in r.jobs for r in self._services.values()):  # one namespace for all
-                raise Invalid(f"job {name!r} already exists")
-            self._seq += 1
-            job = Job(name=name, service=service, event=event, owner=owner, seq=self._seq)
+                raise StateError(f'jobs.batch "{name}" already exists')
+            job = Job(
+                name=name,
+                service=service.name,
+                event=event,
+                owner=owner,
+                cpu_millis=millicores(service.cpu),
+                memory_bytes=bytes_of(service.memory),
+            )
             record.jobs[name] = job
             return job
 
@@ -267,53 +301,56 @@ class ClusterState:
             for key, value in changes.items():
                 setattr(job, key, value)
 
-    def append_log(self, job: Job, text: str) -> None:
-        with self._lock:
-            job.logs += text
+    def job_page(self, service: str, owner: str | None, page: str | None) -> JobsResponse:
+        """logs.go MakeJobsInfoHandler: one page (JOB_LISTING_LIMIT) in name order.
 
-    def job_page(self, service: str, caller: Caller, page: str | None) -> dict[str, object]:
-        """One page of the job list in the v3.6.4+ wrapped shape."""
+        ``owner`` filters by the job-owner label (OIDC callers see only their own jobs).
+        """
         with self._lock:
-            record = self._record(service, caller)
+            record = self._services.get(service)
             jobs = sorted(
-                (j for j in record.jobs.values() if caller.admin or j.owner == caller.subject),
-                key=lambda j: j.seq,
+                (
+                    j
+                    for j in (record.jobs.values() if record else [])
+                    if (owner is None or j.owner == owner)
+                    and (j.has_pod or self.profile.lists_jobs_without_pods)
+                ),
+                key=lambda j: j.name,
             )
-        start = page_start(page)
-        chunk = jobs[start : start + JOB_PAGE_SIZE]
-        body: dict[str, object] = {"jobs": {j.name: j.to_api() for j in chunk}}
+            start = page_start(page)
+            limit = self.config.job_listing_limit
+            chunk = jobs[start : start + limit]
+            body = JobsResponse({j.name: j.info() for j in chunk})
         remaining = len(jobs) - start - len(chunk)
         if remaining > 0:
-            body["next_page"] = str(start + JOB_PAGE_SIZE)
-            body["remaining_jobs"] = remaining
+            body.next_page = str(start + limit)
+            body.remaining_jobs = remaining
         return body
 
-    def get_job(self, service: str, name: str, caller: Caller) -> Job | None:
+    def get_job(self, service: str, name: str) -> Job | None:
         with self._lock:
-            job = self._record(service, caller).jobs.get(name)
-            if job and (caller.admin or job.owner == caller.subject):
-                return job
-            return None
+            record = self._services.get(service)
+            return record.jobs.get(name) if record else None
 
-    def remove_jobs(self, service: str, caller: Caller, *, everything: bool) -> list[Job]:
+    def remove_jobs(self, service: str, *, everything: bool) -> list[Job]:
+        """logs.go MakeDeleteJobsHandler: succeeded jobs (every job with ``all``), anyone's."""
         with self._lock:
-            record = self._record(service, caller)
+            record = self._services.get(service)
+            if record is None:
+                return []
             gone = [
-                j
-                for j in record.jobs.values()
-                if (everything or j.status is JobStatus.SUCCEEDED)
-                and (caller.admin or j.owner == caller.subject)
+                j for j in record.jobs.values() if everything or j.status is JobStatus.SUCCEEDED
             ]
             for job in gone:
                 del record.jobs[job.name]
             return gone
 
-    def remove_job(self, service: str, name: str, caller: Caller) -> Job:
+    def remove_job(self, service: str, name: str) -> Job:
         with self._lock:
-            record = self._record(service, caller)
-            job = record.jobs.get(name)
-            if job is None or not (caller.admin or job.owner == caller.subject):
-                raise NotFound("")
+            record = self._services.get(service)
+            job = record.jobs.get(name) if record else None
+            if record is None or job is None:
+                raise NotFound()
             del record.jobs[name]
             return job
 
@@ -355,132 +392,19 @@ class ClusterState:
 
     # internals ----------------------------------------------------------------------------
 
-    def _validated(self, body: object) -> tuple[Service, dict[str, str]]:
-        try:
-            service = parse_service(body)
-        except OscarDefinitionError as exc:
-            raise Invalid(f"The service specification is not valid: {exc}") from None
-        missing = [f for f in ("name", "image", "script") if not getattr(service, f)]
-        if missing:
-            tags = " ".join(
-                f"Key: 'Service.{f.capitalize()}' Error:Field validation for "
-                f"'{f.capitalize()}' failed on the 'required' tag"
-                for f in missing
-            )
-            raise Invalid(f"The service specification is not valid: {tags}")
-        try:
-            check_service_name(service.name)
-            service.cpu_cores  # noqa: B018 - validates the quantities
-            service.memory_bytes  # noqa: B018
-        except OscarDefinitionError as exc:
-            raise Invalid(f"The service specification is not valid: {exc}") from None
-        for io in service.input or []:
-            if not io.path.strip("/"):
-                raise Invalid("input path cannot be empty")
-            if io.provider_type not in ("minio", "webdav", "rucio"):
-                raise Invalid("unrecognized input (valid inputs are MinIO and dCache)")
-        for io in (service.input or []) + (service.output or []):
-            if io.provider_type in ("minio", "s3", "") and not io.path.strip("/"):
-                raise Invalid("output path cannot be empty")
-            _normalise_path(io, service.name)
-        environment = {
-            **(service.environment.variables or {}),
-            **(service.environment.secrets or {}),
-        }
-        for key, value in environment.items():
-            if not _ENV_NAME.match(key) or "\x00" in value:
-                raise Invalid(
-                    f"The service specification is not valid: environment variable {key!r}: "
-                    "names must consist of letters, digits, '_', '-' or '.' and not start with a "
-                    "digit; values must not contain NUL"
-                )
+    def _prepare(self, service: Service) -> None:
+        """What create.go and update.go do to a decoded service before storing it."""
+        if self.profile.normalises_storage_paths:
+            normalise_storage_paths(service)
+        for io in service.storage():
+            check_storage_path(io.path)
+        check_values(service, self.config, self.minio, self.profile)
+        check_deployable(service)
+
+    @staticmethod
+    def _hide_secrets(service: Service) -> dict[str, str]:
+        """create.go: secret values go to a Kubernetes Secret; the definition keeps ""."""
         hidden = dict(service.environment.secrets or {})
         if hidden:
             service.environment.secrets = {k: "" for k in hidden}
-        return service, hidden
-
-    def _finish(self, service: Service, owner: str) -> None:
-        service.owner = owner
-        service.namespace = SERVICE_NAMESPACE
-        service.labels = {
-            **service.labels,
-            "oscar_service": service.name,
-            "oscar.grycap/user-service": "true",
-            "owner_name": owner,
-        }
-        service.storage_providers = {
-            **service.storage_providers,
-            "minio": {
-                **service.storage_providers.get("minio", {}),
-                "default": {**self.minio_provider, "access_key": "hidden", "secret_key": "hidden"},
-            },
-        }
-
-    def _record(self, name: str, caller: Caller) -> Record:
-        if len(name) > 63 or not _JOB_NAME.match(name):
-            raise Invalid("invalid serviceName")
-        record = self._services.get(name)
-        if record is None or not self._visible(record.service, caller):
-            raise NotFound("")
-        return record
-
-    @staticmethod
-    def _visible(service: Service, caller: Caller) -> bool:
-        return (
-            caller.admin
-            or service.owner == caller.subject
-            or service.visibility == "public"
-            or caller.subject in (service.allowed_users or [])
-        )
-
-    @staticmethod
-    def _check_owner(service: Service, caller: Caller) -> None:
-        if not caller.admin and service.owner != caller.subject:
-            raise Forbidden(f"User {caller.subject} doesn't have permision to modify this service")
-
-
-def service_buckets(service: Service) -> list[str]:
-    """The MinIO buckets OSCAR creates for a service's input and output paths."""
-    names: list[str] = []
-    for io in (service.input or []) + (service.output or []):
-        if io.provider_type == "minio" and io.provider_id == "default" and io.bucket not in names:
-            names.append(io.bucket)
-    return names
-
-
-def page_start(page: str | None) -> int:
-    """The offset a ``page`` continuation token stands for (tokens are offsets here)."""
-    if not page:
-        return 0
-    if not (page.isascii() and page.isdigit()):
-        raise Invalid(f"invalid page token {page!r}")
-    return int(page)
-
-
-def check_bucket_name(name: str) -> None:
-    if not _BUCKET_NAME.match(name) or ".." in name:
-        raise Invalid(
-            f"invalid bucket name {name!r}: 3 to 63 lowercase letters, digits, '.' or '-', "
-            "starting and ending with a letter or digit"
-        )
-
-
-def check_object_key(key: str) -> None:
-    """Refuse object keys that would leave their bucket or a job directory."""
-    parts = key.split("/")
-    if not key or key.startswith("/") or "\\" in key or any(p in ("..", ".") for p in parts):
-        raise Invalid(f"invalid object key {key!r}: no empty, '.' or '..' segments allowed")
-    if "\x00" in key or len(key.encode()) > 1024:
-        raise Invalid("invalid object key: NUL byte or longer than 1024 bytes")
-
-
-def _normalise_path(io: StorageIO, service_name: str) -> None:
-    path = io.path.strip("/")
-    if io.provider_type in ("minio", "s3") and "/" not in path:
-        path = f"{service_name}/{path}"
-    for segment in path.split("/"):
-        if segment in ("", ".", ".."):
-            raise Invalid(f"invalid path {io.path!r}: empty, '.' or '..' segment")
-    if io.provider_type == "minio":
-        check_bucket_name(path.split("/", 1)[0])
-    io.path = path
+        return hidden

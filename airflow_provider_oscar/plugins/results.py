@@ -17,6 +17,8 @@ from typing import Any
 
 #: Operator class names whose ``return_value`` is an ensemble report.
 ENSEMBLE_OPERATORS = ("OscarEnsembleOperator",)
+#: Operator class names whose ``return_value`` holds a person's reviews of a report's doubts.
+REVIEW_OPERATORS = ("OscarEnsembleReviewOperator",)
 #: Runs listed per DAG, and how many of the installation's newest runs are searched.
 RECENT_RUNS = 8
 RUN_WINDOW = 1000
@@ -151,15 +153,9 @@ def _reports(session: Any, dag_id: str, run_ids: Sequence[str]) -> dict[str, lis
         )
         .order_by(TaskInstance.task_id, TaskInstance.map_index)
     ).all()
-    xcoms = session.scalars(
-        select(XComModel).where(
-            XComModel.dag_id == dag_id,
-            XComModel.run_id.in_(run_ids),
-            XComModel.key == "return_value",
-            XComModel.task_id.in_({ti.task_id for ti in tis}),
-        )
-    ).all()
+    xcoms = _return_values(session, dag_id, run_ids, {ti.task_id for ti in tis})
     values = {(x.run_id, x.task_id, x.map_index): x for x in xcoms}
+    reviews = _reviews(session, dag_id, run_ids)
     found: dict[str, list[dict[str, Any]]] = {}
     for ti in tis:
         xcom = values.get((ti.run_id, ti.task_id, ti.map_index))
@@ -167,7 +163,7 @@ def _reports(session: Any, dag_id: str, run_ids: Sequence[str]) -> dict[str, lis
         if xcom is not None:
             value = XComModel.deserialize_value(xcom)
             if _is_report(value):
-                report = value
+                report = with_reviews(value, reviews.get(ti.run_id, []))
             else:
                 error = "the result is not an ensemble report (a custom XCom backend?)"
         found.setdefault(ti.run_id, []).append(
@@ -182,6 +178,69 @@ def _reports(session: Any, dag_id: str, run_ids: Sequence[str]) -> dict[str, lis
             }
         )
     return found
+
+
+def _return_values(
+    session: Any, dag_id: str, run_ids: Sequence[str], task_ids: set[str]
+) -> list[Any]:
+    """The ``return_value`` XCom rows of those tasks in those runs."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    return list(
+        session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id.in_(run_ids),
+                XComModel.key == "return_value",
+                XComModel.task_id.in_(task_ids),
+            )
+        ).all()
+    )
+
+
+def _reviews(session: Any, dag_id: str, run_ids: Sequence[str]) -> dict[str, list[dict]]:
+    """``{run_id: [review outcome, ...]}`` of the runs' review tasks that finished."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    tasks = session.execute(
+        select(TaskInstance.run_id, TaskInstance.task_id).where(
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.run_id.in_(run_ids),
+            TaskInstance.operator.in_(REVIEW_OPERATORS),
+        )
+    ).all()
+    if not tasks:
+        return {}
+    found: dict[str, list[dict]] = {}
+    for xcom in _return_values(session, dag_id, run_ids, {t.task_id for t in tasks}):
+        value = XComModel.deserialize_value(xcom)
+        if isinstance(value, Mapping) and isinstance(value.get("reviews"), Mapping):
+            found.setdefault(xcom.run_id, []).append(dict(value))
+    return found
+
+
+def with_reviews(report: Mapping[str, Any], outcomes: Iterable[Mapping[str, Any]]) -> dict:
+    """The report with a person's reviews: a ``review`` on each input reviewed, and ``reviews``
+    (a review task's outcome applies to the report it names, or to any report with its inputs)."""
+    report = dict(report)
+    names = {str(i.get("input")) for i in report.get("inputs") or () if isinstance(i, Mapping)}
+    for outcome in outcomes:
+        target = outcome.get("report_object")
+        if target and target != report.get("report_object"):
+            continue
+        if not set(outcome["reviews"]) <= names:
+            continue
+        report["reviews"] = dict(outcome)
+        report["inputs"] = [
+            {**item, "review": outcome["reviews"][item["input"]]}
+            if isinstance(item, Mapping) and item.get("input") in outcome["reviews"]
+            else item
+            for item in report.get("inputs") or ()
+        ]
+    return report
 
 
 def _is_report(value: Any) -> bool:
@@ -199,9 +258,11 @@ def _float(value: Any) -> float | None:
 
 def _combiner(report: Mapping[str, Any]) -> str | None:
     method = report.get("method")
-    if isinstance(method, Mapping):
-        return method.get("combiner")
-    return str(method) if method else None
+    name = method.get("combiner") if isinstance(method, Mapping) else method
+    fit = (report.get("calibration") or {}).get("fit") or {}
+    if name and fit:
+        return f"{name}, calibrated ({str(fit.get('pool', 'linear')).replace('_', '-')} pool)"
+    return str(name) if name else None
 
 
 def run_summary(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -216,6 +277,7 @@ def run_summary(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "models": list(report.get("models") or []),
         "inputs": len(inputs),
         "abstained": sum(1 for item in inputs if item.get("abstained")),
+        "reviewed": sum(1 for item in inputs if _reviewed(item)),
         "incomplete": sum(1 for item in inputs if item.get("missing_models")),
         "unanimous": unanimous,
         "winners": dict(Counter(str(item.get("winner")) for item in inputs).most_common()),
@@ -224,6 +286,11 @@ def run_summary(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
             str(m): _float(v) for m, v in ((accuracy or {}).get("models") or {}).items()
         },
     }
+
+
+def _reviewed(item: Mapping[str, Any]) -> bool:
+    review = item.get("review")
+    return isinstance(review, Mapping) and review.get("status") == "reviewed"
 
 
 def _top1s(item: Mapping[str, Any]) -> list[str]:
@@ -292,7 +359,7 @@ def report_view(report: Mapping[str, Any], *, show: str = "all") -> dict[str, An
         "palette": palette,
         "short": short_labels(palette),
         "has_truth": bool(truth),
-        "accuracy": _accuracy_view(accuracy, models) if accuracy else None,
+        "accuracy": _accuracy_view(accuracy, models, report) if accuracy else None,
         "agreement": {m: (agree[m] / answered[m] if answered[m] else None) for m in models},
         "answered": answered,
         "report_object": report.get("report_object"),
@@ -309,7 +376,9 @@ def _selected(view: Mapping[str, Any], show: str) -> bool:
     return True
 
 
-def _accuracy_view(accuracy: Mapping[str, Any], models: list[str]) -> dict[str, Any]:
+def _accuracy_view(
+    accuracy: Mapping[str, Any], models: list[str], report: Mapping[str, Any]
+) -> dict[str, Any]:
     per_model = {str(m): _float(v) for m, v in (accuracy.get("models") or {}).items()}
     rows = [{"name": m, "value": per_model.get(m), "kind": "model"} for m in models]
     rows += [
@@ -325,7 +394,47 @@ def _accuracy_view(accuracy: Mapping[str, Any], models: list[str]) -> dict[str, 
         "mean_model": sum(known) / len(known) if known else None,
         "coverage": _float(accuracy.get("coverage")),
         "selective_accuracy": _float(accuracy.get("selective_accuracy")),
+        "weights": learned_weights(report),
+        "pool": ((report.get("calibration") or {}).get("fit") or {}).get("pool"),
+        "reliability": reliability(report),
     }
+
+
+def learned_weights(report: Mapping[str, Any]) -> dict[str, float] | None:
+    """Each model's weight from the report's calibration (or the method's given weights)."""
+    fit = (report.get("calibration") or {}).get("fit") or {}
+    if isinstance(fit.get("models"), Mapping):
+        return {str(m): _float(v.get("weight")) or 0.0 for m, v in fit["models"].items()}
+    method = report.get("method")
+    given = method.get("weights") if isinstance(method, Mapping) else None
+    return {str(m): _float(w) or 0.0 for m, w in given.items()} if given else None
+
+
+def reliability(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A reliability diagram per model and for the ensemble: the non-empty bins' confidence,
+    accuracy and count, with the calibration error."""
+    evaluation = report.get("evaluation")
+    if not isinstance(evaluation, Mapping):
+        return []
+    parts = [(str(m), v) for m, v in (evaluation.get("models") or {}).items()]
+    parts.append(("ensemble", evaluation.get("ensemble") or {}))
+    diagrams = []
+    for name, metrics in parts:
+        bins = [
+            {
+                "confidence": _float(b.get("confidence")),
+                "accuracy": _float(b.get("accuracy")),
+                "count": int(b.get("count") or 0),
+            }
+            for b in (metrics or {}).get("reliability") or ()
+            if isinstance(b, Mapping) and b.get("count")
+        ]
+        if bins:
+            ece = (metrics.get("ece") or {}).get("value")
+            diagrams.append({"name": name, "bins": bins, "ece": _float(ece), "kind": "model"})
+    if diagrams and diagrams[-1]["name"] == "ensemble":
+        diagrams[-1]["kind"] = "ensemble"
+    return diagrams
 
 
 def _input_view(
@@ -334,8 +443,15 @@ def _input_view(
     name = str(item.get("input"))
     winner = None if item.get("winner") is None else str(item.get("winner"))
     top_k = item.get("top_k") or {}
+    review = item.get("review") if isinstance(item.get("review"), Mapping) else None
+    reviewed = review.get("label") if review and review.get("status") == "reviewed" else None
     consensus = [
-        {"label": str(label), "score": _float(score), "support": support}
+        {
+            "label": str(label),
+            "score": _float(score),
+            "support": support,
+            "is_reviewed": reviewed is not None and str(label) == reviewed,
+        }
         for label, score, support in zip(
             top_k.get("labels") or [],
             top_k.get("scores") or [],
@@ -384,6 +500,7 @@ def _input_view(
         "entropy": _float(item.get("entropy")),
         "abstained": bool(item.get("abstained")),
         "abstain_reasons": list(item.get("abstain_reasons") or []),
+        "review": dict(review) if review else None,
         "missing_models": [str(m) for m in item.get("missing_models") or []],
         "truth": known,
         "correct": None if known is None or winner is None else winner == known,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -459,3 +460,91 @@ def test_daily_run_without_interval_classifies_every_input_without_a_result(
     assert classified == [f"{inbox}specimen-100.json"]
     assert _top_label(storage, f"{inbox}specimen-020.json.prediction.json") == "kept"
     assert _top_label(storage, f"{inbox}specimen-100.json.prediction.json") == TRUTH["specimen-100"]
+
+
+# --------------------------------------------------------------------------- human review
+
+
+def _answer_review_through_the_api(
+    dag_id: str, labels: dict[str, str], answered: dict[str, Any], stop: threading.Event
+) -> None:
+    """Act as a reviewer: wait for the review request of ``dag_id`` in Airflow's public REST API
+    (``GET /api/v2/dags/{dag}/dagRuns/~/hitlDetails``), then answer it (``PATCH .../hitlDetails``)
+    with ``labels`` for the inputs it asks about."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(apps="core")) as client:
+        while not stop.wait(0.5):
+            listed = client.get(f"/api/v2/dags/{dag_id}/dagRuns/~/hitlDetails")
+            waiting = [
+                d for d in listed.json().get("hitl_details", []) if not d["response_received"]
+            ]
+            if not waiting:
+                continue
+            detail = waiting[0]
+            ti = detail["task_instance"]
+            answered["asked"] = sorted(detail["params"])
+            answered["body"] = detail["body"]
+            response = client.patch(
+                f"/api/v2/dags/{dag_id}/dagRuns/{ti['dag_run_id']}/taskInstances/"
+                f"{ti['task_id']}/{ti['map_index']}/hitlDetails",
+                json={
+                    "chosen_options": detail["options"],
+                    "params_input": {i: labels.get(i, "abstain") for i in detail["params"]},
+                },
+            )
+            answered["status"] = response.status_code
+            answered["response"] = response.json()
+            return
+
+
+def test_a_reviewer_answering_through_the_rest_api_labels_the_doubtful_specimens(
+    dagbag: DagBag, airflow_db: None, oscar_default: OscarLocal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    dag = dagbag.get_dag("oscar_plant_ensemble")
+    answered: dict[str, Any] = {}
+    stop = threading.Event()
+    labels = {"specimen-071": "Iris versicolor", "specimen-139": "Iris virginica"}
+    reviewer = threading.Thread(
+        target=_answer_review_through_the_api,
+        args=("oscar_plant_ensemble", labels, answered, stop),
+        daemon=True,
+    )
+    reviewer.start()
+    try:
+        run = dag.test(run_conf={"review_timeout_seconds": 600})
+    finally:
+        stop.set()
+        reviewer.join()
+    assert run.state == "success"
+    assert answered["status"] == 200, answered
+    assert answered["response"]["responded_by"]["name"]  # who answered is recorded
+    # the request listed every doubtful specimen, each model's answer and the consensus
+    report = _xcom(run, "aggregate")
+    doubts = sorted(item["input"] for item in report["inputs"] if item["abstained"])
+    assert answered["asked"] == doubts and set(labels) <= set(doubts)
+    assert "| input | plants-sepal | plants-petal-length |" in answered["body"]
+    outcome = _xcom(run, "review_doubts")
+    assert outcome["timed_out"] is False and outcome["reviewed"] == 2
+    for name in doubts:
+        review = outcome["reviews"][name]
+        if name in labels:
+            assert (review["label"], review["status"]) == (labels[name], "reviewed")
+            assert review["by"] == answered["response"]["responded_by"]["name"]
+        else:
+            assert review == {"label": None, "status": "abstained", "by": None, "at": None}
+    # the report object in the bucket carries the reviews too, per input
+    saved = json.loads(OscarStorageHook().download_bytes(report["report_object"]))
+    reviewed = {i["input"]: i["review"]["label"] for i in saved["inputs"] if "review" in i}
+    assert reviewed == {name: labels.get(name) for name in doubts}
+    # and the calibration was cross-validated: fold f's specimens pooled by a fit without f
+    calibration = report["calibration"]
+    assert calibration["source"] == "fitted" and calibration["in_sample"] is False
+    assert set(calibration["folds"]) == {"0", "1", "2", "3", "4"}
+    folds = {
+        s["specimen"]: s["fold"]
+        for s in json.loads((PLANTS / "specimens" / "iris.json").read_text())
+    }
+    assert all(item["fold"] == folds[item["input"]] for item in report["inputs"])

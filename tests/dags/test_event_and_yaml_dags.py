@@ -267,7 +267,7 @@ def _python_ensemble(dag: Any, specimens: list[str]) -> dict[str, Any]:
 def test_the_yaml_and_python_plant_ensembles_declare_the_same_calls_and_aggregation(
     dagbag: DagBag,
 ) -> None:
-    python = dagbag.get_dag("oscar_plant_ensemble")
+    python = dagbag.get_dag("oscar_plant_ensemble_soft_vote")
     declared = dagbag.get_dag("oscar_plant_ensemble_yaml")
     planned = declared.get_task("plan_calls").python_callable(params={"inputs": []})
     assert {
@@ -276,7 +276,7 @@ def test_the_yaml_and_python_plant_ensembles_declare_the_same_calls_and_aggregat
         (c["service_name"], c["input_id"], str(Path(c["input_path"]).resolve()))
         for c in _python_calls(python)
     }
-    assert len(planned) == 90 and {c["oscar_conn_id"] for c in planned} == {"oscar_default"}
+    assert len(planned) == 120 and {c["oscar_conn_id"] for c in planned} == {"oscar_default"}
     ours, theirs = declared.get_task("aggregate"), python.get_task("aggregate")
     for name in (*AGGREGATION, "min_models", "abstain", "truth", "trigger_rule"):
         assert getattr(ours, name) == getattr(theirs, name), name
@@ -289,7 +289,7 @@ def test_the_yaml_and_python_plant_ensembles_agree_on_every_winner_and_score(
     run = dagbag.get_dag("oscar_plant_ensemble_yaml").test(run_conf={"inputs": SUBSET})
     assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
     declared = _xcom(run, "aggregate")
-    python = _python_ensemble(dagbag.get_dag("oscar_plant_ensemble"), SUBSET)
+    python = _python_ensemble(dagbag.get_dag("oscar_plant_ensemble_soft_vote"), SUBSET)
 
     assert declared["models"] == python["models"]
     assert [i["input"] for i in declared["inputs"]] == SUBSET

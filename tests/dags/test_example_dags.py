@@ -29,22 +29,35 @@ def test_every_example_dag_imports_without_errors(dagbag: DagBag) -> None:
         assert dagbag.get_dag(dag_id).tasks, f"{dag_id} has no tasks"
 
 
-def test_plant_ensemble_classifies_every_specimen_with_all_three_models(
+def test_plant_ensemble_cross_validates_every_specimen_with_all_four_models(
     dagbag: DagBag, airflow_db: None, oscar_default: object
 ) -> None:
+    from scripts.demo import review_timeouts
+
     dag = dagbag.get_dag("oscar_plant_ensemble")
-    run = dag.test()
+    with review_timeouts():  # nobody answers the review: it times out after a second
+        run = dag.test(run_conf={"review_timeout_seconds": 1})
     assert run.state == "success"
     key = f"plants-reports/oscar_plant_ensemble/{run.run_id.replace(':', '_')}.json"
     report = json.loads(OscarStorageHook().download_bytes(key))
     truth = report["truth"]
-    assert len(report["inputs"]) == len(truth) == 30
-    assert report["models"] == ["plants-sepal", "plants-petal-length", "plants-petal-width"]
+    assert len(report["inputs"]) == len(truth) == 150
+    assert report["models"] == [
+        "plants-sepal",
+        "plants-petal-length",
+        "plants-petal-width",
+        "plants-lengths",
+    ]
     assert all(not item["missing_models"] for item in report["inputs"])
     right = sum(item["winner"] == truth[item["input"]] for item in report["inputs"])
-    assert report["accuracy"]["ensemble"] == pytest.approx(right / 30)
+    assert report["accuracy"]["ensemble"] == pytest.approx(right / 150)
     models = report["accuracy"]["models"]
     assert report["accuracy"]["ensemble"] >= sum(models.values()) / len(models)
+    doubts = {item["input"] for item in report["inputs"] if item["abstained"]}
+    assert report["reviews"]["timed_out"] is True
+    assert report["reviews"]["reviews"] == {
+        i: {"label": None, "status": "abstained", "by": None, "at": None} for i in doubts
+    }
 
 
 def test_service_lifecycle_runs_every_operator_and_sensor_and_cleans_up(

@@ -121,7 +121,7 @@ def test_client_error_is_raised_at_once_without_retry(hook: OscarHook, oscar: Os
     oscar.faults.add(Latency(route="/system/services/", seconds=0.001, count=100))
     with pytest.raises(OscarClientError) as caught:
         hook.get_deployment("no-such-service")
-    assert caught.value.status_code == 404
+    assert caught.value.status_code == 403
     assert remaining(oscar) == 99
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from airflow_provider_oscar.errors import OscarClientError, OscarDefinitionError
+from airflow_provider_oscar.errors import OscarApiError, OscarClientError, OscarDefinitionError
 from airflow_provider_oscar.fdl import Service, load_fdl
 from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.hooks.transport import client_options
@@ -115,19 +115,18 @@ def test_get_deployment_reports_a_ready_knative_service(
     assert (status["service_name"], status["state"]) == (service["name"], "ready")
 
 
-def test_get_deployment_logs_returns_entries(
+def test_get_deployment_logs_of_a_service_scaled_to_zero_has_none(
     hook: OscarHook, deploy: Callable[..., dict[str, Any]]
 ) -> None:
     service = deploy(SCRIPT)
     logs = hook.get_deployment_logs(service["name"])
-    assert logs["available"] is True
-    assert logs["entries"]
+    assert (logs["available"], logs["entries"]) == (False, [])
 
 
 def test_get_deployment_of_an_unknown_service_is_a_client_error(hook: OscarHook) -> None:
     with pytest.raises(OscarClientError) as caught:
         hook.get_deployment("no-such-service")
-    assert caught.value.status_code == 404
+    assert caught.value.status_code == 403  # deployment.go: 403 for an unknown service too
     assert caught.value.service == "no-such-service"
 
 
@@ -216,11 +215,9 @@ def test_apply_of_an_invalid_definition_is_refused_before_any_request(
         hook.apply_service(fdl(name, script=""))
 
 
-def test_apply_refused_by_oscar_is_a_client_error_with_its_reason(
-    hook: OscarHook, name: str
-) -> None:
+def test_apply_refused_by_oscar_is_an_error_with_its_reason(hook: OscarHook, name: str) -> None:
     service = Service(name=name, image="local/test", script=SCRIPT, memory="lots")
-    with pytest.raises(OscarClientError, match=r"answered 400: The service specification"):
+    with pytest.raises(OscarApiError, match=r"answered 500: Error creating the service: quant"):
         hook.apply_service(service)
 
 

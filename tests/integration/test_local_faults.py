@@ -123,6 +123,24 @@ def test_faults_route_without_credentials_answers_401(oscar: OscarLocal) -> None
     assert oscar.faults.active() == []
 
 
+def test_faults_route_is_for_the_admin_only(
+    oscar: OscarLocal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OIDC user must not rotate other users' tokens or take the cluster down."""
+    monkeypatch.setitem(oscar.settings.bearer_tokens, "mallory-token", "mallory")
+    headers = {"Authorization": "Bearer mallory-token"}
+    fault = {"kind": "error", "route": "/", "status": 503, "count": -1}
+    for method in ("GET", "POST", "DELETE"):
+        response = httpx.request(
+            method, f"{oscar.endpoint}/local/faults", json=fault, headers=headers
+        )
+        assert (response.status_code, response.text) == (
+            403,
+            "fault injection is for the admin only",
+        ), method
+    assert oscar.faults.active() == []
+
+
 def test_faults_route_adds_an_error_burst(oscar: OscarLocal, admin: httpx.Client) -> None:
     response = admin.post(
         "/local/faults", json={"kind": "error", "route": "/system/config", "status": 500}

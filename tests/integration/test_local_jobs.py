@@ -160,9 +160,10 @@ def test_jobs_are_paged_by_70_with_next_page_and_remaining_jobs(
     assert set(first["jobs"]) | set(second.json()["jobs"]) == names
 
 
-def test_reusing_a_delegated_job_id_is_refused_and_leaves_the_first_job_alone(
+def test_reusing_a_delegated_job_id_fails_as_kubernetes_does_and_leaves_the_first_job_alone(
     oscar: OscarLocal, admin: httpx.Client, deploy: Callable[..., dict]
 ) -> None:
+    """job.go answers the Jobs API's AlreadyExists error as a 500 with its text."""
     service = deploy('echo "first run"\n')
     job = f"{service['name']}-twice"
     submit(oscar, service, job)
@@ -171,12 +172,12 @@ def test_reusing_a_delegated_job_id_is_refused_and_leaves_the_first_job_alone(
         f"{oscar.endpoint}/job/{service['name']}",
         headers={"Authorization": f"Bearer {service['token']}", "X-Delegated-Job-ID": job},
     )
-    assert response.status_code == 400
+    assert (response.status_code, response.text) == (500, f'jobs.batch "{job}" already exists')
     assert list(jobs_of(admin, service["name"])) == [job]
     assert "first run" in admin.get(f"/system/logs/{service['name']}/{job}").text
 
 
-def test_delegated_job_id_used_by_another_service_is_refused(
+def test_delegated_job_id_used_by_another_service_fails(
     oscar: OscarLocal, admin: httpx.Client, deploy: Callable[..., dict]
 ) -> None:
     """Jobs of all services share one Kubernetes namespace, so their names are unique."""
@@ -187,7 +188,7 @@ def test_delegated_job_id_used_by_another_service_is_refused(
         f"{oscar.endpoint}/job/{second['name']}",
         headers={"Authorization": f"Bearer {second['token']}", "X-Delegated-Job-ID": job},
     )
-    assert response.status_code == 400
+    assert response.status_code == 500
     assert jobs_of(admin, second["name"]) == {}
 
 
@@ -259,16 +260,30 @@ def test_log_of_a_running_job_is_readable(
     gate.touch()
 
 
-def test_job_without_pod_answers_500_with_empty_body(
+def test_log_of_a_job_without_pod_answers_500_with_empty_body(
     oscar: OscarLocal, admin: httpx.Client, deploy: Callable[..., dict]
 ) -> None:
+    """logs.go: no pod, so ``c.String(500, err.Error())`` on a nil error panics (Recovery)."""
     service = deploy("true\n")
-    oscar.faults.add(StuckJobs(service=service["name"]))
+    oscar.faults.add(StuckJobs(service=service["name"], status="Suspended"))
     job = f"{service['name']}-podless"
     submit(oscar, service, job)
-    assert status_of(admin, service["name"], job) == "Pending"
+    assert status_of(admin, service["name"], job) == "Suspended"
     response = admin.get(f"/system/logs/{service['name']}/{job}")
     assert (response.status_code, response.content) == (500, b"")
+
+
+def test_log_of_a_pending_pod_answers_404_with_empty_body(
+    oscar: OscarLocal, admin: httpx.Client, deploy: Callable[..., dict]
+) -> None:
+    """logs.go: the pod exists but its container has not started, so GetLogs is not 200."""
+    service = deploy("true\n")
+    oscar.faults.add(StuckJobs(service=service["name"]))
+    job = f"{service['name']}-pending"
+    submit(oscar, service, job)
+    assert jobs_of(admin, service["name"])[job] == {"status": "Pending"}
+    response = admin.get(f"/system/logs/{service['name']}/{job}")
+    assert (response.status_code, response.content) == (404, b"")
 
 
 def test_log_of_an_unknown_job_answers_500_with_empty_body(
@@ -367,3 +382,34 @@ def test_deleting_a_service_kills_its_running_jobs(
     pid = wait_for_pid(tmp_path / "pid")
     assert admin.delete(f"/system/services/{service['name']}").status_code == 204
     wait_until(lambda: not alive(pid))
+
+
+# owners ----------------------------------------------------------------------------------
+
+
+def test_an_oidc_user_lists_its_own_jobs_but_reads_and_deletes_anyones(
+    oscar: OscarLocal,
+    admin: httpx.Client,
+    deploy: Callable[..., dict],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """logs.go: the list filters by the job-owner label; the log read and the delete of the
+    succeeded jobs do not (MakeGetLogsHandler, MakeDeleteJobsHandler)."""
+    for subject in ("ann", "ben"):
+        monkeypatch.setitem(oscar.settings.bearer_tokens, f"{subject}-token", subject)
+    ann, ben = (
+        httpx.Client(base_url=oscar.endpoint, headers={"Authorization": f"Bearer {s}-token"})
+        for s in ("ann", "ben")
+    )
+    service = deploy('echo "written by the script"\n', visibility="public")
+    name = service["name"]
+    for client in (ann, ben):
+        client.get("/system/info")  # provisions the MinIO user
+        assert client.post(f"/job/{name}").status_code == 201
+    wait_until(lambda: [j["status"] for j in jobs_of(admin, name).values()] == ["Succeeded"] * 2)
+    (anns,) = jobs_of(ann, name)
+    (bens,) = jobs_of(ben, name)
+    assert anns != bens
+    assert ann.get(f"/system/logs/{name}/{bens}").status_code == 200
+    assert ann.delete(f"/system/logs/{name}").status_code == 204
+    assert jobs_of(admin, name) == {}

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.server import OscarLocal
-from tests.helpers import alive, wait_for_pid, wait_until
+from tests.helpers import alive, stays, wait_for_pid, wait_until
 
 JOB_TIMEOUT = 1.5
 RUN_TIMEOUT = 1.0
@@ -126,16 +126,23 @@ def test_status_shows_the_used_cpu_and_the_pending_pod(
     gate: Path,
 ) -> None:
     service = small_deploy(GATED, environment={"variables": {"GATE": str(gate)}})
-    wait_until(lambda: cpu_metrics(small_admin)["total_free_cores"] == 1.0)  # idle first
+    """status.go: CPU in integer millicores (Quantity.MilliValue), pods counted by phase."""
+    wait_until(lambda: cpu_metrics(small_admin)["total_free_cores"] == 1000)  # idle first
     submit(small, service, f"{service['name']}-a")
     wait_status(small_admin, service["name"], f"{service['name']}-a", "Running")
     submit(small, service, f"{service['name']}-b")
     status = small_admin.get("/system/status").json()
-    assert status["cluster"]["metrics"]["cpu"]["total_free_cores"] == 0.0
-    assert status["cluster"]["nodes"][0]["cpu"]["usage_cores"] == 1.0
-    assert status["oscar"]["pods"]["states"] == {"Running": 1, "Pending": 1}
+    assert status["cluster"]["metrics"]["cpu"]["total_free_cores"] == 0
+    assert status["cluster"]["nodes"][0]["cpu"] == {
+        "capacity_cores": 1000,
+        "usage_cores": 1000,
+        "request_cores": 1000,
+    }
+    states = status["oscar"]["pods"]["states"]
+    assert list(states) == ["Failed", "Pending", "Running", "Succeeded", "Unknown"]
+    assert (states["Running"], states["Pending"]) == (1, 1)
     gate.touch()
-    wait_until(lambda: cpu_metrics(small_admin)["total_free_cores"] == 1.0)
+    wait_until(lambda: cpu_metrics(small_admin)["total_free_cores"] == 1000)
 
 
 def test_job_waiting_behind_a_sync_run_starts_when_the_run_ends(
@@ -148,7 +155,7 @@ def test_job_waiting_behind_a_sync_run_starts_when_the_run_ends(
     responses: list[httpx.Response] = []
     caller = threading.Thread(target=lambda: responses.append(run(small, service)))
     caller.start()
-    wait_until(lambda: cpu_metrics(small_admin)["total_free_cores"] == 0.0)
+    wait_until(lambda: cpu_metrics(small_admin)["total_free_cores"] == 0)
     job = f"{service['name']}-after-run"
     submit(small, service, job)
     assert job_info(small_admin, service["name"], job)["status"] == "Pending"
@@ -202,14 +209,15 @@ def test_job_over_the_time_limit_frees_its_slot(
     wait_status(small_admin, quick["name"], f"{quick['name']}-quick", "Succeeded")
 
 
-def test_sync_run_over_the_time_limit_answers_504_and_kills_the_script(
+def test_sync_run_over_the_write_timeout_is_cut_without_a_response_and_its_script_killed(
     small: OscarLocal, small_deploy: Callable[..., dict], tmp_path: Path
 ) -> None:
+    """main.go http.Server{WriteTimeout}: past it nothing reaches the client, not even a 504."""
     pid_file = tmp_path / "pid"
     service = small_deploy(SLEEPER, environment={"variables": {"PID_FILE": str(pid_file)}})
     started = time.monotonic()
-    response = run(small, service)
-    assert response.status_code == 504
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        run(small, service)
     assert RUN_TIMEOUT <= time.monotonic() - started < RUN_TIMEOUT + 5
     wait_until(lambda: not alive(wait_for_pid(pid_file)), timeout=1.0)
 
@@ -247,3 +255,106 @@ def test_service_definition_over_the_limit_answers_413(small_admin: httpx.Client
     spec = {"name": "too-big", "image": "local/test", "script": "#" * 70 * 1024}
     assert small_admin.post("/system/services", json=spec).status_code == 413
     assert small_admin.get("/system/services/too-big").status_code == 404
+
+
+# bounded sync runs and request memory (a second small OSCAR) ------------------------------
+
+BUDGET = 200 * 1024
+
+
+@pytest.fixture(scope="module")
+def bounded(oscar: OscarLocal) -> Iterator[OscarLocal]:
+    """4 GiB of node memory, 200 KiB of request bodies in flight, no fault injection."""
+    settings = Settings(
+        total_memory_bytes=4 * 1024**3, max_request_memory=BUDGET, faults_enabled=False
+    )
+    with OscarLocal(settings=settings, s3=oscar.s3) as server:
+        yield server
+
+
+@pytest.fixture
+def bounded_admin(bounded: OscarLocal) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=bounded.endpoint, auth=(bounded.user, bounded.password)) as client:
+        yield client
+
+
+def gated_runs(
+    server: OscarLocal, service: dict[str, Any], bodies: list[bytes]
+) -> tuple[list[threading.Thread], list[httpx.Response]]:
+    answers: list[httpx.Response] = []
+    threads = [
+        threading.Thread(target=lambda b=body: answers.append(run(server, service, b)))
+        for body in bodies
+    ]
+    for thread in threads:
+        thread.start()
+    return threads, answers
+
+
+STARTS = 'touch "$MARKS/$$"\nwhile [ ! -e "$GATE" ]; do sleep 0.02; done\necho done\n'
+
+
+@pytest.mark.parametrize(
+    "limits", [{"synchronous": {"max_scale": 1}}, {"memory": "3Gi"}], ids=["max_scale", "memory"]
+)
+def test_sync_runs_beyond_the_services_pods_wait_for_a_free_one(
+    bounded: OscarLocal,
+    bounded_admin: httpx.Client,
+    tmp_path: Path,
+    limits: dict[str, Any],
+) -> None:
+    """Knative: one request per pod (ContainerConcurrency 1), at most max_scale pods, and no
+    more pods than the node's memory holds (here one 3Gi pod on 4Gi)."""
+    marks, gate = tmp_path / "marks", tmp_path / "gate"
+    marks.mkdir()
+    name = f"svc-{uuid.uuid4().hex[:8]}"
+    variables = {"MARKS": str(marks), "GATE": str(gate)}
+    spec = {"name": name, "image": "x", "script": STARTS, "environment": {"variables": variables}}
+    assert bounded_admin.post("/system/services", json={**spec, **limits}).status_code == 201
+    service = bounded_admin.get(f"/system/services/{name}").json()
+    try:
+        threads, answers = gated_runs(bounded, service, [b"", b""])
+        wait_until(lambda: len(list(marks.iterdir())) == 1)
+        stays(lambda: len(list(marks.iterdir())) == 1, 0.5)
+        gate.touch()
+        for thread in threads:
+            thread.join(20)
+        assert [a.status_code for a in answers] == [200, 200]
+        assert len(list(marks.iterdir())) == 2
+    finally:
+        gate.touch()
+        bounded_admin.delete(f"/system/services/{name}")
+
+
+def test_request_bodies_beyond_the_memory_budget_are_refused_until_memory_frees(
+    bounded: OscarLocal, bounded_admin: httpx.Client, tmp_path: Path
+) -> None:
+    marks, gate = tmp_path / "marks", tmp_path / "gate"
+    marks.mkdir()
+    name = f"svc-{uuid.uuid4().hex[:8]}"
+    variables = {"MARKS": str(marks), "GATE": str(gate)}
+    spec = {"name": name, "image": "x", "script": STARTS, "environment": {"variables": variables}}
+    assert bounded_admin.post("/system/services", json=spec).status_code == 201
+    service = bounded_admin.get(f"/system/services/{name}").json()
+    try:
+        threads, answers = gated_runs(bounded, service, [base64.b64encode(b"a" * 110_000)])
+        wait_until(lambda: len(list(marks.iterdir())) == 1)  # holds ~147 KB of the budget
+        refused = run(bounded, service, base64.b64encode(b"b" * 60_000))
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        gate.touch()
+        threads[0].join(20)
+        assert answers[0].status_code == 200
+        assert run(bounded, service, base64.b64encode(b"c" * 60_000)).status_code == 200
+    finally:
+        gate.touch()
+        bounded_admin.delete(f"/system/services/{name}")
+
+
+def test_fault_injection_can_be_switched_off(
+    bounded: OscarLocal, bounded_admin: httpx.Client
+) -> None:
+    fault = {"kind": "error", "status": 500, "route": "/system/info"}
+    response = bounded_admin.post("/local/faults", json=fault)
+    assert (response.status_code, response.text) == (404, "404 page not found")
+    assert bounded_admin.get("/system/info").status_code == 200

@@ -14,6 +14,7 @@ import requests
 from minio import Minio
 from oscar_python.client import Client
 
+from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.server import OscarLocal
 
 SCRIPT = "#!/bin/sh\necho done\n"
@@ -289,12 +290,15 @@ def test_create_with_an_s3_input_is_refused_as_unrecognized(
 
 
 @pytest.mark.parametrize("cpu", ["lots", "-1", "nan"])
-def test_create_with_a_bad_cpu_quantity_answers_400(
+def test_create_with_a_bad_cpu_quantity_answers_500_from_the_backend(
     admin: httpx.Client, doomed: Callable[[], str], cpu: str
 ) -> None:
-    response = admin.post("/system/services", json=body(doomed(), cpu=cpu))
-    assert response.status_code == 400
-    assert f"cpu '{cpu}' is not a CPU quantity" in response.text
+    """types/service.go CreateResources: resource.ParseQuantity fails the Knative Service."""
+    name = doomed()
+    response = admin.post("/system/services", json=body(name, cpu=cpu))
+    assert response.status_code == 500
+    assert response.text.startswith("Error creating the service: ")
+    assert admin.get(f"/system/services/{name}").status_code == 404
 
 
 def test_keys_match_case_insensitively(admin: httpx.Client, doomed: Callable[[], str]) -> None:
@@ -510,13 +514,106 @@ def test_deployment_status_is_ready_in_oscars_shape(
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", status["last_transition_time"])
 
 
-def test_deployment_logs_list_entries(admin: httpx.Client, deploy: Callable[..., dict]) -> None:
+def test_deployment_logs_of_a_service_scaled_to_zero_are_unavailable(
+    admin: httpx.Client, deploy: Callable[..., dict]
+) -> None:
+    """deployment.go MakeGetDeploymentLogsHandler: no pod, no logs, an explanation."""
     name = deploy(SCRIPT)["name"]
-    logs = admin.get(f"/system/services/{name}/deployment/logs").json()
-    assert (logs["service_name"], logs["available"]) == (name, True)
-    assert logs["entries"] and all("message" in e for e in logs["entries"])
+    response = admin.get(f"/system/services/{name}/deployment/logs")
+    assert response.text == (
+        f'{{"service_name":"{name}","available":false,'
+        '"message":"Deployment logs are unavailable for this service.","entries":[]}'
+    )
 
 
-def test_deployment_of_an_unknown_service_answers_404(admin: httpx.Client) -> None:
+def test_deployment_of_an_unknown_service_answers_403(admin: httpx.Client) -> None:
+    """getAuthorizedService sets 404, then the handler's 403 overwrites it (nothing written)."""
     response = admin.get("/system/services/no-such-service/deployment")
-    assert (response.status_code, response.content) == (404, b"")
+    assert (response.status_code, response.text) == (
+        403,
+        "You do not have permission to access this service",
+    )
+
+
+def test_deployment_of_a_service_scaled_to_zero_is_ready_with_no_instance(
+    admin: httpx.Client, deploy: Callable[..., dict]
+) -> None:
+    """deploymentStatusFromKnativeService: Ready=True counts the current pods only."""
+    name = deploy(SCRIPT)["name"]
+    status = admin.get(f"/system/services/{name}/deployment").json()
+    assert (status["state"], status["active_instances"], status["reason"]) == (
+        "ready",
+        0,
+        "Runtime service is ready.",
+    )
+    kept = deploy(SCRIPT, synchronous={"min_scale": 2, "max_scale": 3})["name"]
+    assert admin.get(f"/system/services/{kept}/deployment").json()["active_instances"] == 2
+
+
+@pytest.mark.parametrize("state", ["failed", "degraded"])
+def test_deployment_of_a_service_whose_revision_is_not_ready(
+    admin: httpx.Client, deploy: Callable[..., dict], state: str
+) -> None:
+    name = deploy(SCRIPT, synchronous={"min_scale": 2})["name"]
+    fault = {"kind": "deployment", "service": name, "state": state, "reason": "ImagePullBackOff"}
+    assert admin.post("/local/faults", json=fault).status_code == 201
+    status = admin.get(f"/system/services/{name}/deployment").json()
+    assert (status["state"], status["reason"]) == (state, "ImagePullBackOff")
+    assert 0 < status["affected_instances"] <= status["active_instances"]
+    if state == "degraded":
+        assert status["affected_instances"] < status["active_instances"]
+
+
+def test_service_carries_its_deployment_summary_when_asked(
+    admin: httpx.Client, deploy: Callable[..., dict]
+) -> None:
+    """read.go ?include=deployment (v4.0.0): the summary, without service name and namespace."""
+    name = deploy(SCRIPT)["name"]
+    plain = admin.get(f"/system/services/{name}").json()
+    assert "deployment" not in plain and plain["volume_status"] == {"enabled": False}
+    summary = admin.get(f"/system/services/{name}", params={"include": "deployment"}).json()
+    assert list(summary["deployment"]) == [
+        "state",
+        "reason",
+        "last_transition_time",
+        "active_instances",
+        "affected_instances",
+        "resource_kind",
+    ]
+
+
+# without a serverless backend -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jobs_only(oscar: OscarLocal) -> Iterator[OscarLocal]:
+    """An OSCAR without Knative (SERVERLESS_BACKEND unset): jobs only (the session's S3)."""
+    with OscarLocal(settings=Settings(serverless_backend=False), s3=oscar.s3) as server:
+        yield server
+
+
+def test_without_a_serverless_backend_there_is_no_run_route(jobs_only: OscarLocal) -> None:
+    """main.go registers /run only with a backend; info.go has no serverless_backend then."""
+    with httpx.Client(
+        base_url=jobs_only.endpoint, auth=(jobs_only.user, jobs_only.password)
+    ) as admin:
+        spec = {"name": "only-jobs", "image": "x", "script": "echo ran\n"}  # no buckets
+        assert admin.post("/system/services", json=spec).status_code == 201
+        service = admin.get("/system/services/only-jobs").json()
+        headers = {"Authorization": f"Bearer {service['token']}"}
+        response = httpx.post(f"{jobs_only.endpoint}/run/only-jobs", headers=headers)
+        assert (response.status_code, response.text) == (404, "404 page not found")
+        assert "serverless_backend" not in admin.get("/system/info").json()
+        assert "serverless_backend" not in admin.get("/system/config").json()["config"]
+        deployment = admin.get("/system/services/only-jobs/deployment").json()
+        assert deployment == {
+            "service_name": "only-jobs",
+            "namespace": "oscar-svc",
+            "state": "unavailable",
+            "reason": "Current deployment visibility is unavailable for this service runtime.",
+            "active_instances": 0,
+            "affected_instances": 0,
+            "resource_kind": "unavailable",
+        }
+        response = httpx.post(f"{jobs_only.endpoint}/job/only-jobs", headers=headers)
+        assert response.status_code == 201

@@ -3,7 +3,7 @@
 One Airflow for the session, in its own throw-away home and environment (the rest of the suite's
 ``AIRFLOW_*`` settings never reach it), with ``oscar_default`` (the embedded OSCAR) and
 ``oscar_unreachable`` (a closed port) stored in its metadata DB, the example DAGs, and a run of
-``oscar_plant_ensemble`` triggered as soon as the DAG is parsed. Tests that need the run's
+``oscar_plant_ensemble_soft_vote`` triggered as soon as the DAG is parsed. Tests that need the run's
 results wait for it; the others run meanwhile.
 
 The browser is Debian's chromium (``/usr/bin/chromium``, or ``$OSCAR_UI_CHROMIUM``) driven by
@@ -50,7 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = ROOT / "tests" / "artifacts" / "ui"
-DAG_ID = "oscar_plant_ensemble"
+DAG_ID = "oscar_plant_ensemble_soft_vote"  # one mapped task per call: 30 inputs
 ECHO_SERVICE = "ui-echo"
 VIEWER = "viewer"
 ECHO_SCRIPT = 'echo "hello from the OSCAR page test"\ncat "$INPUT_FILE_PATH"\n'

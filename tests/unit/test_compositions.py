@@ -56,13 +56,14 @@ def edited(old: str, new: str) -> str:
 # valid compositions -------------------------------------------------------------------------
 
 
-def test_the_plant_ensemble_yaml_names_three_models_and_thirty_specimens() -> None:
+def test_the_plant_ensemble_yaml_names_four_models_and_thirty_specimens() -> None:
     composition = load_composition(PLANT_ENSEMBLE)
     assert composition.dag_id == "oscar_plant_ensemble_yaml"
     assert [s for _, s in composition.models()] == [
         "plants-sepal",
         "plants-petal-length",
         "plants-petal-width",
+        "plants-lengths",
     ]
     inputs = composition.local_inputs()
     assert inputs is not None and len(inputs) == 30

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_oscar import ensemble
 from airflow_provider_oscar.ensemble import (
     METHODS,
     AbstainRule,
@@ -22,6 +21,7 @@ from airflow_provider_oscar.ensemble import (
     accuracy,
     aggregate,
     aggregate_arrays,
+    aggregation,
 )
 from airflow_provider_oscar.results import Prediction
 from benchmarks.ensemble_reference import (
@@ -29,6 +29,9 @@ from benchmarks.ensemble_reference import (
     aggregate_reference,
     differences,
 )
+
+# Every method but Dawid-Skene scores each input on its own, as the plain-Python reference does.
+PER_INPUT_METHODS = [m for m in METHODS if m != "dawid_skene"]
 
 
 def ok(labels: Any, probabilities: Any) -> dict[str, Any]:
@@ -650,14 +653,14 @@ def test_chunks_of_inputs_change_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     rows["in3"] = {"a": ok(["Tulipa", "rosa"], [0.6, 0.3]), "b": LEAF["b"]}
     kwargs: dict[str, Any] = {"method": "geometric_mean", "missing": "residual", "num_classes": 20}
     whole = aggregate(rows, models=["a", "b", "c"], **kwargs)
-    monkeypatch.setattr(ensemble, "_CHUNK_ENTRIES", 7)
+    monkeypatch.setattr(aggregation, "CHUNK_ENTRIES", 7)
     chunked = aggregate(rows, models=["a", "b", "c"], **kwargs)
     assert chunked == whole
     assert differences(chunked, aggregate_reference(rows, models=["a", "b", "c"], **kwargs)) == []
 
 
 def test_a_bad_prediction_in_a_later_chunk_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ensemble, "_CHUNK_ENTRIES", 3)
+    monkeypatch.setattr(aggregation, "CHUNK_ENTRIES", 3)
     rows = {f"in{i}": {"a": ok(["Rosa"], [0.5])} for i in range(10)}
     rows["in8"] = {"a": ok(["Rosa", "rosa"], [0.5, 0.1])}
     with pytest.raises(EnsembleError, match="input 'in8', model 'a': label 'Rosa' listed twice"):
@@ -764,7 +767,7 @@ def without_provenance(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != "provenance"} for r in results]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", PER_INPUT_METHODS)
 @settings(max_examples=80, deadline=None)
 @given(data=st.data())
 def test_vectorised_results_equal_the_plain_python_reference(
@@ -825,7 +828,7 @@ class Arrays:
         return self.inputs, self.models, self.vocabulary, self.labels, self.probabilities
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", PER_INPUT_METHODS)
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_arrays_give_what_the_equivalent_mappings_give(method: str, data: st.DataObject) -> None:
@@ -835,11 +838,11 @@ def test_arrays_give_what_the_equivalent_mappings_give(method: str, data: st.Dat
     got = batch.aggregate(**kwargs)
     assert got == aggregate(batch.mapping, models=models, **kwargs)
     assert differences(got, batch.reference(**kwargs)) == []
-    chunk_entries, ensemble._CHUNK_ENTRIES = ensemble._CHUNK_ENTRIES, 3  # about an input a chunk
+    chunk_entries, aggregation.CHUNK_ENTRIES = aggregation.CHUNK_ENTRIES, 3  # an input a chunk
     try:
         assert batch.aggregate(**kwargs) == got
         assert aggregate(batch.mapping, models=models, **kwargs) == got
     finally:
-        ensemble._CHUNK_ENTRIES = chunk_entries
+        aggregation.CHUNK_ENTRIES = chunk_entries
     lean = batch.aggregate(provenance=False, **kwargs)
     assert differences(lean, batch.reference(provenance=False, **kwargs)) == []

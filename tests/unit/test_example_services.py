@@ -20,7 +20,7 @@ import yaml
 
 SERVICES = Path(__file__).resolve().parents[2] / "example_dags" / "services"
 PLANTS = SERVICES / "plants"
-PLANT_SERVICES = ("plants-sepal", "plants-petal-length", "plants-petal-width")
+PLANT_SERVICES = ("plants-sepal", "plants-petal-length", "plants-petal-width", "plants-lengths")
 LITERAL_SERVICE = "plants-sepal"
 SPECIES = {"Iris setosa", "Iris versicolor", "Iris virginica"}
 FEATURES = ("sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm")
@@ -92,38 +92,41 @@ def fdl_services(fdl: Path) -> list[dict[str, Any]]:
 
 
 def readme_table() -> dict[str, tuple[str, ...]]:
-    """README's accuracy table: row name -> its cells (rows with five cells only)."""
+    """README's table of cross-validated figures: row name -> its cells."""
     rows = {}
     for line in (PLANTS / "README.md").read_text().splitlines():
         cells = tuple(cell.strip() for cell in line.strip("|").split("|"))
-        if line.startswith("| ") and len(cells) == 5:
+        if line.startswith("| ") and len(cells) == 6:
             rows[cells[0].strip("`")] = cells
     return rows
 
 
-def held_out_hits(cell: str) -> int:
-    """Number of correct specimens in a cell such as "0.933 (28/30)"."""
-    match = re.fullmatch(r"\d\.\d{3} \((\d+)/30\)", cell)
+def hits_in(cell: str) -> int:
+    """Number of correct specimens in a cell such as "0.953 (143/150)"."""
+    match = re.fullmatch(r"\d\.\d{3} \((\d+)/150\)", cell)
     assert match, cell
     return int(match.group(1))
 
 
-@pytest.fixture(scope="module")
-def held_out_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Every plants service's result for every held-out specimen, keyed by service then id."""
-    specimens = sorted((PLANTS / "specimens").glob("specimen-*.json"))
-    jobs = [(service, specimen) for service in PLANT_SERVICES for specimen in specimens]
+def all_specimens() -> list[dict[str, Any]]:
+    return json.loads((PLANTS / "specimens" / "iris.json").read_text())
 
-    def run(job: tuple[str, Path]) -> dict[str, Any]:
+
+@pytest.fixture(scope="module")
+def fold_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Every plants service's answer for every specimen sent with its fold, by service then id."""
+    jobs = [(service, specimen) for service in PLANT_SERVICES for specimen in all_specimens()]
+
+    def run(job: tuple[str, dict[str, Any]]) -> dict[str, Any]:
         service, specimen = job
-        workdir = tmp_path_factory.mktemp(f"{service}-{specimen.stem}")
-        return classify(service, specimen.read_bytes(), workdir)
+        workdir = tmp_path_factory.mktemp(f"{service}-{specimen['specimen']}")
+        return classify(service, json.dumps(specimen).encode(), workdir)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(run, jobs))
     table: dict[str, dict[str, Any]] = {service: {} for service in PLANT_SERVICES}
     for (service, specimen), result in zip(jobs, results, strict=True):
-        table[service][specimen.stem] = result
+        table[service][specimen["specimen"]] = result
     return table
 
 
@@ -216,29 +219,32 @@ def test_plant_service_runs_on_a_python3_without_site_packages(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("service", PLANT_SERVICES)
-def test_plant_service_scores_the_held_out_accuracy_the_readme_states(
-    service: str, held_out_results: dict[str, dict[str, Any]]
+def test_plant_service_scores_the_cross_validated_accuracy_the_readme_states(
+    service: str, fold_results: dict[str, dict[str, Any]]
 ) -> None:
     truth = json.loads((PLANTS / "specimens" / "truth.json").read_text())
-    results = held_out_results[service]
-    assert set(results) == set(truth)
+    results = fold_results[service]
+    assert set(results) == set(truth) and len(truth) == 150
     hits = sum(results[name]["labels"][0] == species for name, species in truth.items())
-    assert hits == held_out_hits(readme_table()[service][-1])
+    assert hits == hits_in(readme_table()[service][2])
 
 
-def test_soft_vote_scores_the_held_out_accuracy_the_readme_states(
-    held_out_results: dict[str, dict[str, Any]],
-) -> None:
-    truth = json.loads((PLANTS / "specimens" / "truth.json").read_text())
-    hits = 0
-    for name, species in truth.items():
-        votes: dict[str, float] = {}
-        for results in held_out_results.values():
-            result = results[name]
-            for label, probability in zip(result["labels"], result["probabilities"], strict=True):
-                votes[label] = votes.get(label, 0.0) + probability
-        hits += max(votes, key=votes.__getitem__) == species
-    assert hits == held_out_hits(readme_table()["soft vote of the three"][-1])
+def test_a_specimen_with_a_fold_is_classified_by_weights_that_never_saw_it(tmp_path: Path) -> None:
+    specimen = next(s for s in all_specimens() if s["specimen"] == "specimen-120")
+    without = {k: v for k, v in specimen.items() if k != "fold"}
+    in_fold = classify("plants-lengths", json.dumps(specimen).encode(), tmp_path / "fold")
+    trained_on_it = classify("plants-lengths", json.dumps(without).encode(), tmp_path / "all")
+    assert in_fold["status"] == trained_on_it["status"] == "OK"
+    assert in_fold["probabilities"] != trained_on_it["probabilities"]
+
+
+@pytest.mark.parametrize("fold", [5, -1, "2", 1.0, True, None])
+def test_a_fold_outside_zero_to_four_is_refused_with_the_reason(fold: Any, tmp_path: Path) -> None:
+    specimen = {**json.loads(SPECIMEN), "fold": fold}
+    result = classify("plants-petal-width", json.dumps(specimen).encode(), tmp_path)
+    assert result["status"] == "error"
+    assert "fold must be one of 0, 1, 2, 3, 4" in result["message"]
+    assert repr(fold) in result["message"]
 
 
 def test_training_reproduces_the_committed_files_and_readme_table(tmp_path: Path) -> None:
@@ -263,16 +269,20 @@ def test_training_reproduces_the_committed_files_and_readme_table(tmp_path: Path
     assert all(line in readme_lines for line in completed.stdout.splitlines())
 
 
-def test_held_out_specimens_are_a_fifth_of_each_species_copied_from_iris_csv() -> None:
+def test_specimens_are_iris_csv_with_folds_stratified_by_species() -> None:
     truth = json.loads((PLANTS / "specimens" / "truth.json").read_text())
-    assert Counter(truth.values()) == dict.fromkeys(SPECIES, 10)
     rows = (PLANTS / "data" / "iris.csv").read_text().splitlines()[1:]
-    for name, species in truth.items():
-        specimen = json.loads((PLANTS / "specimens" / f"{name}.json").read_text())
-        *measurements, label = rows[int(name.removeprefix("specimen-")) - 1].split(",")
+    specimens = all_specimens()
+    assert [s["specimen"] for s in specimens] == [f"specimen-{n:03d}" for n in range(1, 151)]
+    for specimen, line in zip(specimens, rows, strict=True):
+        *measurements, label = line.split(",")
         values = dict(zip(FEATURES, map(float, measurements), strict=True))
-        assert specimen == {"specimen": name, **values}
-        assert sorted(SPECIES)[int(label)] == species
+        assert {k: v for k, v in specimen.items() if k in FEATURES} == values
+        assert truth[specimen["specimen"]] == sorted(SPECIES)[int(label)]
+    per_fold = Counter((s["fold"], truth[s["specimen"]]) for s in specimens)
+    assert per_fold == {(f, species): 10 for f in range(5) for species in SPECIES}
+    files = sorted((PLANTS / "specimens").glob("specimen-*.json"))
+    assert [json.loads(f.read_text()) for f in files] == [s for s in specimens if s["fold"] == 4]
 
 
 def test_plants_fdl_deploys_each_plant_script_with_its_own_buckets() -> None:

@@ -211,9 +211,9 @@ def test_exact_key_wins_over_a_differently_cased_duplicate() -> None:
     assert parse_service({"Name": "upper", "name": "lower"}).name == "lower"
 
 
-def test_unknown_keys_are_ignored() -> None:
-    service = parse_service({"name": "s", "flavour": "vanilla"})
-    assert "flavour" not in service.to_api()
+def test_unknown_keys_are_kept_and_sent_back() -> None:
+    service = parse_service({"name": "s", "volume": {"size": "1Gi", "mount_path": "/data"}})
+    assert service.to_api()["volume"] == {"size": "1Gi", "mount_path": "/data"}
 
 
 def test_variables_are_stringified() -> None:

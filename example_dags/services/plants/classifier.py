@@ -5,6 +5,13 @@ A service script runs this text with ``python3`` after appending the model's par
 specimen JSON at ``$INPUT_FILE_PATH`` and writes the result, in the format of
 ``ai4oshub/plants-classification``, to ``$TMP_OUTPUT_DIR/output_<input basename>.json``.
 Only the standard library is used, so any ``python3`` (3.7 or later) runs it.
+
+Every model family here (linear and Gaussian discriminants, naive Bayes, nearest centroid,
+logistic regression) scores a species by a quadratic in the features,
+``Σ_j quadratic_j x_j² + coef_j x_j + intercept``, and the probabilities are the softmax of the
+scores. ``MODEL["weights"]`` holds one such set per cross-validation fold, trained without that
+fold's specimens, and ``"all"``, trained on every specimen: a specimen with ``"fold": f`` is
+classified by the set that never saw it, any other specimen by ``"all"``.
 """
 
 # ruff: noqa: B905 (zip's strict= needs Python 3.10; this program runs on any python3)
@@ -23,8 +30,8 @@ class SpecimenError(ValueError):
     """The input is not a specimen that the model can classify."""
 
 
-def read_features(path: str, features: list[str]) -> list[float]:
-    """Return the measurements named by ``features`` from the specimen JSON at ``path``."""
+def read_specimen(path: str) -> dict[str, Any]:
+    """The specimen JSON object at ``path``."""
     try:
         with open(path, encoding="utf-8") as handle:
             specimen = json.load(handle)
@@ -34,7 +41,7 @@ def read_features(path: str, features: list[str]) -> list[float]:
         raise SpecimenError(f"input is not a JSON specimen: {error}") from error
     if not isinstance(specimen, dict):
         raise SpecimenError("input JSON is not an object of measurements in cm")
-    return [measurement(specimen, name) for name in features]
+    return specimen
 
 
 def measurement(specimen: dict[str, Any], name: str) -> float:
@@ -55,11 +62,24 @@ def measurement(specimen: dict[str, Any], name: str) -> float:
     return number
 
 
-def predict_proba(model: dict[str, Any], x: list[float]) -> list[float]:
-    """Posterior probability of each label: the softmax of the linear discriminants."""
+def fold_of(specimen: dict[str, Any], folds: list[str]) -> str:
+    """The weights to use: the specimen's ``fold`` (one of ``folds``) or ``"all"`` without one."""
+    if "fold" not in specimen:
+        return "all"
+    fold = specimen["fold"]
+    if isinstance(fold, bool) or not isinstance(fold, int) or str(fold) not in folds:
+        raise SpecimenError(
+            f"invalid specimen: fold must be one of {', '.join(folds)} (the cross-validation "
+            f"fold it belongs to), got {fold!r}"
+        )
+    return str(fold)
+
+
+def predict_proba(weights: dict[str, Any], x: list[float]) -> list[float]:
+    """Posterior probability of each label: the softmax of the quadratic scores."""
     scores = [
-        bias + sum(weight * value for weight, value in zip(row, x))
-        for row, bias in zip(model["coef"], model["intercept"])
+        bias + sum(q * value * value + c * value for q, c, value in zip(quad, coef, x))
+        for quad, coef, bias in zip(weights["quadratic"], weights["coef"], weights["intercept"])
     ]
     top = max(scores)
     exps = [math.exp(score - top) for score in scores]
@@ -79,10 +99,13 @@ def parse_top_k(text: str | None, n_labels: int) -> int:
 def classify(model: dict[str, Any], path: str, top_k: int) -> dict[str, Any]:
     """The service's result for the specimen at ``path``: top-k labels, or an error."""
     try:
-        x = read_features(path, model["features"])
+        specimen = read_specimen(path)
+        x = [measurement(specimen, name) for name in model["features"]]
+        fold = fold_of(specimen, sorted(f for f in model["weights"] if f != "all"))
     except SpecimenError as error:
         return {"status": "error", "message": str(error)}
-    ranked = sorted(zip(predict_proba(model, x), model["labels"]), key=lambda pair: -pair[0])
+    probabilities = predict_proba(model["weights"][fold], x)
+    ranked = sorted(zip(probabilities, model["labels"]), key=lambda pair: -pair[0])
     return {
         "status": "OK",
         "labels": [label for _, label in ranked[:top_k]],
