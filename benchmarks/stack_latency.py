@@ -1,14 +1,14 @@
 """The plant ensemble end to end on the production stack (``make stack``), against direct calls.
 
 One stack (Postgres, Redis, CeleryExecutor with two workers, triggerer, two embedded OSCARs) runs
-the same 90 calls (30 specimens x 3 models) and the same soft vote two ways:
+the same 120 calls (30 specimens x 4 models) and the same soft vote two ways:
 
-* **mapped**: ``oscar_plant_ensemble`` as shipped, one task per call (92 tasks);
+* **mapped**: ``oscar_plant_ensemble_soft_vote`` as shipped, one task per call (122 tasks);
 * **batch**: ``benchmarks/dags/oscar_plant_ensemble_batch.py``, one ``OscarBatchInvokeOperator``
   task per model fanning out 10 calls at a time (5 tasks).
 
 Each run is timed from the REST call that triggers it to the run's ``end_date`` (the same
-machine's clock), after a warm-up run that deploys the services. Beside them, the same 90
+machine's clock), after a warm-up run that deploys the services. Beside them, the same 120
 ``/run`` calls are made **directly** from this process through ``OscarHook`` on the same
 cluster: one after another (what a plain script does; the reference of the ratio) and 10 at a
 time over one client (the detail).
@@ -34,9 +34,9 @@ from benchmarks.figures import Figure, render
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DAGS = Path(__file__).with_name("dags")
-MAPPED, BATCH = "oscar_plant_ensemble", "oscar_plant_ensemble_batch"
+MAPPED, BATCH = "oscar_plant_ensemble_soft_vote", "oscar_plant_ensemble_batch"
 PLANTS = ROOT / "example_dags" / "services" / "plants"
-MODELS = ["plants-sepal", "plants-petal-length", "plants-petal-width"]
+MODELS = ["plants-sepal", "plants-petal-length", "plants-petal-width", "plants-lengths"]
 REPEATS = {MAPPED: 2, BATCH: 5}
 DIRECT_REPEATS = 3
 CONCURRENCY = 10
@@ -54,7 +54,7 @@ def _run_seconds(client: Any, dag_id: str) -> float:
 
 
 def _direct(conn_json: str) -> dict[str, float]:
-    """The 90 calls through the hook: sequential and ``CONCURRENCY`` at a time (best of runs)."""
+    """The 120 calls through the hook: sequential and ``CONCURRENCY`` at a time (best of runs)."""
     os.environ["AIRFLOW_CONN_OSCAR_BENCH"] = conn_json
     from airflow_provider_oscar.hooks.oscar import OscarHook
 

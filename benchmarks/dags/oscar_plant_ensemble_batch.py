@@ -1,6 +1,6 @@
-"""The plant ensemble of ``oscar_plant_ensemble`` as one batch task per model (benchmark).
+"""The plant ensemble of ``oscar_plant_ensemble_soft_vote`` as one batch task per model.
 
-The same 90 calls (30 specimens x 3 models) and the same soft vote, but each model's 30 calls
+The same 120 calls (30 specimens x 4 models) and the same soft vote, but each model's 30 calls
 fan out inside one ``OscarBatchInvokeOperator`` task instead of one task per call. The stack
 benchmark (``benchmarks/stack_latency.py``) times both DAGs from trigger to end.
 """
@@ -20,7 +20,7 @@ from airflow_provider_oscar.operators.ensemble import OscarEnsembleOperator
 from airflow_provider_oscar.operators.service import OscarDeployServiceOperator
 
 PLANTS = Path(__file__).resolve().parents[2] / "example_dags" / "services" / "plants"
-MODELS = ["plants-sepal", "plants-petal-length", "plants-petal-width"]
+MODELS = ["plants-sepal", "plants-petal-length", "plants-petal-width", "plants-lengths"]
 SPECIMENS = sorted(PLANTS.glob("specimens/specimen-*.json"))
 TRUTH = json.loads((PLANTS / "specimens" / "truth.json").read_text())
 

@@ -1,11 +1,11 @@
 """Two failure drills on the running stack, run together (their DAGs share no OSCAR service).
 
 * **Triggerer**: ``oscar_service_lifecycle`` with jobs long enough that ``job_done`` and
-  ``output_ready`` defer; once the triggerer runs both, it is killed with SIGKILL (its whole
-  process group) and started again, as a restart policy would.
-* **Worker**: ``oscar_plant_ensemble`` (one task per call); while a Celery worker runs classify
-  tasks, the worker is killed with SIGKILL with everything it forked (its tasks too) and started
-  again. Only when no lifecycle task is running: that run loses nothing to this drill.
+  ``output_ready`` defer; once the triggerer runs both, it is killed with SIGKILL (with what it
+  forked) and started again, as a restart policy would.
+* **Worker**: ``oscar_plant_ensemble_soft_vote`` (one task per call); while a Celery worker runs
+  classify tasks, the worker is killed with SIGKILL with everything it forked (its tasks too)
+  and started again. Only when no lifecycle task is running: that run loses nothing to it.
 
 What happened is recorded for the tests to judge: the runs' states, which triggerer job ran each
 deferred task, what the clusters executed before and after, what was running at each kill.
@@ -19,7 +19,7 @@ from typing import Any
 
 from tests.stack.session import StackSession
 
-LIFECYCLE, ENSEMBLE = "oscar_service_lifecycle", "oscar_plant_ensemble"
+LIFECYCLE, ENSEMBLE = "oscar_service_lifecycle", "oscar_plant_ensemble_soft_vote"
 WAITS = ("job_done", "output_ready")
 #: How long the lifecycle's jobs take: the deferred waits must outlast the triggerer's restart
 #: and the hand-over of its triggers (``triggerer_health_check_threshold``).
