@@ -17,6 +17,9 @@ FROM apache/airflow:${AIRFLOW_VERSION}
 ARG AIRFLOW_VERSION
 COPY --from=wheel /tmp/dist/ /tmp/dist/
 # The embedded OSCAR needs no extra here: it uses MinIO (no moto), and fastapi and uvicorn
-# come with Airflow. Example service scripts run with the image's python3.
+# come with Airflow. Example service scripts run with the image's python3. The image's Celery
+# stays below 5.7, whose removal of `retry` from celery.backends.database the Celery provider
+# cannot survive (the same bounds as the `stack` dependency group of pyproject.toml).
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /tmp/dist/*.whl \
+        "celery[redis]>=5.5,<5.7" "kombu>=5.5,<5.7" \
     && mkdir -p /opt/airflow/oscar-local

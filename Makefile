@@ -5,14 +5,15 @@ UV := .tools/bin/uv
 UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup demo test lint bench oscar-local clean test-matrix wheel compose-config ui browser
+.PHONY: setup demo test lint bench oscar-local clean test-matrix wheel compose-config ui browser \
+	stack stack-deps
 
 $(UV):
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --all-extras --python python3
+	$(UV) sync --frozen --all-extras --group stack --python python3
 	touch $@
 
 setup: $(VENV)/.synced
@@ -25,7 +26,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint browser
+test: lint browser stack-deps
 	$(VENV)/bin/pytest
 
 # Debian's chromium for the browser tests (tests/ui); never Playwright's own browser download.
@@ -40,12 +41,28 @@ browser:
 	  else echo "note: $(CHROMIUM) is missing; install chromium to run the browser tests"; fi; \
 	fi
 
+# Debian's PostgreSQL and Redis for the production stack (make stack, tests/stack, the stack
+# benchmark). Without them (not root, no apt) the stack tests skip, or fail in CI (CI=true).
+stack-deps:
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing postgresql and redis-server for the stack ..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      postgresql redis-server >/dev/null) || echo "warning: could not install postgresql, redis-server"; \
+	  else echo "note: install postgresql and redis-server to run the production stack"; fi; \
+	fi
+
+# The production topology on this machine (CeleryExecutor, Postgres, Redis, two workers,
+# triggerer, two embedded OSCARs), kept in .stack/, until Ctrl-C. STACK_ARGS="--port 8081".
+stack: setup stack-deps
+	$(PY) -m stack $(STACK_ARGS)
+
 # Airflow standalone with the embedded OSCAR and the example DAGs, until Ctrl-C.
 ui: setup
 	$(PY) scripts/ui.py $(UI_ARGS)
 
-bench: setup
-	$(UV) sync --frozen --all-extras --group bench --python python3
+bench: setup stack-deps
+	$(UV) sync --frozen --all-extras --group stack --group bench --python python3
 	$(PY) -m benchmarks.run
 
 oscar-local: setup
@@ -66,4 +83,4 @@ compose-config:
 	@echo "docker-compose.yaml is valid"
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .matrix
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .matrix .stack

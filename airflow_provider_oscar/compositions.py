@@ -679,6 +679,11 @@ def build_dag(composition: Composition) -> DAG:
         start_date=start,
         catchup=c.catchup,
         tags=list(c.tags),
+        # Deployments and the report call OSCAR too: they retry as the calls do.
+        default_args={
+            "retries": c.fanout.retries,
+            "retry_delay": pendulum.duration(seconds=c.fanout.retry_delay),
+        },
         params={
             "inputs": Param(
                 [],

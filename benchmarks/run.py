@@ -18,6 +18,7 @@ MODULES = [
     "benchmarks.imports",
     "benchmarks.triggers_memory",
     "benchmarks.exactly_once",
+    "benchmarks.stack_latency",
 ]
 RESULTS = Path(__file__).with_name("results.json")
 

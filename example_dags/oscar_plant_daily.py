@@ -82,6 +82,8 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    # Every task calls OSCAR: a lost worker or a cluster hiccup costs seconds, not minutes.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     params={
         "inbox": Param(INBOX, type="string", description="bucket/prefix of the inputs"),
         "reprocess": Param(
@@ -104,7 +106,5 @@ with DAG(
         service_name=SERVICE,
         oscar_conn_id=CONNECTION,
         map_index_template="{{ task.input_object }}",
-        retries=2,
-        retry_delay=timedelta(minutes=1),
     ).expand_kwargs(select_new_inputs())
     ready >> classify

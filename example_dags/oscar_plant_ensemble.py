@@ -18,6 +18,7 @@ human-in-the-loop) for the specimens the ensemble abstained on; unanswered after
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
@@ -41,6 +42,8 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    # Every task calls OSCAR: a lost worker or a cluster hiccup costs seconds, not minutes.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     params={
         "review_timeout_seconds": Param(
             60,
@@ -61,7 +64,6 @@ with DAG(
         input_ids=list(FOLDS),
         concurrency=8,
         map_index_template="{{ task.service_name }}",
-        retries=2,
     ).expand(service_name=MODELS)
     aggregate = OscarEnsembleOperator(
         task_id="aggregate",

@@ -28,6 +28,8 @@ MinIO).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
@@ -87,6 +89,9 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    # Every task calls OSCAR: a lost worker costs seconds, not minutes (the hook already retries
+    # the calls themselves while a cold service starts).
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     params={
         "connections": Param(
             ["oscar_default"],

@@ -12,6 +12,7 @@ real one.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
@@ -33,6 +34,8 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    # Every task calls OSCAR: a lost worker or a cluster hiccup costs seconds, not minutes.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=["oscar", "composite-ai", "example"],
     doc_md=__doc__,
 ) as dag:

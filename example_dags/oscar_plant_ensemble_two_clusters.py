@@ -71,6 +71,8 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    # Every task calls OSCAR: a lost worker or a cluster hiccup costs seconds, not minutes.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     params={
         "connections": Param(
             CONNECTIONS,

@@ -7,8 +7,9 @@ asset event (in the triggerer: no worker is held while waiting). Each run reads 
 events (Airflow may batch several uploads into one run), sends every uploaded specimen to the
 three plant classifiers at once (one mapped task per specimen and model), combines their answers
 by soft vote, and writes ``<key>.consensus.json`` next to each specimen. Those writes are
-published on the ``oscar://`` Asset ``oscar_plant_consensus``, so ``oscar_plant_consensus_digest``
-(below) runs on the results in turn.
+published on the ``oscar://<cluster>/plants-inbox/uploads`` Asset (``<cluster>``: the
+connection's ``cluster_id``, or its id), so ``oscar_plant_consensus_digest`` (below) runs on the
+results in turn.
 
 Only changes schedule runs: objects already in the inbox when the watcher first starts are its
 baseline, and results written into the inbox are excluded from the watch. A manual run with an
@@ -26,10 +27,10 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, AssetWatcher, Param, get_current_context, task
+from airflow.sdk import DAG, Asset, AssetWatcher, Connection, Param, get_current_context, task
 
 from airflow_provider_oscar.assets import create_asset, publish_objects
-from airflow_provider_oscar.compat import AirflowFailException
+from airflow_provider_oscar.compat import AirflowFailException, AirflowNotFoundException
 from airflow_provider_oscar.hooks.storage import OscarStorageHook
 from airflow_provider_oscar.operators.ensemble import OscarEnsembleOperator
 from airflow_provider_oscar.operators.invoke import OscarRunServiceOperator
@@ -37,7 +38,6 @@ from airflow_provider_oscar.sensors.oscar import OscarServiceReadySensor
 from airflow_provider_oscar.triggers.events import OscarBucketEventTrigger
 
 CONNECTION = "oscar_default"
-CLUSTER = "oscar_default"  # how oscar:// URIs name it: its cluster_id extra, or the conn id
 BUCKET = "plants-inbox"
 FOLDER = "uploads"
 MODELS = ["plants-sepal", "plants-petal-length", "plants-petal-width"]
@@ -45,6 +45,22 @@ RESULT_SUFFIX = ".consensus.json"
 
 log = logging.getLogger(__name__)
 
+
+def cluster_of(conn_id: str) -> str:
+    """How ``oscar://`` URIs name the connection's cluster: its ``cluster_id`` extra, else its id.
+
+    Read where the DAG is parsed (the DAG processor, and the worker that runs a task), so the
+    consensus asset and the events published on it name the same cluster.
+    """
+    try:
+        cluster_id = Connection.get(conn_id).extra_dejson.get("cluster_id")
+    except AirflowNotFoundException:
+        log.warning("no connection %s where this DAG is parsed; naming its cluster so", conn_id)
+        cluster_id = None
+    return str(cluster_id or conn_id).lower()
+
+
+CLUSTER = cluster_of(CONNECTION)
 INBOX = Asset(
     "oscar_plant_inbox",
     watchers=[
@@ -60,7 +76,8 @@ INBOX = Asset(
         )
     ],
 )
-CONSENSUS = create_asset(cluster=CLUSTER, bucket=BUCKET, key=FOLDER, name="oscar_plant_consensus")
+# Named by its URI, which names the cluster: one asset per cluster the connection points at.
+CONSENSUS = create_asset(cluster=CLUSTER, bucket=BUCKET, key=FOLDER)
 
 
 def result_path(path: str) -> str:
@@ -132,6 +149,8 @@ with DAG(
     schedule=[INBOX],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    # Every task calls OSCAR: a lost worker or a cluster hiccup costs seconds, not minutes.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     params={
         "objects": Param(
             [],
@@ -155,8 +174,6 @@ with DAG(
         task_id="classify",
         oscar_conn_id=CONNECTION,
         map_index_template="{{ task.service_name }} · {{ task.input_object }}",
-        retries=2,
-        retry_delay=timedelta(seconds=30),
         on_error="record",
     ).expand_kwargs(plan_calls(paths))
     aggregate = OscarEnsembleOperator(
@@ -193,6 +210,7 @@ with DAG(
     schedule=[CONSENSUS],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=["oscar", "event-driven", "example"],
 ) as digest_dag:
     consensus_digest()

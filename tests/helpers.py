@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 import zlib
@@ -14,6 +15,17 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_oscar.local.faults import DeploymentFault
 from airflow_provider_oscar.local.server import OscarLocal
+
+
+def unavailable(what: str, reason: str, how: str) -> None:
+    """Fail in CI, skip elsewhere: CI must never pass without running ``what``.
+
+    ``how`` says what installs the missing piece (e.g. "run `make test` as root").
+    """
+    message = f"{what} cannot run: {reason}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (in CI this is a failure: {how})")
+    pytest.skip(message)
 
 
 def wait_until(probe: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

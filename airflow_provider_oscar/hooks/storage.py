@@ -8,8 +8,11 @@ requests locally and send them with :class:`httpx.AsyncClient`, so they never bl
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import io
 import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -30,6 +33,7 @@ if TYPE_CHECKING:  # the minio SDK is imported when first used (it takes ~0.5 s 
     from minio import Minio
 
 _MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound")
+_SIGNING_MODULES = ("minio.credentials", "minio.signer")
 
 __all__ = ["ObjectInfo", "OscarStorageHook", "S3Session", "split_path"]
 
@@ -172,6 +176,9 @@ class OscarStorageHook(OscarHook):
         settings = await self.asettings()
         config = await self.acall(lambda api: api.config())
         provider = self._provider(dict(config.get("minio_provider") or {}), settings)
+        for module in _SIGNING_MODULES:  # a first import takes ~0.5 s: not on the event loop
+            if module not in sys.modules:
+                await asyncio.to_thread(importlib.import_module, module)
         return Signer(provider), settings
 
     @asynccontextmanager

@@ -5,7 +5,9 @@ time: connection failures before a request was sent always; for idempotent reque
 errors, dropped connections, 429 and 500/502/503/504 (job logs: not 500, which OSCAR answers
 while a job has no pod); for invocations (``/run``, ``/job``), which must not run twice, only
 429 and the 502/503 that Knative answers while the service is cold. ``Retry-After`` is
-honoured; the jitter is as small as the backoff.
+honoured; the jitter is as small as the backoff. Every invocation ends with one info line in
+the task log: service, cluster, outcome, duration (retries included) and, for a ``/run`` that
+answered a classification, its top prediction.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from tenacity import (
     wait_random,
 )
 
-from airflow_provider_oscar.errors import OscarApiError, OscarRunCutError
+from airflow_provider_oscar.errors import OscarApiError, OscarResultError, OscarRunCutError
 from airflow_provider_oscar.hooks.api import ClusterSettings, Step, malformed_token
+from airflow_provider_oscar.results import decode_prediction
 
 T = TypeVar("T")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -42,6 +45,7 @@ _RETRY_STATUS = {
 }
 MAX_RETRY_AFTER = 60.0
 MAX_TOTAL_SECONDS = 600.0
+_PREDICTION_BYTES = 64 * 1024  # larger answers are not decoded for the log line
 
 
 class RetryPolicy:
@@ -86,6 +90,27 @@ class RetryPolicy:
                 return min(float(after), MAX_RETRY_AFTER)
         return float(self._backoff(state))
 
+    def report(self, request: httpx.Request, started: float, attempts: int, outcome: Any) -> None:
+        """One info line for an invocation (``/run``, ``/job``): what it was and how it ended."""
+        if request.extensions.get("oscar_retry") != "invoke":
+            return
+        route, _, service = request.url.path.strip("/").partition("/")
+        if isinstance(outcome, httpx.Response):
+            result = f"answered {outcome.status_code}"
+        else:
+            result = f"failed ({type(outcome).__name__}: {outcome})"
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        self.log.info(
+            "OSCAR call: service %s on cluster %s, /%s %s in %.2f s%s%s",
+            service,
+            self.settings.name,
+            route,
+            result,
+            time.monotonic() - started,
+            tries,
+            _top_prediction(route, outcome),
+        )
+
     def _note(self, state: RetryCallState) -> None:
         outcome = state.outcome
         assert outcome is not None
@@ -104,6 +129,23 @@ class RetryPolicy:
             self.settings.retries,
             state.upcoming_sleep,
         )
+
+
+def _top_prediction(route: str, outcome: Any) -> str:
+    """``"; top prediction <label> (<probability>)"`` for a classification ``/run`` answer."""
+    if route != "run" or not isinstance(outcome, httpx.Response) or not outcome.is_success:
+        return ""
+    if len(outcome.content) > _PREDICTION_BYTES:
+        return ""
+    try:
+        prediction = decode_prediction(outcome.content)
+    except OscarResultError:  # console text, files: no classification to show
+        return ""
+    if not prediction.ok:
+        return f"; the model answered an error: {prediction.message}"
+    if not prediction.labels:
+        return ""
+    return f"; top prediction {prediction.labels[0]} ({prediction.probabilities[0]:.3f})"
 
 
 def _last_outcome(state: RetryCallState) -> Any:
@@ -156,10 +198,13 @@ class Driver:
         retrying = Retrying(**self.policy.arguments(request))
         started = time.monotonic()
         try:
-            return retrying(self._send_once, request)
+            response = retrying(self._send_once, request)
         except httpx.HTTPError as exc:
+            self.policy.report(request, started, _attempts(retrying), exc)
             elapsed = time.monotonic() - started
             raise _unreachable(self.policy.settings, request, exc, elapsed) from exc
+        self.policy.report(request, started, _attempts(retrying), response)
+        return response
 
     def _send_once(self, request: httpx.Request) -> httpx.Response:
         response = self.client.send(request, follow_redirects=_follows(request))
@@ -186,15 +231,22 @@ class AsyncDriver:
         retrying = AsyncRetrying(**self.policy.arguments(request))
         started = time.monotonic()
         try:
-            return await retrying(self._send_once, request)
+            response: httpx.Response = await retrying(self._send_once, request)
         except httpx.HTTPError as exc:
+            self.policy.report(request, started, _attempts(retrying), exc)
             elapsed = time.monotonic() - started
             raise _unreachable(self.policy.settings, request, exc, elapsed) from exc
+        self.policy.report(request, started, _attempts(retrying), response)
+        return response
 
     async def _send_once(self, request: httpx.Request) -> httpx.Response:
         response = await self.client.send(request, follow_redirects=_follows(request))
         await response.aread()
         return response
+
+
+def _attempts(retrying: Retrying | AsyncRetrying) -> int:
+    return int(retrying.statistics.get("attempt_number", 1))
 
 
 def _follows(request: httpx.Request) -> bool:

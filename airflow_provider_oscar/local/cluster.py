@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_provider_oscar.local import federation
+from airflow_provider_oscar.local.counts import ExecutionCounts
 from airflow_provider_oscar.local.executions import ExecutionLog
 from airflow_provider_oscar.local.exposed import ExposedDeployments
 from airflow_provider_oscar.local.faults import FaultPlan
@@ -105,6 +106,7 @@ class LocalCluster:
         self.profile: Profile = profile_for(settings.oscar_version)
         self._config = self._base_config()
         self.faults = FaultPlan()
+        self.counts = ExecutionCounts()
         s3 = minio.root
         provider = MinIOProvider(s3.endpoint, s3.secure, s3.access_key, s3.secret_key, s3.region)
         self.state = ClusterState(self._config, self.profile, provider)
@@ -320,6 +322,7 @@ class LocalCluster:
         except asyncio.TimeoutError:
             return RunOutcome(None, cut=True)
         name = service.name
+        self.counts.count_run(name, event)
         self.sync_running[name] = self.sync_running.get(name, 0) + 1
         self._take(millicores(service.cpu), bytes_of(service.memory), +1)
         try:
@@ -353,6 +356,7 @@ class LocalCluster:
         ``store`` is the MinIO secret mounted in its pod; without one the pod cannot mount it
         and stays ``Pending`` (FailedMount)."""
         job = self.state.add_job(service, event, owner, name)
+        self.counts.count_job(service.name, event)
         self.state.update_job(job, minio=store)
         if store is None:
             self.state.update_job(job, status=JobStatus.PENDING, has_pod=True)

@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts.ui import PASSWORDS, AirflowStandalone, oscar_connection  # noqa: E402
+from tests.helpers import unavailable  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("OSCAR_UI_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -56,11 +57,7 @@ ECHO_SCRIPT = 'echo "hello from the OSCAR page test"\ncat "$INPUT_FILE_PATH"\n'
 
 
 def _unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere: CI must never pass without running the browser tests."""
-    message = f"browser tests cannot run: {reason}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + " (in CI this is a failure: run `make test` as root to install it)")
-    pytest.skip(message)
+    unavailable("browser tests", reason, "run `make test` as root to install it")
 
 
 @dataclass

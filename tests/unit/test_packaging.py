@@ -26,10 +26,12 @@ AIRFLOW_COMMANDS = {
     "airflow-scheduler": "scheduler",
     "airflow-dag-processor": "dag-processor",
     "airflow-triggerer": "triggerer",
+    "airflow-worker": "celery worker",
 }
-# Processes that resolve `oscar_default`: tasks run in the scheduler (LocalExecutor), deferred
-# waits in the triggerer, the connection test in the api-server.
-RESOLVES_CONNECTION = ["airflow-scheduler", "airflow-triggerer", "airflow-apiserver"]
+# Processes that resolve `oscar_default`: tasks run in the Celery workers, deferred waits in the
+# triggerer, the connection test in the api-server.
+RESOLVES_CONNECTION = ["airflow-worker", "airflow-triggerer", "airflow-apiserver"]
+SHARED_SETTINGS = ROOT / "stack" / "airflow.env"
 _VARIABLE = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}")  # not $${escaped}
 
 
@@ -88,13 +90,32 @@ def test_compose_config_accepts_the_file() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_runs_airflow_postgres_minio_and_the_embedded_oscar(
+def test_compose_runs_celery_airflow_postgres_redis_minio_and_the_embedded_oscar(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    assert set(services) >= {"postgres", "minio", "oscar", "airflow-init", *AIRFLOW_COMMANDS}
+    assert set(services) >= {
+        "postgres",
+        "redis",
+        "minio",
+        "oscar",
+        "airflow-init",
+        *AIRFLOW_COMMANDS,
+    }
+    shared = dict(
+        line.split("=", 1)
+        for line in SHARED_SETTINGS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert shared["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     for name, command in AIRFLOW_COMMANDS.items():
-        assert _command(services[name]) == [command], name
-        assert _env(services[name])["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert _command(services[name]) == command.split(), name
+        assert services[name]["env_file"] == ["stack/airflow.env"], name
+        env = _env(services[name])
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://"), name
+        # explicit drivers: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
+    assert services["redis"]["image"].startswith("redis:")
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["minio"]["image"].startswith("minio/minio")
 
@@ -148,7 +169,7 @@ def test_airflow_services_share_the_execution_api_and_jwt_secret(
 def test_the_example_dags_are_the_dags_folder_of_the_parsing_and_running_services(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ["airflow-dag-processor", "airflow-scheduler"]:
+    for name in ["airflow-dag-processor", "airflow-worker"]:
         assert "./example_dags:/opt/airflow/dags:ro" in services[name]["volumes"], name
 
 
@@ -170,6 +191,7 @@ def test_airflow_waits_for_the_database_migration_and_a_healthy_oscar(
         depends = services[name]["depends_on"]
         assert depends["airflow-init"]["condition"] == "service_completed_successfully", name
         assert depends["oscar"]["condition"] == "service_healthy", name
+        assert depends["redis"]["condition"] == "service_healthy", name
     assert services["oscar"]["depends_on"]["minio"]["condition"] == "service_healthy"
     init = _env(services["airflow-init"])
     assert init["_AIRFLOW_DB_MIGRATE"] == "true" and init["_AIRFLOW_WWW_USER_CREATE"] == "true"
@@ -200,7 +222,7 @@ def test_published_ports_are_on_loopback_only(services: dict[str, dict[str, Any]
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
     assert services["oscar"]["ports"] == ["127.0.0.1:8000:8000"]
-    assert "ports" not in services["postgres"]
+    assert "ports" not in services["postgres"] and "ports" not in services["redis"]
 
 
 def test_env_example_documents_every_variable_the_compose_file_reads() -> None:

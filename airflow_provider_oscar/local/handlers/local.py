@@ -1,5 +1,5 @@
-"""Routes of the embedded OSCAR that are not OSCAR's: fault injection, a stand-in OIDC token
-endpoint, and a page where OSCAR's dashboard would be."""
+"""Routes of the embedded OSCAR that are not OSCAR's: fault injection, what ran (counts), a
+stand-in OIDC token endpoint, and a page where OSCAR's dashboard would be."""
 
 from __future__ import annotations
 
@@ -46,6 +46,16 @@ def register(app: FastAPI, ctx: Context) -> None:
         return struct_json(
             {"access_token": token, "expires_in": int(lifetime), "token_type": "Bearer"}
         )
+
+    @app.get("/local/counts")
+    async def execution_counts(request: Request) -> Response:
+        """Runs and jobs per service and input, and requests per route (admin, read-only)."""
+        from airflow_provider_oscar.local.api import request_counts  # the app's middleware
+
+        if not ctx.system_caller(request).admin:
+            raise Forbidden("the counts are for the admin only")
+        counts = ctx.cluster.counts.to_api()
+        return struct_json({**counts, "requests": dict(request_counts(ctx.cluster))})
 
     if not ctx.settings.faults_enabled:
         return
