@@ -7,7 +7,8 @@ Pure functions over bytes and text, no Airflow and no I/O:
 * :func:`parse_document` reads one model document from text: strict JSON, a Python-literal dict
   (``deepaas-cli`` prints the ``repr`` with single quotes), or either embedded in console output;
 * :func:`normalise_prediction` maps the DEEPaaS plant-classification shapes (flat, nested dict of
-  lists, nested list of dicts, ``status: error``) onto one :class:`Prediction`;
+  lists, nested list of dicts, ``status: error``) onto one :class:`Prediction`
+  (:mod:`~airflow_provider_oscar.prediction`);
 * :func:`decode_prediction` and :func:`decode_predictions` chain the above for a sync body, or for
   output files downloaded from a bucket.
 
@@ -20,15 +21,21 @@ import ast
 import base64
 import binascii
 import json
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any, Literal
 
 from airflow_provider_oscar.archives import unzip
-from airflow_provider_oscar.errors import OscarModelError, OscarResultError
+from airflow_provider_oscar.errors import OscarResultError
+from airflow_provider_oscar.prediction import (
+    EXCERPT_CHARS,
+    Prediction,
+    PredictionStatus,
+    excerpt,
+    kind_of,
+    normalise,
+)
 
 __all__ = [
     "Prediction",
@@ -41,14 +48,11 @@ __all__ = [
     "parse_document",
 ]
 
-PredictionStatus = Literal["ok", "error"]
 
 _MAX_DOCUMENT_CHARS = 1 << 20  # larger candidates are not parsed
 _MAX_CANDIDATES = 64  # embedded {...} spans tried per text, last first
 # ast.literal_eval takes about 2-4 s of CPU per MiB: per text, candidates share this budget.
 _LITERAL_BUDGET_CHARS = 1 << 20
-_TOLERANCE = 1e-6  # slack on probabilities for float32 rounding
-_EXCERPT_CHARS = 200
 _ZIP_MAGIC = b"PK\x03\x04"
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _BRACE = re.compile(r"[{}]")
@@ -57,7 +61,6 @@ _LOG_RECORD = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - supervisor - [A-Z]+ -(?: |\r?$)", re.MULTILINE
 )
 _TRACEBACK = "Traceback (most recent call last):"
-_PREDICTION_KEYS = frozenset({"status", "labels", "probabilities", "message", "source"})
 
 
 @dataclass(frozen=True)
@@ -80,73 +83,6 @@ class RunOutput:
         if self.text is not None:
             return "text"
         return "archive" if self.files else "file"
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One model's normalised answer for one input, small and JSON-plain for XCom.
-
-    ``labels`` are whitespace-normalised and unique, ``probabilities`` lie in [0, 1], sort in
-    descending order and sum to at most 1 (the rest is the mass of unlisted classes). A failed
-    inference has ``status == "error"``, no labels, and the model's ``message``. ``source`` says
-    where the prediction came from (output file name or object key), when known. The constructor
-    checks all of this and raises :class:`OscarResultError` when it does not hold.
-    """
-
-    labels: tuple[str, ...]
-    probabilities: tuple[float, ...]
-    status: PredictionStatus = "ok"
-    message: str | None = None
-    source: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_prediction(self)
-
-    @property
-    def ok(self) -> bool:
-        """Whether the model answered successfully."""
-        return self.status == "ok"
-
-    def raise_for_status(self) -> Prediction:
-        """Return ``self``, or raise :class:`OscarModelError` with the model's message."""
-        if not self.ok:
-            raise OscarModelError(self.message, self.source)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the prediction as JSON-plain data (the inverse of :meth:`from_dict`)."""
-        return {
-            "status": self.status,
-            "labels": list(self.labels),
-            "probabilities": list(self.probabilities),
-            "message": self.message,
-            "source": self.source,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Prediction:
-        """Rebuild a prediction from :meth:`to_dict` output (e.g. pulled from XCom)."""
-        if not isinstance(data, Mapping):
-            raise OscarResultError(f"prediction data must be a mapping, not {_kind(data)}")
-        missing = {"status", "labels", "probabilities"} - set(data)
-        unknown = set(data) - _PREDICTION_KEYS
-        if missing or unknown:
-            raise OscarResultError(
-                f"prediction data has missing keys {sorted(missing)} or unknown keys "
-                f"{sorted(map(str, unknown))}: {_excerpt(data)}"
-            )
-        labels = _sequence(data["labels"], "'labels'")
-        probabilities = [
-            _probability(value, index)
-            for index, value in enumerate(_sequence(data["probabilities"], "'probabilities'"))
-        ]
-        return cls(
-            labels=tuple(labels),
-            probabilities=tuple(probabilities),
-            status=data["status"],
-            message=data.get("message"),
-            source=data.get("source"),
-        )
 
 
 def decode_run_body(body: bytes | str) -> RunOutput:
@@ -230,7 +166,7 @@ def parse_document(data: bytes | str, *, required_key: str | None = None) -> dic
     traceback = _traceback_end(text)
     if traceback:
         problem += f"; the output holds a Python traceback ending {traceback!r}"
-    raise OscarResultError(f"{problem}: {_excerpt(text)}")
+    raise OscarResultError(f"{problem}: {excerpt(text)}")
 
 
 def normalise_prediction(document: Mapping[str, Any], *, source: str | None = None) -> Prediction:
@@ -250,9 +186,9 @@ def normalise_prediction(document: Mapping[str, Any], *, source: str | None = No
     (``labels_info``, ``links``, ``info``, ``label_id``) are dropped.
     """
     try:
-        return _normalise(document, source)
+        return normalise(document, source)
     except OscarResultError as exc:
-        raise OscarResultError(f"{exc}: {_excerpt(document)}") from None
+        raise OscarResultError(f"{exc}: {excerpt(document)}") from None
 
 
 def decode_prediction(body: bytes | str, *, source: str | None = None) -> Prediction:
@@ -271,7 +207,7 @@ def decode_prediction(body: bytes | str, *, source: str | None = None) -> Predic
         if len(names) != 1:
             raise OscarResultError(
                 f"expected exactly one .json file in the zipped output, found {len(names)}: "
-                f"{_excerpt(sorted(output.files))}"
+                f"{excerpt(sorted(output.files))}"
             )
         name = names[0]
         return _decode_file(name, output.files[name], name if source is None else source)
@@ -323,7 +259,7 @@ def _decode_utf8(data: bytes | str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise OscarResultError(
-            f"document is not UTF-8 text ({exc.reason} at byte {exc.start}): {_excerpt(data)}"
+            f"document is not UTF-8 text ({exc.reason} at byte {exc.start}): {excerpt(data)}"
         ) from None
 
 
@@ -363,7 +299,7 @@ def _parse_candidate(candidate: str, reasons: list[str], budget: _Search) -> dic
             )
             return None
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
-        reasons.append(f"parses to {_kind(value)}, not a dict with string keys")
+        reasons.append(f"parses to {kind_of(value)}, not a dict with string keys")
         return None
     if budget.required_key is not None and budget.required_key not in value:
         reasons.append(f"a dict without {budget.required_key!r}")
@@ -378,7 +314,7 @@ def _traceback_end(text: str) -> str | None:
         return None
     lines = text[start:].splitlines()[1:]
     ends = [line for line in lines if line.strip() and not line.startswith((" ", "\t"))]
-    return ends[0].strip()[:_EXCERPT_CHARS] if ends else None
+    return ends[0].strip()[:EXCERPT_CHARS] if ends else None
 
 
 def _outermost_brace_spans(text: str) -> tuple[list[tuple[int, int]], bool]:
@@ -397,152 +333,5 @@ def _outermost_brace_spans(text: str) -> tuple[list[tuple[int, int]], bool]:
     return spans, bool(open_at)
 
 
-def _normalise(document: Mapping[str, Any], source: str | None) -> Prediction:
-    if not isinstance(document, Mapping):
-        raise OscarResultError(f"a document must be a dict, not {_kind(document)}")
-    status = document.get("status")
-    if not isinstance(status, str):
-        raise OscarResultError("document has no string 'status'")
-    message = document.get("message")
-    message = None if message is None else _text(message)
-    match status.strip().lower():
-        case "error":
-            return Prediction((), (), "error", message, source)
-        case "ok":
-            labels, probabilities = _label_probability_lists(document)
-        case _:
-            raise OscarResultError(f"unknown status {status!r}, expected 'OK' or 'error'")
-    pairs = sorted(
-        zip(
-            (_probability(value, index) for index, value in enumerate(probabilities)),
-            (_label(value, index) for index, value in enumerate(labels)),
-            strict=True,
-        ),
-        key=lambda pair: pair[0],
-        reverse=True,
-    )
-    return Prediction(
-        labels=tuple(label for _, label in pairs),
-        probabilities=tuple(probability for probability, _ in pairs),
-        message=message,
-        source=source,
-    )
-
-
-def _label_probability_lists(document: Mapping[str, Any]) -> tuple[Sequence[Any], Sequence[Any]]:
-    """Find the raw label and probability lists in any of the DEEPaaS shapes."""
-    if "labels" in document or "probabilities" in document:
-        return _paired_lists(document, "")
-    predictions = document.get("predictions")
-    if isinstance(predictions, Mapping):
-        return _paired_lists(predictions, "'predictions' ")
-    if isinstance(predictions, (list, tuple)):
-        labels, probabilities = [], []
-        for index, item in enumerate(predictions):
-            if not isinstance(item, Mapping) or "label" not in item:
-                raise OscarResultError(f"'predictions' item {index} is not a dict with a 'label'")
-            probability = item.get("probability", item.get("probabilities"))
-            if probability is None:
-                raise OscarResultError(f"'predictions' item {index} has no 'probability'")
-            labels.append(item["label"])
-            probabilities.append(probability)
-        return labels, probabilities
-    raise OscarResultError(
-        "document has neither 'labels' and 'probabilities' nor a 'predictions' dict or list"
-    )
-
-
-def _paired_lists(mapping: Mapping[str, Any], where: str) -> tuple[Sequence[Any], Sequence[Any]]:
-    if "labels" not in mapping or "probabilities" not in mapping:
-        raise OscarResultError(f"{where}document needs both 'labels' and 'probabilities'")
-    labels = _sequence(mapping["labels"], f"{where}'labels'")
-    probabilities = _sequence(mapping["probabilities"], f"{where}'probabilities'")
-    if len(labels) != len(probabilities):
-        raise OscarResultError(
-            f"{len(labels)} labels but {len(probabilities)} probabilities in {where}document"
-        )
-    return labels, probabilities
-
-
-def _sequence(value: Any, what: str) -> Sequence[Any]:
-    if not isinstance(value, (list, tuple)):
-        raise OscarResultError(f"{what} must be a list, not {_kind(value)}")
-    return value
-
-
-def _label(value: Any, index: int) -> str:
-    if not isinstance(value, str):
-        raise OscarResultError(f"label {index} must be a string, not {_kind(value)}")
-    return " ".join(value.split())
-
-
-def _probability(value: Any, index: int) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OscarResultError(f"probability {index} must be a number, not {_kind(value)}")
-    try:
-        return float(value)
-    except OverflowError:
-        raise OscarResultError(f"probability {index} is outside [0, 1]") from None
-
-
-def _check_prediction(prediction: Prediction) -> None:
-    """Raise OscarResultError unless ``prediction`` holds the invariants of its docstring."""
-    labels, probabilities = prediction.labels, prediction.probabilities
-    if prediction.status not in ("ok", "error"):
-        raise OscarResultError(f"status must be 'ok' or 'error', not {prediction.status!r}")
-    for name in ("message", "source"):
-        if not isinstance(getattr(prediction, name), (str, type(None))):
-            raise OscarResultError(f"{name} must be a string or None")
-    if not isinstance(labels, tuple) or not all(isinstance(label, str) for label in labels):
-        raise OscarResultError("labels must be a tuple of strings")
-    if not isinstance(probabilities, tuple) or not all(
-        isinstance(probability, float) for probability in probabilities
-    ):
-        raise OscarResultError("probabilities must be a tuple of floats")
-    if len(labels) != len(probabilities):
-        raise OscarResultError(f"{len(labels)} labels but {len(probabilities)} probabilities")
-    if prediction.status == "error":
-        if labels:
-            raise OscarResultError("a prediction with status 'error' has no labels")
-        return
-    if not labels:
-        raise OscarResultError("no labels in a prediction with status 'ok'")
-    for label in labels:
-        if not label or label != " ".join(label.split()):
-            raise OscarResultError(f"label {label!r} is empty or not whitespace-normalised")
-    if len(set(labels)) != len(labels):
-        raise OscarResultError(f"duplicate labels in {list(labels)!r}")
-    for label, probability in zip(labels, probabilities, strict=True):
-        if not (math.isfinite(probability) and 0.0 <= probability <= 1.0 + _TOLERANCE):
-            raise OscarResultError(f"probability {probability!r} of {label!r} is outside [0, 1]")
-    if any(higher < lower for higher, lower in pairwise(probabilities)):
-        raise OscarResultError(f"probabilities {list(probabilities)} are not in descending order")
-    total = math.fsum(probabilities)
-    if total > 1.0 + _TOLERANCE:
-        raise OscarResultError(f"probabilities sum to {total!r}, more than 1")
-
-
-def _kind(value: Any) -> str:
-    return type(value).__name__
-
-
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())[:80] or type(error).__name__
-
-
-def _excerpt(value: Any, limit: int = _EXCERPT_CHARS) -> str:
-    """Show ``value`` in at most about ``limit`` characters: the head and tail of its text."""
-    text = _text(value)
-    if len(text) > limit:
-        text = f"{text[: limit * 3 // 5]} … {text[-(limit * 2 // 5 - 3) :]}"
-    return repr(text) if isinstance(value, str) else text
-
-
-def _text(value: Any) -> str:
-    """``value`` itself if it is a string, else its ``repr`` (even when deeply nested)."""
-    if isinstance(value, str):
-        return value
-    try:
-        return repr(value)
-    except RecursionError:
-        return f"<{_kind(value)} nested too deeply to show>"
