@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from airflow_provider_oscar.errors import OscarError
 from airflow_provider_oscar.hooks import names
 from airflow_provider_oscar.pictures import Thumbnail
-from airflow_provider_oscar.plugins import clusters, results
+from airflow_provider_oscar.plugins import clusters, results, runs
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -216,7 +216,7 @@ async def _clusters(user: Any, *, with_services: bool = True) -> list[dict[str, 
 
 async def _ensemble_runs(user: Any) -> list[dict[str, Any]]:
     return await run_in_threadpool(
-        results.list_ensemble_runs, lambda dag_id: can_read_results(user, dag_id)
+        runs.list_ensemble_runs, lambda dag_id: can_read_results(user, dag_id)
     )
 
 
@@ -238,7 +238,7 @@ async def _run(user: Any, dag_id: str, run_id: str, show: str) -> dict[str, Any]
     _check_id(_RUN_ID, run_id, "run id")
     if not await run_in_threadpool(can_read_results, user, dag_id):
         raise HTTPException(403, f"You may not read the runs of {dag_id!r}")
-    run = await run_in_threadpool(results.run_reports, dag_id, run_id)
+    run = await run_in_threadpool(runs.run_reports, dag_id, run_id)
     if run is None:
         raise HTTPException(404, f"DAG {dag_id!r} has no run {run_id!r}")
     for task in run["tasks"]:
@@ -256,7 +256,7 @@ async def _picture(
     _check_id(_DAG_ID, task_id, "task id")
     if not await run_in_threadpool(can_read_results, user, dag_id):
         raise HTTPException(403, f"You may not read the runs of {dag_id!r}")
-    run = await run_in_threadpool(results.run_reports, dag_id, run_id)
+    run = await run_in_threadpool(runs.run_reports, dag_id, run_id)
     task = next(
         (
             t
