@@ -134,6 +134,7 @@ class BatchRun:
         self.generation: dict[int, int] = {}
         self._tried: dict[int, set[str]] = {}  # clusters each input failed on
         self.planner = Planner(op, clusters, self.log)
+        self._deletable: dict[str, Cluster] = {}  # succeeded jobs whose records are not added yet
         self._to_delete: list[tuple[Cluster, str]] = []  # recorded jobs, deleted once flushed
 
     # setting up ---------------------------------------------------------------------------
@@ -245,6 +246,9 @@ class BatchRun:
         self.results.add(outcome.record)
         if self.checkpoint is not None:  # which try recorded it decides what a retry runs
             self.checkpoint.add({**outcome.record, "try": self.try_number})
+        cluster = self._deletable.pop(str(outcome.record.get("job")), None)
+        if cluster is not None and outcome.ok:  # deleted once this record is written
+            self._to_delete.append((cluster, str(outcome.record["job"])))
         if not outcome.ok:
             self.failed_ids.append(outcome.item.name)
             self.log.warning(
@@ -263,10 +267,17 @@ class BatchRun:
                 self.log.warning("could not write the checkpoint: %s", exc)
 
     async def flush(self) -> None:
-        """Write pending records, then delete the jobs they came from."""
+        """Write pending records, then delete the jobs they came from.
+
+        Only jobs whose records this write holds are deleted: a job deleted before its record
+        is durable would be submitted again by a retry that finds neither."""
+        done, self._to_delete = self._to_delete, []  # taken with the records, before any await
         if self.checkpoint is not None:
-            await self.checkpoint.flush()
-        done, self._to_delete = self._to_delete, []
+            try:
+                await self.checkpoint.flush()
+            except BaseException:
+                self._to_delete = done + self._to_delete
+                raise
         for cluster, job in done:
             assert cluster.session is not None
             with contextlib.suppress(OscarError):
@@ -390,7 +401,7 @@ class BatchRun:
             raise JobFailed(f"OSCAR job {job} ended {info.status}: {tail or 'no log'}")
         fields = self.summarise(None, logs or "")
         if self.op.delete_jobs:
-            self._to_delete.append((cluster, job))
+            self._deletable[job] = cluster
         return fields
 
     async def _wait_for_job(self, cluster: Cluster, job: str, index: int) -> JobInfo:
