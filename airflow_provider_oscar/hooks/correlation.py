@@ -30,8 +30,9 @@ recorded in the cluster's own MinIO, under ``<bucket>/.oscar-airflow/`` of the s
   listings, and submitters of one service take turns (about one round trip each).
 * **a retry** finds the record and re-attaches, in any state of the job. A record still
   ``pending`` (the submitter died between submitting and recording) is recovered under the
-  lease: of the jobs that appeared since the recorded list, the one nobody has claimed is ours;
-  none means the submission never happened, and it is made again.
+  lease: of the jobs that appeared since the recorded list, the one this identity claimed (the
+  submitter died between claim and record), else the one nobody has claimed, is ours; none
+  means the submission never happened, and it is made again.
 
 Limits, stated plainly:
 
@@ -259,7 +260,14 @@ class Correlator:
         if unsent is not None and await unsent():
             return None
         now = await self.session.alist_jobs(service)
-        new = set(now) - set(record.get("before") or []) - await self._claimed(service)
+        new = set(now) - set(record.get("before") or [])
+        claimed = new & await self._claimed(service)
+        for job in sorted(claimed):  # claimed, then killed before the record named it
+            if await self._claimant(service, job) == identity:
+                await self._settle(service, job, record_key, identity)
+                self.log.info("OSCAR job %s found for an interrupted submission", job)
+                return JobRef(service, job, False)
+        new -= claimed
         if len(new) == 1:
             (job,) = new
             await self._settle(service, job, record_key, identity)
@@ -307,6 +315,12 @@ class Correlator:
         s3, state = self._storage()
         await s3.put(state.bucket, self._key("claims", service, job), identity.encode())
         await self._write(record_key, {"identity": identity, "state": "submitted", "job": job})
+
+    async def _claimant(self, service: str, job: str) -> str | None:
+        """The identity that claimed ``job``."""
+        s3, state = self._storage()
+        stored = await s3.get(state.bucket, self._key("claims", service, job))
+        return stored.data.decode() if stored is not None else None
 
     async def _claimed(self, service: str) -> set[str]:
         s3, state = self._storage()

@@ -230,6 +230,35 @@ def test_an_interrupted_submission_is_recovered_from_its_pending_record_not_rese
     assert list(finished(admin37, service, 1)) == [ref.job]
 
 
+def test_a_submitter_killed_between_claim_and_record_is_recovered_not_resent(
+    oscar37: OscarLocal, admin37: httpx.Client, echo: tuple[str, Path]
+) -> None:
+    """The earlier try claimed its job, then died before its record named it: the claim by
+    the same identity is the job, not a reason to submit again."""
+    service, runs = echo
+
+    async def recover(correlator: Correlator) -> JobRef:
+        assert correlator.s3 is not None and correlator.state is not None
+        before = sorted(await correlator.session.alist_jobs(service))
+        key = correlator.state.key("jobs", service, _digest("claimed"))
+        pending = {"identity": "claimed", "state": "pending", "before": before}
+        await correlator.s3.put(service, key, json.dumps(pending).encode())
+        await correlator.session.asubmit_job(service, "sent by the try that died")
+        job = next(iter(set(await correlator.session.alist_jobs(service)) - set(before)))
+        claim = correlator.state.key("claims", service, job)
+        await correlator.s3.put(service, claim, b"claimed")
+
+        async def must_not_send() -> None:
+            raise AssertionError("the input was submitted again")
+
+        return await correlator.submit_listed(service, "claimed", must_not_send)
+
+    ref = asyncio.run(with_correlator(oscar37, service, recover))
+    assert not ref.created
+    assert list(finished(admin37, service, 1)) == [ref.job]
+    assert runs.read_text().count("sent by the try that died") == 1
+
+
 def test_a_listing_with_foreign_jobs_is_ambiguous_fails_clearly_and_is_not_resent(
     oscar37: OscarLocal, admin37: httpx.Client, echo: tuple[str, Path]
 ) -> None:
