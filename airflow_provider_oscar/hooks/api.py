@@ -447,22 +447,6 @@ class OscarApi:
             f"/system/logs/{self.segment(names.service, name)}/{self.segment(names.job, job, name)}"
         )
 
-    # buckets ------------------------------------------------------------------------------
-
-    def presign(
-        self,
-        bucket: str,
-        key: str,
-        *,
-        operation: Literal["upload", "download"] = "download",
-        expires: int = 900,
-    ) -> Step[dict[str, Any]]:
-        path = f"/system/buckets/{self.segment(names.bucket, bucket)}/presign"
-        key = self.segment(names.key, key)
-        body = {"object_key": key, "operation": operation, "expires_in": expires}
-        response = yield from self.system("POST", path, json=body)
-        return response.json()
-
     def _remember_token(self, name: str, token: str) -> None:
         if token:
             self._on_secret(token)

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import cached_property, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from airflow.sdk import BaseHook
@@ -28,6 +28,7 @@ from airflow_provider_oscar.hooks.api import (
 )
 from airflow_provider_oscar.hooks.connection import settings_from_connection, unverified_urls
 from airflow_provider_oscar.hooks.release import OscarRelease
+from airflow_provider_oscar.hooks.system import OscarSystemMixin
 from airflow_provider_oscar.hooks.transport import AsyncDriver, Driver, RetryPolicy, client_options
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ T = TypeVar("T")
 Input = bytes | str | Mapping[str, Any] | list[Any]
 
 
-class OscarHook(BaseHook):
+class OscarHook(OscarSystemMixin, BaseHook):
     """Talk to an OSCAR cluster: services, invocations, jobs, logs and buckets.
 
     :param oscar_conn_id: the Airflow connection (type ``oscar``) of the cluster.
@@ -304,17 +305,6 @@ class OscarHook(BaseHook):
 
     def delete_jobs(self, name: str, *, everything: bool = False) -> None:
         self.call(lambda api: api.delete_jobs(name, everything=everything))
-
-    def presign(
-        self,
-        bucket: str,
-        key: str,
-        *,
-        operation: Literal["upload", "download"] = "download",
-        expires: int = 900,
-    ) -> dict[str, Any]:
-        """A presigned URL from OSCAR (``POST /system/buckets/{bucket}/presign``)."""
-        return self.call(lambda api: api.presign(bucket, key, operation=operation, expires=expires))
 
     @staticmethod
     def _services_of(

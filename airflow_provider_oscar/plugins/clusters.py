@@ -1,5 +1,9 @@
 """What the OSCAR page shows of clusters: health, version, capacity, services and recent jobs.
 
+Per service also its visibility (and allowed users), mount, federation members (as the service
+stores them; OSCAR 4.1 and later) and its metrics of the last 24 hours where the cluster reports
+them (OSCAR 4.0 and later; older releases show "not reported").
+
 Everything here is blocking (``OscarHook``'s sync face) and runs in the API server's thread pool.
 Each cluster is asked with short timeouts and no retries, so one unreachable cluster costs a few
 seconds, not minutes. Results are plain JSON-able dicts built from an allow-list of fields:
@@ -23,6 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_oscar.hooks.api import ClusterSettings, JobInfo
 from airflow_provider_oscar.hooks.oscar import OscarHook
+from airflow_provider_oscar.hooks.system_models import Federation
+from airflow_provider_oscar.hooks.system_steps import METRICS
 
 T = TypeVar("T")
 
@@ -167,9 +173,10 @@ def collect_cluster(
         except Exception as exc:
             view["services_error"] = describe_error(exc, secrets)
         else:
+            note = _metrics_note(hook, secrets)
             with ThreadPoolExecutor(max_workers=8, thread_name_prefix="oscar-page") as pool:
                 view["services"] = list(
-                    pool.map(lambda s: _service(hook, s, secrets, max_jobs), services)
+                    pool.map(lambda s: _service(hook, s, secrets, max_jobs, note), services)
                 )
     view["elapsed_ms"] = round((time.monotonic() - started) * 1000)
     return view
@@ -237,26 +244,20 @@ def _gauge(free: Any, total: Any) -> dict[str, Any] | None:
 
 
 def _service(
-    hook: OscarHook, service: Any, secrets: list[str | None], max_jobs: int
+    hook: OscarHook,
+    service: Any,
+    secrets: list[str | None],
+    max_jobs: int,
+    metrics_note: str | None = None,
 ) -> dict[str, Any]:
     name = service.name
-    view: dict[str, Any] = {
-        "name": name,
-        "image": service.image,
-        "cpu": service.cpu,
-        "memory": service.memory,
-        "gpu": bool(service.enable_gpu),
-        "inputs": [_path(io) for io in service.input or []],
-        "outputs": [_path(io) for io in service.output or []],
-        "state": None,
-        "state_reason": None,
-        "active_instances": None,
-        "deployment_error": None,
-        "jobs": [],
-        "jobs_total": 0,
-        "job_counts": {},
-        "jobs_error": None,
-    }
+    view = service_view(service, metrics_note)
+    if metrics_note is None:
+        metrics = _attempt(lambda: hook.get_service_metrics(name), secrets)
+        if isinstance(metrics, str):
+            view["metrics_note"] = f"unavailable: {metrics}"
+        else:
+            view["metrics"] = {k: _figure(v.value, v.unit) for k, v in metrics.metrics.items()}
     deployment = _attempt(lambda: hook.get_deployment(name), secrets)
     if isinstance(deployment, dict):
         view["state"] = deployment.get("state")
@@ -272,6 +273,69 @@ def _service(
     else:
         view["jobs_error"] = jobs
     return view
+
+
+def service_view(service: Any, metrics_note: str | None = None) -> dict[str, Any]:
+    """What the page shows of a service before the cluster is asked about its state, jobs
+    and metrics."""
+    return {
+        **_access(service),
+        "name": service.name,
+        "image": service.image,
+        "cpu": service.cpu,
+        "memory": service.memory,
+        "gpu": bool(service.enable_gpu),
+        "inputs": [_path(io) for io in service.input or []],
+        "outputs": [_path(io) for io in service.output or []],
+        "state": None,
+        "state_reason": None,
+        "active_instances": None,
+        "deployment_error": None,
+        "jobs": [],
+        "jobs_total": 0,
+        "job_counts": {},
+        "jobs_error": None,
+        "metrics": None,
+        "metrics_note": metrics_note,
+    }
+
+
+def _metrics_note(hook: OscarHook, secrets: list[str | None]) -> str | None:
+    """Why the page shows no metrics for the cluster's services (``None``: it reports them)."""
+    release = _attempt(hook.release, secrets)
+    if isinstance(release, str):
+        return f"unavailable: {release}"
+    if not release.since(*METRICS.since):
+        return f"not reported (OSCAR {release.version} has no metrics)"
+    return None
+
+
+def _access(service: Any) -> dict[str, Any]:
+    """Who may use the service and what it reaches beyond its buckets (no credentials)."""
+    mount = service.mount
+    federation = Federation.from_api(service.federation or {})
+    return {
+        "visibility": service.visibility or "private",
+        "allowed_users": list(service.allowed_users or []),
+        "isolation_level": service.isolation_level or None,
+        "mount": _path(mount) if mount.path else None,
+        "federation_topology": federation.topology if service.federation else None,
+        "federation_members": [
+            {
+                "type": m.type,
+                "cluster_id": m.cluster_id,
+                "service_name": m.service_name,
+                "url": public_url(m.url) if m.url else "",
+                "priority": m.priority,
+            }
+            for m in federation.members
+        ],
+    }
+
+
+def _figure(value: float, unit: str) -> str:
+    shown = f"{value:.0f}" if value == int(value) else f"{value:.2f}"
+    return f"{shown} {unit}".strip()
 
 
 def _attempt(call: Callable[[], T], secrets: list[str | None]) -> T | str:

@@ -293,11 +293,11 @@ def test_presign_returns_a_url_that_downloads_the_object(
     # through OSCAR: presign reads the bucket's tags, which only OSCAR's buckets have
     assert admin.post("/system/buckets", json={"bucket_name": bucket}).status_code == 201
     s3.put_object(bucket, "a/b.txt", io.BytesIO(b"payload"), 7)
-    signed = hook.presign(bucket, "a/b.txt", expires=120)
-    assert signed["method"] == "GET"
-    assert httpx.get(signed["url"]).content == b"payload"
+    signed = hook.presign(bucket, "a/b.txt", operation="download", expires=120)
+    assert signed.method == "GET"
+    assert httpx.get(signed.url).content == b"payload"
 
 
 def test_presign_for_an_unknown_bucket_is_a_client_error(hook: OscarHook) -> None:
     with pytest.raises(OscarClientError, match="not found"):
-        hook.presign("no-such-bucket-here", "k")
+        hook.presign("no-such-bucket-here", "k", operation="download")
