@@ -20,9 +20,9 @@ import httpx
 
 from airflow_provider_oscar.crates import Crate, load_crate
 from airflow_provider_oscar.errors import OscarDefinitionError
-from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.profiles import DEFAULT_VERSION, PROFILES, profile_for
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.local.settings import Settings
 from airflow_provider_oscar.local.storage import S3Settings
 
 PASSWORD_WARNING = (

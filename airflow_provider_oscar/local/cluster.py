@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_provider_oscar.local import federation
 from airflow_provider_oscar.local.counts import ExecutionCounts
+from airflow_provider_oscar.local.deployments import knative_status, pod_backed_status
 from airflow_provider_oscar.local.executions import ExecutionLog
 from airflow_provider_oscar.local.exposed import ExposedDeployments
 from airflow_provider_oscar.local.faults import FaultPlan
@@ -34,16 +34,11 @@ from airflow_provider_oscar.local.rules import format_uid
 from airflow_provider_oscar.local.runtime import Invocation, Outcome, Runtime
 from airflow_provider_oscar.local.s3.server import MinIOServer
 from airflow_provider_oscar.local.service_buckets import Panic, Written
+from airflow_provider_oscar.local.settings import Settings
 from airflow_provider_oscar.local.state import Caller, ClusterState, Job, JobStatus, utc_now
 from airflow_provider_oscar.local.storage import S3Settings
 from airflow_provider_oscar.local.types.config import Config, parse_string_slice
 from airflow_provider_oscar.local.types.deployment import (
-    FAILED,
-    KIND_KNATIVE,
-    KIND_UNAVAILABLE,
-    PENDING,
-    READY,
-    UNAVAILABLE,
     ServiceDeploymentStatus,
 )
 from airflow_provider_oscar.local.types.quantity import bytes_of, millicores
@@ -53,36 +48,6 @@ from airflow_provider_oscar.local.volumes import Volumes
 
 log = logging.getLogger(__name__)
 MAX_ARG_STRLEN = 32 * 4096  # Linux: one environment string, with its name, "=" and NUL
-
-
-@dataclass
-class Settings:
-    """How the embedded OSCAR behaves; every field has a laptop-friendly default."""
-
-    user: str = "oscar"
-    password: str = ""
-    oscar_version: str | None = None
-    bearer_tokens: dict[str, str] = field(default_factory=dict)
-    oidc_groups: dict[str, list[str]] = field(default_factory=dict)  # subject -> its groups
-    cluster_groups: list[str] | None = None  # OIDC_GROUPS; None: the default VO and all named
-    refresh_tokens: dict[str, str] = field(default_factory=dict)
-    access_token_lifetime: float = 300.0
-    total_cpu: float = float(max(4, 2 * (os.cpu_count() or 2)))
-    total_memory_bytes: int = 16 * 1024**3
-    job_timeout: float | None = None  # real jobs have no deadline (job.go JobSpec)
-    run_timeout: float = 300.0  # WRITE_TIMEOUT: a /run is cut after it
-    deploy_delay: float = 0.0
-    max_body_bytes: int = 64 * 1024 * 1024
-    max_job_body_bytes: int = 3 * 1024 * 1024  # the Kubernetes API's request limit
-    max_request_memory: int = 512 * 1024 * 1024  # request bodies held at once
-    event_interval: float = 0.25
-    serverless_backend: bool = True
-    kueue_enable: bool | None = None  # None: the release's default
-    volume_enable: bool | None = None
-    kueue_admission_timeout: float = 30.0  # utils/kueue.go defaultKueueAdmissionTimeout
-    resource_manager: bool = False  # RESOURCE_MANAGER_ENABLE: delegate what cannot run here
-    users_admin: list[str] = field(default_factory=list)  # USERS_ADMIN
-    faults_enabled: bool = True
 
 
 DEFAULT_VO = "vo.oscar-local"  # the VO embedded OIDC users are enrolled in by default
@@ -234,46 +199,14 @@ class LocalCluster:
             return self.exposed.status(service, namespace)
         fault = self.faults.deployment_fault(service.name)
         if not self.config.serverless_backend:  # inspectPodBackedDeploymentRuntime
-            return ServiceDeploymentStatus(
-                service.name,
-                namespace,
-                UNAVAILABLE,
-                "Current deployment visibility is unavailable for this service runtime.",
-                resource_kind=KIND_UNAVAILABLE,
-            )
-        created = self.state.created_at(service.name)
-        since = created.strftime("%Y-%m-%dT%H:%M:%SZ")
-        pods = self.sync_running.get(service.name, 0)
-        instances = max(pods, service.synchronous.min_scale)
-        if fault is not None:  # deploymentStatusFromKnativeService with Ready=False
-            total = max(instances, 1)  # the crashing pods are current
-            affected = total if fault.state == FAILED else max(1, total // 2)
-            if fault.state != FAILED:
-                total = max(total, affected + 1)
-            return ServiceDeploymentStatus(
-                service.name,
-                namespace,
-                fault.state,
-                fault.reason,
-                since,
-                total,
-                affected,
-                KIND_KNATIVE,
-            )
-        if (utc_now() - created).total_seconds() < self.settings.deploy_delay:
-            reason = f'Configuration "{service.name}" is waiting for a Revision to become ready.'
-            return ServiceDeploymentStatus(
-                service.name, namespace, PENDING, reason, since, 0, 0, KIND_KNATIVE
-            )
-        return ServiceDeploymentStatus(
-            service.name,
+            return pod_backed_status(service, namespace)
+        return knative_status(
+            service,
             namespace,
-            READY,
-            "Runtime service is ready.",
-            since,
-            instances,
-            0,
-            KIND_KNATIVE,
+            created=self.state.created_at(service.name),
+            pods=self.sync_running.get(service.name, 0),
+            fault=fault,
+            deploy_delay=self.settings.deploy_delay,
         )
 
     def deployment_logs(self, service: Service) -> list[str]:

@@ -16,11 +16,12 @@ from urllib.parse import quote
 import uvicorn
 
 from airflow_provider_oscar.local.api import create_app
-from airflow_provider_oscar.local.cluster import LocalCluster, Settings
+from airflow_provider_oscar.local.cluster import LocalCluster
 from airflow_provider_oscar.local.faults import FaultPlan
 from airflow_provider_oscar.local.profiles import profile_for
 from airflow_provider_oscar.local.s3.front import S3Front
 from airflow_provider_oscar.local.s3.server import MinIOServer
+from airflow_provider_oscar.local.settings import Settings
 from airflow_provider_oscar.local.storage import MotoProcess, S3Settings
 
 

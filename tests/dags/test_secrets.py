@@ -48,8 +48,8 @@ except ImportError:  # Airflow 3.1
     from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
 from airflow_provider_oscar.hooks.oscar import OscarHook
-from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.local.settings import Settings
 from tests.helpers import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"

@@ -23,9 +23,9 @@ from minio import Minio
 
 from airflow_provider_oscar.compat import AirflowFailException
 from airflow_provider_oscar.local.api import request_counts
-from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.faults import ErrorBurst, FailingJobs
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.local.settings import Settings
 from airflow_provider_oscar.operators.batch import OscarBatchInvokeOperator
 
 CLASSIFIER = """#!/bin/sh

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.local.settings import Settings
 from tests.helpers import alive, stays, wait_for_pid, wait_until
 
 JOB_TIMEOUT = 1.5

@@ -14,8 +14,8 @@ import requests
 from minio import Minio
 from oscar_python.client import Client
 
-from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.local.settings import Settings
 
 SCRIPT = "#!/bin/sh\necho done\n"
 # v4.1 Service struct field order (reference §4.2/§4.4); optional keys may be absent.

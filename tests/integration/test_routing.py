@@ -18,9 +18,9 @@ import pytest
 import structlog.testing
 from airflow.sdk import Context
 
-from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.faults import ErrorBurst
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.local.settings import Settings
 from airflow_provider_oscar.operators.batch import OscarBatchInvokeOperator
 
 SCRIPT = """#!/bin/sh

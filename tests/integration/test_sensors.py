@@ -22,9 +22,9 @@ from airflow_provider_oscar.compat import (
     TaskDeferred,
 )
 from airflow_provider_oscar.links import OscarJobLogsLink, OscarOutputLink
-from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.faults import FailingJobs, StuckJobs
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.local.settings import Settings
 from airflow_provider_oscar.sensors.oscar import OscarJobSensor, OscarServiceReadySensor
 from airflow_provider_oscar.sensors.storage import OscarOutputSensor
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger, OscarServiceReadyTrigger

@@ -13,8 +13,8 @@ import pytest
 
 from airflow_provider_oscar.compat import AirflowException, AirflowFailException, TaskDeferred
 from airflow_provider_oscar.links import OscarServiceLink
-from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.local.settings import Settings
 from airflow_provider_oscar.operators.service import (
     OscarDeleteServiceOperator,
     OscarDeployServiceOperator,

@@ -15,9 +15,9 @@ from airflow.triggers.base import BaseTrigger
 from minio import Minio
 
 from airflow_provider_oscar.hooks.oscar import OscarHook
-from airflow_provider_oscar.local.cluster import Settings
 from airflow_provider_oscar.local.faults import FailingJobs, StuckJobs
 from airflow_provider_oscar.local.server import OscarLocal
+from airflow_provider_oscar.local.settings import Settings
 from airflow_provider_oscar.triggers.batch import OscarJobsTrigger
 from airflow_provider_oscar.triggers.oscar import OscarJobTrigger, OscarServiceReadyTrigger
 from airflow_provider_oscar.triggers.storage import OscarOutputTrigger

@@ -24,10 +24,11 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from airflow_provider_oscar.local.cluster import LocalCluster, Settings
+from airflow_provider_oscar.local.cluster import LocalCluster
 from airflow_provider_oscar.local.executions import Execution
 from airflow_provider_oscar.local.profiles import Profile
 from airflow_provider_oscar.local.rules import Invalid, NotFound, StateError, may_use
+from airflow_provider_oscar.local.settings import Settings
 from airflow_provider_oscar.local.state import Caller, ClusterState
 from airflow_provider_oscar.local.types.config import Config
 from airflow_provider_oscar.local.types.gojson import (
