@@ -43,6 +43,8 @@ def render(figures: Iterable[Figure]) -> str:
 
 
 def save(figures: Iterable[Figure], path: Path) -> None:
-    """Write every figure (with its detail) as JSON."""
-    data = {f.name: {**asdict(f), "met": f.met} for f in figures}
+    """Write every figure (with its detail) as JSON; figures of benchmarks not run this time
+    keep their last measurement."""
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update({f.name: {**asdict(f), "met": f.met} for f in figures})
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

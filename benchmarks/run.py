@@ -1,4 +1,5 @@
-"""``make bench``: run every benchmark in one process, print the table, save results.json."""
+"""``make bench``: run every benchmark in one process, print the table, save results.json
+(``python -m benchmarks.run benchmarks.<module> ...`` runs some and updates only theirs)."""
 
 from __future__ import annotations
 
