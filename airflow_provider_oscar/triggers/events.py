@@ -219,12 +219,14 @@ class OscarBucketEventTrigger(BaseEventTrigger):
     :param include: report only keys matching one of these ``fnmatch`` patterns (matched against
         the whole key; ``*`` also matches ``/``).
     :param exclude: never report keys matching one of these (e.g. results written next to their
-        inputs). Keys under ``.oscar-events/`` (cursors) are never reported.
+        inputs). Keys under ``.oscar-airflow/`` (cursors, job records) or ``.oscar-events/``
+        (earlier versions' cursors) are never reported.
     :param oscar_conn_id: the OSCAR connection whose MinIO holds the bucket.
     :param poll_interval: seconds between listings (at most; MinIO notifications wake it sooner).
     :param lookback: seconds before the newest object within which objects are tracked one by
         one; older arrivals count as reported (see the module documentation).
-    :param cursor_path: ``bucket/key`` of the cursor (default under ``<bucket>/.oscar-events/``);
+    :param cursor_path: ``bucket/key`` of the cursor (default under
+        ``<bucket>/.oscar-airflow/events/``);
         the connection's credentials must be able to write there.
     :param include_existing: on a watcher's very first run, report the objects already there
         instead of taking them as its baseline.

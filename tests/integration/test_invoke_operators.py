@@ -598,7 +598,7 @@ def test_submit_job_killed_while_waiting_deletes_the_running_job(
     admin: httpx.Client, deploy: Callable[..., dict[str, Any]], context: Context
 ) -> None:
     service = deploy("#!/bin/sh\nsleep 30\n")["name"]
-    op = job_operator(service)()
+    op = job_operator(service, timeout=120.0)()
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(op.execute, context)
         job = wait_until(
@@ -608,7 +608,7 @@ def test_submit_job_killed_while_waiting_deletes_the_running_job(
         )
         op.on_kill()
         with pytest.raises(AirflowException, match="was deleted before it finished"):
-            waiting.result(timeout=10)
+            waiting.result(timeout=60)  # three listings without the job, however loaded
     assert job not in jobs_of(admin, service)
 
 

@@ -140,7 +140,7 @@ def test_every_system_and_local_route_refuses_requests_without_admin_credentials
         if (method, template) in PUBLIC:
             continue
         path = template.format(
-            name=service["name"], job_name=target["job"], bucket=target["bucket"]
+            name=service["name"], job_name=target["job"], bucket=target["bucket"], user="someone"
         )
         response = httpx.request(
             method, f"{oscar.endpoint}{path}", headers=headers, json=bodies.get(template)
@@ -167,6 +167,10 @@ def test_every_route_naming_a_service_refuses_an_odd_service_name(
     answered = {}
     for method, template in routes(oscar):
         if "{name}" not in template or (method, template) in PUBLIC:
+            continue
+        if template.startswith("/system/volumes/"):
+            # a volume's name, not a service's: DeleteManagedVolume (v4.1.2
+            # pkg/backends/resources/volume.go) takes a claim that is not there as deleted
             continue
         path = template.replace("{name}", name).format(job_name=target["job"])
         response = admin.request(method, path, json={})

@@ -335,14 +335,15 @@ def test_an_oidc_user_invokes_a_public_service_of_its_vo_and_needs_a_minio_user_
     spec = {"name": name, "image": "local/test", "script": "true\n", "visibility": "public"}
     assert owner.post("/system/services", json=spec).status_code == 201
     try:
-        newcomer = oidc_user("frank")  # never made a direct /system request
+        frank = f"frank-{uuid.uuid4().hex[:8]}"  # a user no other test has met
+        newcomer = oidc_user(frank)  # never made a direct /system request
         response = newcomer.post(f"/job/{name}")
         expected = pick(
             release_oscar,
             v3_6=(201, ""),
             v3_7=(201, ""),
             v4_0=(201, ""),
-            v4_1=(403, "MinIO user not provisioned for frank; submit a direct request first"),
+            v4_1=(403, f"MinIO user not provisioned for {frank}; submit a direct request first"),
         )
         assert (response.status_code, response.text) == expected
         assert newcomer.get("/system/info").status_code == 200  # provisions frank

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_oscar.triggers.events import CURSOR_FOLDER
 from tests.stack.session import StackSession
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def _upload_once_watched(session: StackSession, timeout: float = 90.0) -> str:
     s3 = session.s3()
     bucket, prefix = UPLOADS.split("/", 1)
     deadline = time.monotonic() + timeout
-    while not list(s3.list_objects(bucket, prefix=".oscar-events/")):
+    while not list(s3.list_objects(bucket, prefix=f"{CURSOR_FOLDER}/", recursive=True)):
         if time.monotonic() > deadline:
             raise TimeoutError(f"the bucket watcher wrote no cursor in {bucket} in {timeout:.0f} s")
         time.sleep(1)

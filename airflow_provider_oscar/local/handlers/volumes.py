@@ -38,6 +38,7 @@ def register(app: FastAPI, ctx: Context) -> None:
 
     @app.post("/system/volumes")
     async def create_volume(request: Request) -> Response:
+        ctx.system_caller(request)  # the /system group's auth middleware runs first
         wanted = await ctx.bind(
             request, ManagedVolumeCreateRequest, "The volume specification is not valid"
         )
