@@ -5,7 +5,7 @@ UV := .tools/bin/uv
 UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup demo test lint bench oscar-local clean test-matrix wheel compose-config ui browser
+.PHONY: setup demo test lint bench mutation oscar-local clean test-matrix wheel compose-config ui browser
 
 $(UV):
 	python3 -m venv .tools
@@ -48,6 +48,12 @@ bench: setup
 	$(UV) sync --frozen --all-extras --group bench --python python3
 	$(PY) -m benchmarks.run
 
+# Mutation testing (mutmut) of the core modules, with a score per module; slow, not in `make test`.
+# `make mutation MODULE=ensemble` runs one module (several: MODULE="fdl results").
+mutation: setup
+	$(UV) sync --frozen --all-extras --group mutation --python python3
+	$(PY) -m benchmarks.mutation $(MODULE) $(MUTATION_ARGS)
+
 oscar-local: setup
 	$(VENV)/bin/oscar-local --port 8000
 
@@ -66,4 +72,4 @@ compose-config:
 	@echo "docker-compose.yaml is valid"
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .matrix
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .matrix .mutation

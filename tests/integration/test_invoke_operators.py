@@ -601,7 +601,8 @@ def test_submit_job_killed_while_waiting_deletes_the_running_job(
             )
         )
         op.on_kill()
-        with pytest.raises(AirflowException, match="disappeared"):
+        # whether the operator had found the job before the kill is up to the scheduler
+        with pytest.raises(AirflowException, match="disappeared|never appeared"):
             waiting.result(timeout=10)
     assert job not in jobs_of(admin, service)
 
