@@ -78,7 +78,20 @@ MODULES: dict[str, Module] = {
     ),
     "results": Module(
         (f"{PKG}/results.py",),
-        (f"{_UNIT}/test_results.py", f"{_UNIT}/test_fuzz.py", f"{_IT}/test_invoke_operators.py"),
+        (
+            f"{_UNIT}/test_results.py",
+            f"{_UNIT}/test_fuzz.py",
+            f"{_IT}/test_invoke_results.py",
+            f"{_IT}/test_invoke_operators.py",
+        ),
+    ),
+    "answers": Module(
+        (f"{PKG}/answers.py",),
+        (
+            f"{_UNIT}/test_results.py",
+            f"{_IT}/test_invoke_results.py",
+            f"{_IT}/test_invoke_operators.py",
+        ),
     ),
     "fdl": Module(
         (f"{PKG}/fdl.py",),
