@@ -101,9 +101,7 @@ def score(name: str, module: Module, equivalent: set[str]) -> dict[str, Any]:
                 statuses[mutant] = _STATUS.get(code, "not checked" if code is None else "other")
     counts = Counter(statuses.values())
     listed = sorted(m for m, status in statuses.items() if m in equivalent and status != "killed")
-    survivors = sorted(
-        m for m, s in statuses.items() if s not in ("killed", "timeout", "skipped")
-    )
+    survivors = sorted(m for m, s in statuses.items() if s not in ("killed", "timeout", "skipped"))
     counted = len(statuses) - counts["skipped"] - len(listed)
     killed = counts["killed"] + counts["timeout"]
     return {

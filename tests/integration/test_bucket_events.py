@@ -202,6 +202,26 @@ async def test_events_fire_exactly_once_per_object_across_a_triggerer_restart(
 
 
 @pytest.mark.usefixtures("connected")
+async def test_an_object_arriving_after_a_later_key_was_reported_is_reported_too(
+    s3: Minio, bucket: str
+) -> None:
+    """Keys arrive out of order: ``z`` is reported first, then ``a`` and ``m`` land."""
+    trigger = OscarBucketEventTrigger(path=f"{bucket}/in/", name="order", **FAST)
+    watch = Watch(trigger)
+    await watch.until(lambda: cursor_exists(s3, trigger))
+    put(s3, bucket, "in/z.json")
+    await watch.until(lambda: watch.reported() == ["in/z.json"])
+    put(s3, bucket, "in/a.json")
+    await watch.until(lambda: len(watch.events) == 2)
+    put(s3, bucket, "in/m.json")
+    await watch.until(lambda: len(watch.events) == 3)
+    put(s3, bucket, "in/sentinel.json")
+    await watch.until(lambda: "in/sentinel.json" in watch.reported())
+    await watch.stop()
+    assert watch.reported() == ["in/z.json", "in/a.json", "in/m.json", "in/sentinel.json"]
+
+
+@pytest.mark.usefixtures("connected")
 async def test_an_event_payload_identifies_the_object_for_deduplication(
     s3: Minio, bucket: str
 ) -> None:
