@@ -51,11 +51,21 @@ _LOCAL_TESTS = (
 MODULES: dict[str, Module] = {
     "archives": Module(
         (f"{PKG}/archives.py",),
-        (f"{_UNIT}/test_results.py", f"{_UNIT}/test_fuzz.py", f"{_IT}/test_hook_invocations.py"),
+        (
+            f"{_UNIT}/test_archives.py",
+            f"{_UNIT}/test_results.py",
+            f"{_UNIT}/test_fuzz.py",
+            f"{_IT}/test_hook_invocations.py",
+        ),
     ),
     "bounded_yaml": Module(
         (f"{PKG}/bounded_yaml.py",),
-        (f"{_UNIT}/test_fdl.py", f"{_UNIT}/test_compositions.py", f"{_UNIT}/test_fuzz.py"),
+        (
+            f"{_UNIT}/test_bounded_yaml.py",
+            f"{_UNIT}/test_fdl.py",
+            f"{_UNIT}/test_compositions.py",
+            f"{_UNIT}/test_fuzz.py",
+        ),
     ),
     "compositions": Module(
         (f"{PKG}/compositions.py",),
@@ -95,7 +105,12 @@ MODULES: dict[str, Module] = {
     ),
     "fdl": Module(
         (f"{PKG}/fdl.py",),
-        (f"{_UNIT}/test_fdl.py", f"{_UNIT}/test_fuzz.py", f"{_IT}/test_hook_services.py"),
+        (
+            f"{_UNIT}/test_fdl.py",
+            f"{_UNIT}/test_fuzz.py",
+            f"{_IT}/test_hook_services.py",
+            f"{_IT}/test_batch_jobs.py",  # job names cut as OSCAR cuts them (job_prefix)
+        ),
     ),
     "triggers": Module(
         (f"{PKG}/triggers/*",),
