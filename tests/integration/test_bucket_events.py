@@ -221,6 +221,19 @@ async def test_an_object_arriving_after_a_later_key_was_reported_is_reported_too
     assert watch.reported() == ["in/z.json", "in/a.json", "in/m.json", "in/sentinel.json"]
 
 
+async def test_a_watcher_cancelled_just_as_a_notification_wakes_it_stops() -> None:
+    """The triggerer's cancellation and a MinIO notification in one loop turn: the cancellation
+    wins (``asyncio.wait_for`` before Python 3.12 would drop it, and the watcher ran on)."""
+    trigger = OscarBucketEventTrigger(path="inbox/in/", name="cancel", poll_interval=30)
+    wake = asyncio.Event()
+    pausing = asyncio.create_task(trigger._pause(wake, failures=0))
+    await asyncio.sleep(0)  # it waits for the next listing
+    wake.set()
+    pausing.cancel()
+    await asyncio.wait([pausing], timeout=5)
+    assert pausing.cancelled()
+
+
 @pytest.mark.usefixtures("connected")
 async def test_an_event_payload_identifies_the_object_for_deduplication(
     s3: Minio, bucket: str
