@@ -80,7 +80,7 @@ MODULES: dict[str, Module] = {
             f"{_UNIT}/test_ensemble_dashboard.py",
         ),
     ),
-    "hooks.names": Module((f"{PKG}/hooks/names.py",), _HOOK_TESTS),
+    "hooks.names": Module((f"{PKG}/hooks/names.py",), (f"{_UNIT}/test_names.py", *_HOOK_TESTS)),
     "hooks.connection": Module((f"{PKG}/hooks/connection.py",), _HOOK_TESTS),
     "hooks": Module(
         tuple(f"{PKG}/hooks/{name}.py" for name in ("api", "oscar", "storage", "transport")),

@@ -6,6 +6,9 @@ lies, so that a bound moved by one (or turned off) is noticed.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -72,12 +75,35 @@ def test_read_takes_a_file_of_exactly_the_limit_and_refuses_one_byte_more(tmp_pa
         read(path, limit=10)
 
 
-def test_read_stops_at_the_limit_of_an_endless_file() -> None:
-    """/dev/zero never ends: reading it whole would never return."""
-    with pytest.raises(YamlLimitError, match=r"^over 1 MiB$"):
-        read(Path("/dev/zero"), limit=1 << 20)
+def test_read_refuses_a_stream_over_the_limit_without_waiting_for_its_end(tmp_path: Path) -> None:
+    """A pipe that holds more than the limit and stays open: reading it whole would wait."""
+    pipe = tmp_path / "fdl.yaml"
+    os.mkfifo(pipe)
+    release = threading.Event()
+
+    def writer() -> None:
+        with pipe.open("wb") as stream:
+            stream.write(b"#" * ((1 << 20) + 10))
+            stream.flush()
+            release.wait(30)  # the end comes only when the test says so
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(YamlLimitError, match=r"^over 1 MiB$"):
+            read(pipe, limit=1 << 20)
+        assert time.monotonic() - started < 20
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_a_limit_of_whole_mebibytes_is_named_in_them(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"#" * ((2 << 20) + 1))
     with pytest.raises(YamlLimitError, match=r"^over 2 MiB$"):
-        read(Path("/dev/zero"), limit=2 << 20)
+        read(path, limit=2 << 20)
 
 
 def test_read_refuses_text_that_is_not_utf8(tmp_path: Path) -> None:
