@@ -5,8 +5,8 @@ UV := .tools/bin/uv
 UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup demo test lint bench oscar-local clean test-matrix wheel compose-config ui browser \
-	stack stack-deps
+.PHONY: setup demo test lint bench mutation oscar-local clean test-matrix wheel compose-config ui \
+	browser stack stack-deps
 
 $(UV):
 	python3 -m venv .tools
@@ -65,6 +65,12 @@ bench: setup stack-deps
 	$(UV) sync --frozen --all-extras --group stack --group bench --python python3
 	$(PY) -m benchmarks.run
 
+# Mutation testing (mutmut) of the core modules, with a score per module; slow, not in `make test`.
+# `make mutation MODULE=ensemble` runs one module (several: MODULE="fdl results").
+mutation: setup
+	$(UV) sync --frozen --all-extras --group mutation --python python3
+	$(PY) -m benchmarks.mutation $(MODULE) $(MUTATION_ARGS)
+
 oscar-local: setup
 	$(VENV)/bin/oscar-local --port 8000
 
@@ -83,4 +89,4 @@ compose-config:
 	@echo "docker-compose.yaml is valid"
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .matrix .stack
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .matrix .stack .mutation

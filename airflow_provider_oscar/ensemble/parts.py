@@ -99,7 +99,7 @@ def _check_probabilities(
     over = np.flatnonzero(total > 1 + TOLERANCE)
     if over.size:
         s = int(over[0])
-        raise EnsembleError(f"{where(s)}: probabilities sum to {total[s]:.7g} > 1")
+        raise EnsembleError(f"{where(s)}: probabilities sum to {total[s]:.10g} > 1")
 
 
 def _candidates(

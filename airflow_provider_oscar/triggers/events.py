@@ -371,8 +371,13 @@ class OscarBucketEventTrigger(BaseEventTrigger):
         if failures:
             await asyncio.sleep(min(self.poll_interval * 2 ** min(failures, 10), MAX_BACKOFF))
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=self.poll_interval)
+        # not asyncio.wait_for: before Python 3.12 it swallows a cancellation that arrives as
+        # the event is set, and the trigger would never stop (python/cpython#86296)
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait([woken], timeout=self.poll_interval)
+        finally:
+            woken.cancel()
         await asyncio.sleep(min(1.0, self.poll_interval) / 4)  # let a burst of uploads settle
 
     async def _load(self, s3: S3Session) -> tuple[Cursor, str | None]:

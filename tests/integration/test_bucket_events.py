@@ -202,6 +202,39 @@ async def test_events_fire_exactly_once_per_object_across_a_triggerer_restart(
 
 
 @pytest.mark.usefixtures("connected")
+async def test_an_object_arriving_after_a_later_key_was_reported_is_reported_too(
+    s3: Minio, bucket: str
+) -> None:
+    """Keys arrive out of order: ``z`` is reported first, then ``a`` and ``m`` land."""
+    trigger = OscarBucketEventTrigger(path=f"{bucket}/in/", name="order", **FAST)
+    watch = Watch(trigger)
+    await watch.until(lambda: cursor_exists(s3, trigger))
+    put(s3, bucket, "in/z.json")
+    await watch.until(lambda: watch.reported() == ["in/z.json"])
+    put(s3, bucket, "in/a.json")
+    await watch.until(lambda: len(watch.events) == 2)
+    put(s3, bucket, "in/m.json")
+    await watch.until(lambda: len(watch.events) == 3)
+    put(s3, bucket, "in/sentinel.json")
+    await watch.until(lambda: "in/sentinel.json" in watch.reported())
+    await watch.stop()
+    assert watch.reported() == ["in/z.json", "in/a.json", "in/m.json", "in/sentinel.json"]
+
+
+async def test_a_watcher_cancelled_just_as_a_notification_wakes_it_stops() -> None:
+    """The triggerer's cancellation and a MinIO notification in one loop turn: the cancellation
+    wins (``asyncio.wait_for`` before Python 3.12 would drop it, and the watcher ran on)."""
+    trigger = OscarBucketEventTrigger(path="inbox/in/", name="cancel", poll_interval=30)
+    wake = asyncio.Event()
+    pausing = asyncio.create_task(trigger._pause(wake, failures=0))
+    await asyncio.sleep(0)  # it waits for the next listing
+    wake.set()
+    pausing.cancel()
+    await asyncio.wait([pausing], timeout=5)
+    assert pausing.cancelled()
+
+
+@pytest.mark.usefixtures("connected")
 async def test_an_event_payload_identifies_the_object_for_deduplication(
     s3: Minio, bucket: str
 ) -> None:

@@ -91,14 +91,15 @@ def refreshing(connect: Callable[..., OscarHook], user: Identity) -> OscarHook:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Move the hook's clock (only its clock) forward by some seconds."""
-    offset = 0.0
+    """Stop the hook's clock (only its clock), then move it forward by some seconds: a token's
+    remaining time is then exactly what the test says, however slowly the machine runs."""
+    base, offset = time.time(), 0.0
 
     def advance(seconds: float) -> None:
         nonlocal offset
         offset += seconds
 
-    fake = types.SimpleNamespace(time=lambda: time.time() + offset)
+    fake = types.SimpleNamespace(time=lambda: base + offset)
     monkeypatch.setattr(tokens, "time", fake)
     return advance
 

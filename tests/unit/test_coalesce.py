@@ -197,3 +197,44 @@ def test_waiters_share_a_listing_only_with_the_same_endpoint_and_credentials() -
     assert coalesce_key(alice, "svc") != coalesce_key(bob, "svc")
     assert coalesce_key(alice, "svc") != coalesce_key(alice, "other")
     assert "a" not in coalesce_key(alice, "svc")[1:2]  # credentials only as a fingerprint
+
+
+@pytest.mark.usefixtures("connected")
+async def test_waiters_with_different_intervals_are_served_at_the_shortest_while_it_waits(
+    oscar: OscarLocal, deploy: Callable[..., dict]
+) -> None:
+    """A 0.1 s waiter joining a 5 s one is not held to 5 s; once it leaves, the pace is 5 s."""
+    service = deploy("echo done\n")
+    name = service["name"]
+    oscar.faults.add(StuckJobs(service=name, count=-1))
+    for job in ("slow", "fast"):
+        submit(oscar, service, f"{name}-{job}")
+    started = time.monotonic()
+    slow = asyncio.ensure_future(
+        first_event(
+            OscarJobTrigger(
+                service_name=name,
+                job_name=f"{name}-slow",
+                poll_interval=5.0,
+                deadline=time.time() + 3.0,
+            )
+        )
+    )
+    await asyncio.sleep(0.2)  # the slow waiter's first listing is done
+    before = listings(oscar, name)
+    fast = await first_event(
+        OscarJobTrigger(
+            service_name=name,
+            job_name=f"{name}-fast",
+            poll_interval=0.1,
+            deadline=time.time() + 1.0,
+        )
+    )
+    during = listings(oscar, name) - before
+    assert fast.payload["status"] == "timeout"
+    assert during >= 4, during  # about ten at 0.1 s; at 5 s there would be one, at the deadline
+    before = listings(oscar, name)
+    await asyncio.sleep(0.8)
+    assert listings(oscar, name) - before <= 1  # back to the slow waiter's 5 s
+    assert (await slow).payload["status"] == "timeout"
+    assert time.monotonic() - started < 4.5  # at its deadline, not at its next 5 s listing

@@ -608,6 +608,26 @@ def test_probabilities_within_rounding_of_one_are_accepted() -> None:
     assert one({"a": ok(["A"], [1 + 1e-7])})["winner"] == "A"
 
 
+@pytest.mark.parametrize(
+    ("probabilities", "problem"),
+    [
+        ([0.7, 0.3 + 0.9e-6], None),  # a sum just inside the 1e-6 tolerance
+        ([0.7, 0.3 + 1.1e-6], "probabilities sum to 1.0000011 > 1"),  # just outside it
+        ([1 + 0.9e-6], None),
+        ([1 + 1.1e-6], "probability 1.0000011 outside [0, 1]"),
+    ],
+)
+def test_the_tolerance_on_probabilities_ends_at_one_millionth(
+    probabilities: list[float], problem: str | None
+) -> None:
+    labels = ["A", "B"][: len(probabilities)]
+    if problem is None:
+        assert one({"a": ok(labels, probabilities)})["winner"] == "A"
+    else:
+        with pytest.raises(EnsembleError, match=re.escape(f"model 'a': {problem}")):
+            one({"a": ok(labels, probabilities)})
+
+
 def test_rejects_an_input_whose_answering_models_all_weigh_zero() -> None:
     row = {"a": LEAF["a"], "b": {"status": "error"}}
     with pytest.raises(EnsembleError, match="input 'leaf': every model that answered has weight 0"):

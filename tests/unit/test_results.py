@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import pickle
+import re
 import zipfile
 from typing import Any
 
@@ -510,6 +511,27 @@ def test_label_whitespace_is_normalised() -> None:
     document = {"status": "OK", "labels": ["  Rosa \t canina\n"], "probabilities": [1]}
 
     assert normalise_prediction(document) == Prediction(("Rosa canina",), (1.0,))
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "problem"),
+    [
+        ([0.7, 0.3 + 0.9e-6], None),  # float32 rounding: a sum just inside the 1e-6 tolerance
+        ([0.7, 0.3 + 1.1e-6], "probabilities sum to 1.0000011"),  # just outside it
+        ([1 + 0.9e-6], None),
+        ([1 + 1.1e-6], "probability 1.0000011 of 'a' is outside [0, 1]"),
+    ],
+)
+def test_the_tolerance_on_probabilities_ends_at_one_millionth(
+    probabilities: list[float], problem: str | None
+) -> None:
+    document = {"status": "ok", "labels": ["a", "b"][: len(probabilities)]}
+    document["probabilities"] = probabilities
+    if problem is None:
+        assert normalise_prediction(document).probabilities == tuple(probabilities)
+    else:
+        with pytest.raises(OscarResultError, match=re.escape(problem)):
+            normalise_prediction(document)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -212,3 +213,19 @@ async def test_output_trigger_times_out_when_the_object_never_appears(
     )
     event = await first_event(trigger)
     assert event.payload["status"] == "timeout"
+
+
+@pytest.mark.usefixtures("connected")
+async def test_output_trigger_times_out_at_a_deadline_that_falls_between_two_polls(
+    s3: Minio, unique_name: Callable[[str], str]
+) -> None:
+    """poll_interval 30 s, deadline in 0.5 s: the event comes at the deadline."""
+    bucket = unique_name("out")
+    s3.make_bucket(bucket)
+    started = time.monotonic()
+    trigger = OscarOutputTrigger(
+        path=f"{bucket}/run/missing.json", poll_interval=30, deadline=time.time() + 0.5
+    )
+    event = await asyncio.wait_for(first_event(trigger), 15)
+    assert event.payload["status"] == "timeout"
+    assert 0.5 <= time.monotonic() - started < 15
