@@ -68,7 +68,7 @@ MODULES: dict[str, Module] = {
         ),
     ),
     "compositions": Module(
-        (f"{PKG}/compositions.py",),
+        (f"{PKG}/compositions/*",),
         (f"{_UNIT}/test_compositions.py", f"{_UNIT}/test_fuzz.py", f"{_UNIT}/test_assets.py"),
     ),
     "ensemble": Module(
@@ -87,7 +87,7 @@ MODULES: dict[str, Module] = {
         (*_HOOK_TESTS, f"{_IT}/test_fault_matrix.py", f"{_IT}/test_bucket_events.py"),
     ),
     "results": Module(
-        (f"{PKG}/results.py",),
+        (f"{PKG}/results.py", f"{PKG}/prediction.py"),
         (
             f"{_UNIT}/test_results.py",
             f"{_UNIT}/test_fuzz.py",
