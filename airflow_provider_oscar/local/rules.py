@@ -7,7 +7,10 @@ A refused request raises a :class:`StateError` carrying the status and text OSCA
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import re
 import secrets
 import uuid
@@ -333,6 +336,29 @@ def page_start(page: str | None) -> int:
     if not (page.isascii() and page.isdigit()):
         raise Invalid(f"invalid page token {page!r}")
     return int(page)
+
+
+def continue_token(last: str) -> str:
+    """A Kubernetes list continue token: the key the next page starts after (apiserver
+    ``storage/etcd3`` ``encodeContinue``: base64url JSON ``{"v", "rv", "start"}``), so a page
+    never skips an item when earlier ones are deleted between pages."""
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": 1, "start": last + "\x00"})
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+
+def continue_start(token: str | None) -> str:
+    """The first key a continue token lists (``""``: from the start); others are 400."""
+    if not token:
+        return ""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        start = data["start"]
+        if not isinstance(start, str) or data.get("v") != "meta.k8s.io/v1":
+            raise ValueError(start)
+    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
+        raise Invalid(f"invalid page token {token!r}") from None
+    return start
 
 
 def format_uid(uid: str) -> str:

@@ -28,11 +28,12 @@ from airflow_provider_oscar.local.rules import (
     check_storage_path,
     check_values,
     check_volume,
+    continue_start,
+    continue_token,
     duplicate_error,
     local_queue_name,
     may_see,
     normalise_storage_paths,
-    page_start,
     same_volume,
     user_namespace,
 )
@@ -316,13 +317,13 @@ class ClusterState:
                 ),
                 key=lambda j: j.name,
             )
-            start = page_start(page)
-            limit = self.config.job_listing_limit
-            chunk = jobs[start : start + limit]
+            start = continue_start(page)
+            after = [j for j in jobs if j.name >= start]
+            chunk = after[: self.config.job_listing_limit]
             body = JobsResponse({j.name: j.info() for j in chunk})
-        remaining = len(jobs) - start - len(chunk)
+        remaining = len(after) - len(chunk)
         if remaining > 0:
-            body.next_page = str(start + limit)
+            body.next_page = continue_token(chunk[-1].name)
             body.remaining_jobs = remaining
         return body
 

@@ -160,6 +160,24 @@ def test_jobs_are_paged_by_70_with_next_page_and_remaining_jobs(
     assert set(first["jobs"]) | set(second.json()["jobs"]) == names
 
 
+def test_a_paged_listing_misses_no_job_when_earlier_jobs_are_deleted_between_pages(
+    oscar: OscarLocal, admin: httpx.Client, deploy: Callable[..., dict]
+) -> None:
+    """Kubernetes continue tokens resume after the last key listed, not at an offset: jobs
+    deleted from the first page while a client reads the second shift nothing out of view."""
+    service = deploy("true\n")
+    oscar.faults.add(StuckJobs(service=service["name"], count=75))
+    names = sorted(f"{service['name']}-{i:02d}" for i in range(75))
+    with httpx.Client() as client:
+        for job in names:
+            submit(oscar, service, job, client=client)
+    first = admin.get(f"/system/logs/{service['name']}").json()
+    for job in names[:10]:
+        assert admin.delete(f"/system/logs/{service['name']}/{job}").status_code == 204
+    second = admin.get(f"/system/logs/{service['name']}", params={"page": first["next_page"]})
+    assert set(first["jobs"]) | set(second.json()["jobs"]) == set(names)
+
+
 def test_reusing_a_delegated_job_id_fails_as_kubernetes_does_and_leaves_the_first_job_alone(
     oscar: OscarLocal, admin: httpx.Client, deploy: Callable[..., dict]
 ) -> None:
