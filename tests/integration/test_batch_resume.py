@@ -197,7 +197,7 @@ async def test_a_deferrable_batch_retried_after_its_worker_died_re_attaches_and_
     result, _ = await drive(make, batch.context(try_number=2))
     assert result is not None and result["succeeded"] == 24
     assert batch.executions() == Counter(inputs)
-    assert ran >= 12
+    assert ran >= 2  # each of the first try's two steps resumed on at least one ended job
 
 
 def test_a_deferrable_batch_in_sync_mode_stays_in_the_worker(batch: Batch) -> None:

@@ -606,6 +606,7 @@ def test_submit_job_killed_while_waiting_deletes_the_running_job(
                 (n for n, j in jobs_of(admin, service).items() if j["status"] == "Running"), None
             )
         )
+        wait_until(lambda: op._submission)  # killed while waiting, not while still submitting
         op.on_kill()
         with pytest.raises(AirflowException, match="was deleted before it finished"):
             waiting.result(timeout=60)  # three listings without the job, however loaded

@@ -26,7 +26,10 @@ SUBSET = ["specimen-010", "specimen-060", "specimen-110"]
 DAILY_INBOX = "plants-inbox/specimens/"
 UPLOADS = "plants-inbox/uploads/"
 IMAGES = ["plants-images/ivy.jpg", "plants-images/rose.png"]
-REAL_SERVICE = "plants-classification"
+#: The stand-in's hub module: a name of its own, as the stack's OSCARs also host the Iris
+#: examples, whose image is ai4oshub/plants-classification (one module, one service).
+REAL_MODULE = "plants-classification-standin"
+REAL_SERVICE = REAL_MODULE
 #: The answer of the stand-in: the shape of the service's legacy wrapper (top 5 as dict of lists).
 REAL_ANSWER = (
     '{"status": "OK", "predictions": {"labels": ["Hedera helix", "Rosa canina", '
@@ -40,7 +43,7 @@ MANUAL = {
     "oscar_plant_ensemble_yaml": {"inputs": SUBSET},
     "oscar_plant_ensemble_two_clusters": {"specimens": SUBSET},
     "oscar_plant_daily": {},
-    "oscar_plant_ensemble_real": {},
+    "oscar_plant_ensemble_real": {"hub_modules": [REAL_MODULE]},
 }
 ON_UPLOAD, DIGEST = "oscar_plant_on_upload", "oscar_plant_consensus_digest"
 TIMEOUT = 300.0
@@ -94,7 +97,7 @@ def _prepare_daily_inbox(session: StackSession) -> None:
 
 
 def _prepare_real_cluster(session: StackSession) -> None:
-    body = {"name": REAL_SERVICE, "image": "ai4oshub/plants-classification", "script": REAL_SCRIPT}
+    body = {"name": REAL_SERVICE, "image": f"ai4oshub/{REAL_MODULE}", "script": REAL_SCRIPT}
     with session.oscar() as oscar:
         response = oscar.post("/system/services", json=body)
         assert response.status_code == 201, response.text
