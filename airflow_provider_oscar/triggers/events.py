@@ -73,12 +73,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -89,122 +87,14 @@ from airflow_provider_oscar.hooks.correlation import STATE_FOLDER
 from airflow_provider_oscar.hooks.s3 import S3Session
 from airflow_provider_oscar.hooks.storage import ObjectInfo, OscarStorageHook, split_path
 from airflow_provider_oscar.patience import can_heal
+from airflow_provider_oscar.triggers.cursor import (
+    LEGACY_FOLDER,
+    Cursor,
+    cursor_path_for,
+    stamp,
+)
 
-CURSOR_FOLDER = f"{STATE_FOLDER}/events"
-LEGACY_FOLDER = ".oscar-events"  # the default cursor folder of earlier provider versions
-CURSOR_VERSION = 1
 MAX_BACKOFF = 300.0
-
-
-def cursor_path_for(path: str, name: str, folder: str = CURSOR_FOLDER) -> str:
-    """Where the cursor of the watcher ``name`` on ``bucket/prefix`` lives by default."""
-    bucket, prefix = split_path(path)
-    digest = hashlib.sha256(f"{bucket}/{prefix}\n{name}".encode()).hexdigest()[:32]
-    return f"{bucket}/{folder}/{digest}.json"
-
-
-def _stamp(moment: datetime | None) -> str:
-    return moment.astimezone(timezone.utc).isoformat() if moment else ""
-
-
-def _moment(text: str) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-@dataclass
-class Cursor:
-    """What a watcher has reported: the newest ``LastModified`` seen and the recent objects.
-
-    ``reported`` maps key → ``[etag, last_modified]`` (ISO 8601; ``""`` when unknown) for the
-    objects modified at or after :meth:`horizon`; older objects count as reported.
-    """
-
-    path: str
-    name: str
-    lookback: float
-    latest: datetime | None = None
-    reported: dict[str, list[str]] = field(default_factory=dict)
-    generation: int = 0
-    events: int = 0
-    writer: str = ""
-
-    def horizon(self) -> datetime | None:
-        return self.latest - timedelta(seconds=self.lookback) if self.latest else None
-
-    def is_new(self, obj: ObjectInfo) -> bool:
-        """Whether ``obj`` (this key, ETag and modification time) has not been reported."""
-        seen = self.reported.get(obj.key)
-        if seen is not None and seen == [obj.etag, _stamp(obj.last_modified)]:
-            return False
-        horizon = self.horizon()
-        return not (
-            seen is None
-            and horizon is not None
-            and obj.last_modified is not None
-            and obj.last_modified < horizon
-        )
-
-    def advanced(self, listed: Iterable[ObjectInfo], reported: Sequence[ObjectInfo]) -> Cursor:
-        """The cursor once ``reported`` are reported, given everything ``listed`` this time."""
-        stamps = [o.last_modified for o in listed if o.last_modified is not None]
-        latest = max([*stamps, *([self.latest] if self.latest else [])], default=None)
-        entries = dict(self.reported)
-        entries.update({o.key: [o.etag, _stamp(o.last_modified)] for o in reported})
-        result = Cursor(
-            self.path,
-            self.name,
-            self.lookback,
-            latest,
-            generation=self.generation + 1,
-            events=self.events + len(reported),
-        )
-        horizon = result.horizon()
-        result.reported = {
-            key: entry
-            for key, entry in sorted(entries.items())
-            if horizon is None or not entry[1] or datetime.fromisoformat(entry[1]) >= horizon
-        }
-        return result
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "version": CURSOR_VERSION,
-                "path": self.path,
-                "name": self.name,
-                "lookback": self.lookback,
-                "latest": _stamp(self.latest),
-                "generation": self.generation,
-                "events": self.events,
-                "writer": self.writer,
-                "updated": _stamp(datetime.now(timezone.utc)),
-                "reported": self.reported,
-            },
-            indent=1,
-        ).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes, *, path: str, name: str, lookback: float) -> Cursor:
-        """Read a stored cursor (raises ``ValueError`` on anything it cannot trust)."""
-        doc = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("version") != CURSOR_VERSION:
-            raise ValueError(f"not a version {CURSOR_VERSION} cursor")
-        reported = doc.get("reported")
-        if not isinstance(reported, dict) or not all(
-            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
-            for v in reported.values()
-        ):
-            raise ValueError("its 'reported' entries are not key: [etag, last_modified]")
-        return cls(
-            path,
-            name,
-            lookback,
-            _moment(str(doc.get("latest") or "")),
-            {str(k): list(v) for k, v in reported.items()},
-            int(doc.get("generation") or 0),
-            int(doc.get("events") or 0),
-            str(doc.get("writer") or ""),
-        )
 
 
 class OscarBucketEventTrigger(BaseEventTrigger):
@@ -418,7 +308,7 @@ class OscarBucketEventTrigger(BaseEventTrigger):
         else:
             new = sorted(
                 (o for o in listed if cursor.is_new(o)),
-                key=lambda o: (_stamp(o.last_modified), o.key),
+                key=lambda o: (stamp(o.last_modified), o.key),
             )
             if not new and not first_run:
                 return (cursor, etag), []
@@ -468,7 +358,7 @@ class OscarBucketEventTrigger(BaseEventTrigger):
             raise
 
     def _payload(self, obj: ObjectInfo) -> dict[str, Any]:
-        modified = _stamp(obj.last_modified)
+        modified = stamp(obj.last_modified)
         return {
             "id": f"{obj.bucket}/{obj.key}@{obj.etag}@{modified}",
             "bucket": obj.bucket,
@@ -477,7 +367,7 @@ class OscarBucketEventTrigger(BaseEventTrigger):
             "etag": obj.etag,
             "size": obj.size,
             "last_modified": modified,
-            "event_time": _stamp(datetime.now(timezone.utc)),
+            "event_time": stamp(datetime.now(timezone.utc)),
             "watcher": self.name,
             "oscar_conn_id": self.oscar_conn_id,
         }

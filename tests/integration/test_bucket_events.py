@@ -29,11 +29,8 @@ from airflow_provider_oscar.hooks.oscar import OscarHook
 from airflow_provider_oscar.hooks.s3 import S3Session
 from airflow_provider_oscar.hooks.storage import OscarStorageHook
 from airflow_provider_oscar.local.server import OscarLocal
-from airflow_provider_oscar.triggers.events import (
-    Cursor,
-    OscarBucketEventTrigger,
-    cursor_path_for,
-)
+from airflow_provider_oscar.triggers.cursor import Cursor, cursor_path_for
+from airflow_provider_oscar.triggers.events import OscarBucketEventTrigger
 
 FAST = {"poll_interval": 0.05}
 

@@ -19,7 +19,7 @@ import pytest
 from minio import Minio
 
 from airflow_provider_oscar.local.server import OscarLocal
-from airflow_provider_oscar.triggers.events import CURSOR_FOLDER
+from airflow_provider_oscar.triggers.cursor import CURSOR_FOLDER
 
 SCRIPT = textwrap.dedent(
     """

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_oscar.triggers.events import CURSOR_FOLDER
+from airflow_provider_oscar.triggers.cursor import CURSOR_FOLDER
 from tests.stack.session import StackSession
 
 ROOT = Path(__file__).resolve().parents[2]
