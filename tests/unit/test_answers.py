@@ -164,3 +164,27 @@ def test_files_kept_inline_are_base64_text() -> None:
         "output": "AP8=",
         "a/b.txt": "aGk=",
     }
+
+
+def test_an_empty_answer_is_empty_text_and_an_empty_output_txt() -> None:
+    assert read_answer("", "auto").fields == {"text": "", "truncated": False}
+    answer = read_answer("", "files")
+    assert answer.fields == {"files": {"output.txt": 0}}
+    assert answer.files == {"output.txt": b""}
+
+
+def test_a_prediction_inside_a_zip_keeps_every_member_as_one_of_several_files() -> None:
+    members = {"prediction.json": json.dumps(DOCUMENT).encode(), "masks/leaf.png": b"\x00\x01"}
+    answer = read_answer(b64(zipped(members)), "auto")
+    assert answer.fields["prediction"]["labels"] == DOCUMENT["labels"]
+    assert answer.fields["prediction"]["source"] == "prediction.json"
+    assert answer.files == members
+    assert answer.several is True
+
+
+def test_text_mode_of_a_zip_answer_keeps_its_members_as_several_files() -> None:
+    members = {"a.txt": b"alpha", "b/c.txt": b"gamma"}
+    answer = read_answer(b64(zipped(members)), "text")
+    assert answer.fields["text"].startswith("PK\x03\x04")
+    assert answer.files == members
+    assert answer.several is True

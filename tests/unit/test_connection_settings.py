@@ -61,6 +61,16 @@ def test_a_port_already_in_the_host_is_kept_and_the_connections_port_ignored() -
     )
 
 
+def test_a_separate_port_goes_before_the_path_of_the_host() -> None:
+    read = settings("https://gateway.example.org/oscar/", port=8443)
+    assert read.endpoint == "https://gateway.example.org:8443/oscar"
+
+
+def test_only_trailing_slashes_are_cut_from_the_endpoint_and_ids() -> None:
+    read = settings("https://gateway.example.org/OSCARX/", extra={"cluster_id": "CX/"})
+    assert (read.endpoint, read.cluster_id) == ("https://gateway.example.org/OSCARX", "CX")
+
+
 @pytest.mark.parametrize("host", [None, "", "   "])
 def test_a_connection_without_host_is_refused_with_its_id(host: str | None) -> None:
     assert refused(host=host) == (f"connection '{CONN_ID}' has no host (the OSCAR endpoint)")
@@ -112,6 +122,18 @@ def test_minio_endpoint_and_cluster_id_lose_trailing_slashes() -> None:
     assert (read.minio_endpoint, read.cluster_id) == ("https://minio.example.org", "c1")
 
 
+def test_extras_with_the_legacy_prefix_are_read() -> None:
+    read = settings(extra={"extra__oscar__cluster_id": "legacy", "extra__oscar__retries": "2"})
+    assert (read.cluster_id, read.retries) == ("legacy", 2)
+
+
+def test_a_minio_endpoint_with_a_scheme_other_than_http_is_refused_naming_the_extra() -> None:
+    assert refused(extra={"minio_endpoint": "s3://minio.example.org"}) == (
+        f"connection '{CONN_ID}': extra 'minio_endpoint' 's3://minio.example.org' must be an "
+        "http:// or https:// URL with a host"
+    )
+
+
 def test_the_plain_key_wins_over_the_legacy_prefixed_one() -> None:
     read = settings(extra={"timeout": "5", "extra__oscar__timeout": "9"})
     assert read.timeout == 5.0
@@ -144,7 +166,18 @@ def test_the_smallest_positive_timeout_is_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("value", "verify"),
-    [(True, True), (False, False), (" On ", True), ("off", False), ("yes", True), (0, False)],
+    [
+        (True, True),
+        (False, False),
+        (" On ", True),
+        ("off", False),
+        ("yes", True),
+        ("no", False),
+        ("True", True),
+        ("FALSE", False),
+        ("1", True),
+        (0, False),
+    ],
 )
 def test_verify_ssl_takes_booleans_and_their_usual_spellings(value: Any, verify: bool) -> None:
     assert settings(extra={"verify_ssl": value}).verify_ssl is verify
