@@ -110,6 +110,7 @@ MODULES: dict[str, Module] = {
         (f"{PKG}/fdl.py",),
         (
             f"{_UNIT}/test_fdl.py",
+            f"{_UNIT}/test_fdl_reading.py",
             f"{_UNIT}/test_fuzz.py",
             f"{_IT}/test_hook_services.py",
             f"{_IT}/test_batch_jobs.py",  # job names cut as OSCAR cuts them (job_prefix)
