@@ -175,3 +175,9 @@ def test_a_services_own_storage_provider_type_joins_the_shared_ones() -> None:
     own = {"minio": {"local": {"endpoint": "http://minio:9000"}}}
     (service,) = load_fdl(fdl({**SERVICE, "storage_providers": own}, storage_providers=shared))
     assert service.storage_providers == {**shared, **own}
+
+
+def test_an_unknown_field_yaml_reads_as_a_date_is_sent_back_as_json_text() -> None:
+    text = "functions:\n  oscar:\n  - c1:\n      name: plants\n      script: 'echo\n\n        hi'\n"
+    (service,) = load_fdl(text + "      created: 2024-05-01\n")
+    assert service.to_api()["created"] == "2024-05-01"
