@@ -80,7 +80,11 @@ def read_answer(body: bytes | str, decode: str, source: str | None = None) -> An
             fields: dict[str, Any] = {"prediction": prediction.raise_for_status().to_dict()}
             return Answer(fields, files, several)
     if decode == "text" or (decode == "auto" and output.kind == "text"):
-        text = output.text if output.text is not None else (output.data or b"").decode("replace")
+        text = (
+            output.text
+            if output.text is not None
+            else (output.data or b"").decode("utf-8", "replace")
+        )
         kept = {} if output.kind == "text" else files
         fields = {"text": text[:TEXT_LIMIT], "truncated": len(text) > TEXT_LIMIT}
         return Answer(fields, kept, several)

@@ -81,7 +81,9 @@ MODULES: dict[str, Module] = {
         ),
     ),
     "hooks.names": Module((f"{PKG}/hooks/names.py",), (f"{_UNIT}/test_names.py", *_HOOK_TESTS)),
-    "hooks.connection": Module((f"{PKG}/hooks/connection.py",), _HOOK_TESTS),
+    "hooks.connection": Module(
+        (f"{PKG}/hooks/connection.py",), (f"{_UNIT}/test_connection_settings.py", *_HOOK_TESTS)
+    ),
     "hooks": Module(
         tuple(f"{PKG}/hooks/{name}.py" for name in ("api", "oscar", "storage", "transport")),
         (*_HOOK_TESTS, f"{_IT}/test_fault_matrix.py", f"{_IT}/test_bucket_events.py"),
@@ -98,6 +100,7 @@ MODULES: dict[str, Module] = {
     "answers": Module(
         (f"{PKG}/answers.py",),
         (
+            f"{_UNIT}/test_answers.py",
             f"{_UNIT}/test_results.py",
             f"{_IT}/test_invoke_results.py",
             f"{_IT}/test_invoke_operators.py",
@@ -107,6 +110,7 @@ MODULES: dict[str, Module] = {
         (f"{PKG}/fdl.py",),
         (
             f"{_UNIT}/test_fdl.py",
+            f"{_UNIT}/test_fdl_reading.py",
             f"{_UNIT}/test_fuzz.py",
             f"{_IT}/test_hook_services.py",
             f"{_IT}/test_batch_jobs.py",  # job names cut as OSCAR cuts them (job_prefix)
