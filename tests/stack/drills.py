@@ -45,11 +45,19 @@ class Drills:
     seconds: float = 0.0
 
 
+#: Each classify call takes this long during the drill (injected latency on the models'
+#: ``/run``), so a task the API reports running is still running when its worker is killed.
+CALL_SECONDS = 2.0
+
+
 def run_drills(session: StackSession) -> Drills:
     airflow, stack = session.airflow, session.stack
     drills = Drills(counts_before=session.counts())
     began = time.monotonic()
     airflow.wait_for_dags([LIFECYCLE, ENSEMBLE])
+    slow_calls = {"kind": "latency", "route": "/run/plants-", "seconds": CALL_SECONDS, "count": -1}
+    with session.oscar() as oscar:
+        oscar.post("/local/faults", json=slow_calls).raise_for_status()
     drills.lifecycle_run = airflow.trigger(LIFECYCLE, {"job_seconds": JOB_SECONDS})
     drills.ensemble_run = airflow.trigger(ENSEMBLE)
     runs = {LIFECYCLE: drills.lifecycle_run, ENSEMBLE: drills.ensemble_run}
@@ -68,6 +76,9 @@ def run_drills(session: StackSession) -> Drills:
         quiet = not any(ti["state"] in ("running", "queued") for ti in lifecycle)
         if waiting and quiet and drills.worker_killed is None:
             _kill_a_busy_worker(session, drills)
+            if drills.worker_killed:
+                with session.oscar() as oscar:  # the rest of the run at full speed
+                    oscar.delete("/local/faults").raise_for_status()
         if (
             waiting_since is not None
             and drills.triggerer_killed_at is None
