@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -83,9 +84,9 @@ class OscarTrigger(BaseTrigger):
         """What every event of this trigger carries (what it waits for)."""
         return {}
 
+    @abstractmethod
     async def _wait(self, base: dict[str, Any]) -> dict[str, Any]:
         """Wait; the event's payload."""
-        raise NotImplementedError
 
     async def _guarded(self, base: dict[str, Any]) -> dict[str, Any]:
         try:
