@@ -184,6 +184,49 @@ def test_a_body_that_does_not_match_its_declared_hash_is_refused(
     assert list(s3.list_objects(name)) == []
 
 
+def test_an_upload_cut_short_by_its_client_leaves_the_object_as_it_was(
+    oscar: OscarLocal, s3: Minio, unique_name: Callable[[str], str]
+) -> None:
+    """A writer killed mid-upload: MinIO keeps the previous object whole, as the lease and
+    job records of the provider rely on."""
+    import socket
+    from datetime import datetime, timezone
+
+    from airflow_provider_oscar.local.s3 import sigv4
+
+    name = unique_name("cut")
+    s3.make_bucket(name)
+    put(s3, name, "record.json", b'{"state": "pending"}')
+    now = datetime.now(timezone.utc)
+    host = urlsplit(oscar.s3.endpoint).netloc
+    whole = b'{"state": "submitted", "job": "j-1"}'
+    headers = {
+        "host": host,
+        "x-amz-date": sigv4.amz_date(now),
+        "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+        "content-length": str(len(whole)),
+    }
+    path = f"/{name}/record.json"
+    auth = sigv4.sign(
+        "PUT",
+        path,
+        [],
+        headers,
+        oscar.s3.access_key,
+        oscar.s3.secret_key,
+        oscar.s3.region,
+        "UNSIGNED-PAYLOAD",
+        now,
+    )
+    head = "".join(f"{k}: {v}\r\n" for k, v in {**headers, "authorization": auth}.items())
+    address = urlsplit(oscar.s3.endpoint)
+    with socket.create_connection((address.hostname, address.port)) as sock:
+        sock.sendall(f"PUT {path} HTTP/1.1\r\n{head}\r\n".encode() + whole[:9])
+        time.sleep(0.2)  # the front has started reading the body
+    stays(lambda: read(s3, name, "record.json") == b'{"state": "pending"}', 1.0)
+    assert [o.object_name for o in s3.list_objects(name)] == ["record.json"]
+
+
 # users' keys and what they reach ---------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ from airflow_provider_oscar.local.s3.server import MinIOServer
 from airflow_provider_oscar.local.s3.wire import (
     HOP,
     MAX_BODY,
+    ClientGone,
     Request,
     decode_aws_chunked,
     object_name_refusal,
@@ -87,6 +88,8 @@ class S3Front:
             response = await self._handle(request, send)
         except sigv4.AuthFailure as failure:
             response = request.error(failure.code, failure.message)
+        except ClientGone:
+            return  # nobody to answer, and nothing of the cut body was stored
         if response is not None:
             response.headers.setdefault("Server", SERVER)
             await response(scope, receive, send)

@@ -19,6 +19,10 @@ MAX_BODY = 5 * 1024**3
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "server", "date"}
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its request's body was whole."""
+
+
 class Request:
     """What the front needs of an ASGI request."""
 
@@ -48,10 +52,17 @@ class Request:
         return (self.headers.get(name) or [""])[0]
 
     async def body(self) -> bytes:
+        """The whole body; :class:`ClientGone` when the client left before sending it all.
+
+        MinIO stores nothing of a cut upload (the object's hash reader meets an early EOF:
+        ``IncompleteBody``, minio/minio ``cmd/api-errors.go``), so neither does the front.
+        """
         if self._body is None:
             chunks, total = [], 0
             while True:
                 message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone(self.path)
                 chunk = message.get("body", b"")
                 total += len(chunk)
                 if total <= MAX_BODY + 1:
