@@ -289,7 +289,7 @@ def parse_service(data: Any) -> Service:
         return Service.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "definition"
+        where = ".".join(str(p) for p in first["loc"])  # Service has no model-wide check
         raise OscarDefinitionError(f"field {where}: {first['msg']}") from None
 
 
@@ -420,7 +420,7 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 
 
 def _merge(shared: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in shared.items()}
+    merged = dict(shared)  # the values are read, never changed: no deeper copy
     for key, value in own.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}

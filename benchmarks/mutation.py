@@ -8,7 +8,11 @@ killed (a timeout counts as killed, as mutmut counts it); mutants listed as equi
 ``docs/mutation.md`` are left out of it. Scores are saved in ``benchmarks/mutation.json``
 under a label (``--label before`` for a baseline; ``latest`` otherwise).
 
-    python -m benchmarks.mutation [MODULE ...] [--label NAME] [--jobs N] [--report]
+``--unit`` runs each module's unit tests only (``.mutation/<module>.unit/``): quick, and
+free of the timing of the integration tests, some of which behave differently inside mutmut's
+forked workers than under plain pytest.
+
+    python -m benchmarks.mutation [MODULE ...] [--unit] [--label NAME] [--jobs N] [--report]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +94,11 @@ def equivalents() -> set[str]:
     return set(_EQUIVALENT.findall(EQUIVALENTS.read_text()))
 
 
+def unit_only(module: Module) -> Module:
+    """The module with its unit tests alone."""
+    return replace(module, tests=tuple(t for t in module.tests if t.startswith("tests/unit")))
+
+
 def score(name: str, module: Module, equivalent: set[str]) -> dict[str, Any]:
     """Counts by status and the score of the module's last run."""
     statuses: dict[str, str] = {}
@@ -109,6 +119,7 @@ def score(name: str, module: Module, equivalent: set[str]) -> dict[str, Any]:
         **{status: counts[status] for status in sorted(counts)},
         "equivalent": len(listed),
         "score": round(killed / counted, 4) if counted else None,
+        "tests": "unit" if name.endswith(".unit") else "all",
         "survivors": [m for m in survivors if m not in equivalent],
     }
 
@@ -146,16 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="latest", help="where the scores go in mutation.json")
     parser.add_argument("--jobs", type=int, help="mutants tested at once (default: one a core)")
     parser.add_argument("--report", action="store_true", help="score the last runs only")
+    parser.add_argument("--unit", action="store_true", help="run the unit tests only")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:
         parser.error(f"unknown module {', '.join(unknown)}; the modules: {', '.join(MODULES)}")
-    names = args.modules or list(MODULES)
+    chosen = {name: MODULES[name] for name in args.modules or MODULES}
+    if args.unit:
+        chosen = {f"{name}.unit": unit_only(module) for name, module in chosen.items()}
     failed = []
     if not args.report:
-        failed = [name for name in names if run(name, MODULES[name], args.jobs) != 0]
+        failed = [name for name, module in chosen.items() if run(name, module, args.jobs) != 0]
     equivalent = equivalents()
-    scores = {name: score(name, MODULES[name], equivalent) for name in names}
+    scores = {name: score(name, module, equivalent) for name, module in chosen.items()}
     for name, s in scores.items():
         for mutant in s["survivors"]:
             print(f"survived: {mutant}  ({name})")

@@ -112,6 +112,20 @@ def test_yaml_errors_give_the_line_and_column() -> None:
     assert " at line 3, column 4: " in message
 
 
+def test_yaml_errors_without_a_position_give_the_readers_words_alone() -> None:
+    message = error("functions:\n  oscar: [\x07]\n")  # the reader's error has no problem mark
+    assert message.startswith("FDL is not valid YAML: unacceptable character #x0007")
+
+
+def test_an_fdl_nested_deeper_than_the_parser_recurses_is_refused_by_name() -> None:
+    assert error("a: " + "[" * 3000 + "]" * 3000) == "FDL is nested too deeply to be read"
+
+
+def test_a_shared_cluster_that_is_no_mapping_is_named_by_its_field() -> None:
+    document = fdl(SERVICE, clusters={"c2": "https://c2"})
+    assert error(document) == "field clusters.c2: Input should be a valid dictionary"
+
+
 @pytest.mark.parametrize("section", ["storage_providers", "clusters"])
 def test_a_shared_section_that_is_no_mapping_is_named(section: str) -> None:
     assert error(fdl(SERVICE, **{section: ["x"]})) == f"{section} must be a mapping, not list"
@@ -141,6 +155,11 @@ def test_a_script_outside_the_folder_is_refused_naming_the_folder(tmp_path: Path
         f"{str(tmp_path)!r}: script paths are relative to it and stay inside it "
         "(no absolute path, no '..' out of it)"
     )
+
+
+def test_a_script_name_the_os_refuses_is_not_inside_the_folder() -> None:
+    message = error(fdl({**SERVICE, "script": "run\x00.sh"}))
+    assert message.startswith("functions.oscar[0]: script file 'run\\x00.sh' is outside the FDL's")
 
 
 def test_a_script_that_cannot_be_read_is_named(tmp_path: Path) -> None:
