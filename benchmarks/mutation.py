@@ -169,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         failed = [name for name, module in chosen.items() if run(name, module, args.jobs) != 0]
     equivalent = equivalents()
-    scores = {name: score(name, module, equivalent) for name, module in chosen.items()}
+    # saved under the module's name; "tests" says which selection measured it
+    scores = {
+        name.removesuffix(".unit"): score(name, module, equivalent)
+        for name, module in chosen.items()
+    }
     for name, s in scores.items():
         for mutant in s["survivors"]:
             print(f"survived: {mutant}  ({name})")

@@ -3,9 +3,9 @@
 * **Triggerer**: ``oscar_service_lifecycle`` with jobs long enough that ``job_done`` and
   ``output_ready`` defer; once the triggerer runs both, it is killed with SIGKILL (with what it
   forked) and started again, as a restart policy would.
-* **Worker**: ``oscar_plant_ensemble_soft_vote`` (one task per call); while a Celery worker runs
-  classify tasks, the worker is killed with SIGKILL with everything it forked (its tasks too)
-  and started again. Only when no lifecycle task is running: that run loses nothing to it.
+* **Workers**: ``oscar_plant_ensemble_soft_vote`` (one task per call); while classify tasks run,
+  every Celery worker running a task is killed with SIGKILL with everything it forked (its
+  tasks too) and started again. Only when no lifecycle task is running: that run loses nothing.
 
 What happened is recorded for the tests to judge: the runs' states, which triggerer job ran each
 deferred task, what the clusters executed before and after, what was running at each kill.
@@ -37,8 +37,9 @@ class Drills:
     #: task id -> the triggerer job ids seen running its trigger
     triggerers: dict[str, set[int]] = field(default_factory=dict)
     triggerer_killed_at: float | None = None
-    worker_killed: str | None = None
-    #: map indexes of the classify tasks running when the worker was killed
+    #: the workers killed: every one that ran a task at that moment
+    workers_killed: list[str] = field(default_factory=list)
+    #: map indexes of the classify tasks running when the workers were killed
     running_at_kill: list[int] = field(default_factory=list)
     counts_before: dict[str, Any] = field(default_factory=dict)
     counts_after: dict[str, Any] = field(default_factory=dict)
@@ -74,15 +75,15 @@ def run_drills(session: StackSession) -> Drills:
         if waiting and waiting_since is None:
             waiting_since = time.monotonic()
         quiet = not any(ti["state"] in ("running", "queued") for ti in lifecycle)
-        if waiting and quiet and drills.worker_killed is None:
-            _kill_a_busy_worker(session, drills)
-            if drills.worker_killed:
+        if waiting and quiet and not drills.workers_killed:
+            _kill_busy_workers(session, drills)
+            if drills.workers_killed:
                 with session.oscar() as oscar:  # the rest of the run at full speed
                     oscar.delete("/local/faults").raise_for_status()
         if (
             waiting_since is not None
             and drills.triggerer_killed_at is None
-            and (drills.worker_killed or time.monotonic() - waiting_since > 10)
+            and (drills.workers_killed or time.monotonic() - waiting_since > 10)
         ):
             stack.supervisor.kill("triggerer")
             drills.triggerer_killed_at = time.monotonic()
@@ -96,8 +97,12 @@ def run_drills(session: StackSession) -> Drills:
     return drills
 
 
-def _kill_a_busy_worker(session: StackSession, drills: Drills) -> None:
-    """Kill a worker that runs ensemble tasks now (once some are running)."""
+def _kill_busy_workers(session: StackSession, drills: Drills) -> None:
+    """Kill every worker that runs a task now (once some classify tasks are running).
+
+    Which worker runs which task is not known here, so all busy ones go: a classify task the
+    API reported running is then surely on a killed worker (its call takes ``CALL_SECONDS``).
+    """
     running = [
         ti["map_index"]
         for ti in session.airflow.task_instances(ENSEMBLE, drills.ensemble_run, state="running")
@@ -105,6 +110,7 @@ def _kill_a_busy_worker(session: StackSession, drills: Drills) -> None:
     ]
     busy = session.stack.busy_workers()
     if running and busy:
-        drills.worker_killed = busy[0]
+        drills.workers_killed = busy
         drills.running_at_kill = running
-        session.stack.supervisor.kill(busy[0])
+        for worker in busy:
+            session.stack.supervisor.kill(worker)
