@@ -34,10 +34,11 @@ def _parse_nodes(text: str, file: str) -> tuple[Any, dict[DataPath, int]]:
     except bounded_yaml.YamlLimitError as exc:
         raise CompositionError([Issue(file, None, None, f"refused: {exc}")]) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "cannot be read"
-        line = mark.line + 1 if mark else None
-        raise CompositionError([Issue(file, line, None, f"not valid YAML: {problem}")]) from None
+        # PyYAML's scanner, parser and composer always give the problem and its mark
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise CompositionError(
+            [Issue(file, line, None, f"not valid YAML: {exc.problem}")]
+        ) from None
     except yaml.YAMLError as exc:
         raise CompositionError([Issue(file, None, None, f"not valid YAML: {exc}")]) from None
     if root is None:
