@@ -106,7 +106,7 @@ def test_only_the_missing_paths_are_reported(tmp_path: Path) -> None:
 
 
 def test_objects_need_a_bucket_and_a_key(tmp_path: Path) -> None:
-    objects = ["/plants/specimen-01.json", "plants/specimen-X", "plants", "/plants/"]
+    objects = ["/plants/specimen-01.json", "plants/X", "plants", "/plants/"]
     text = BASE + "inputs:\n  objects:\n" + "".join(f"  - {o}\n" for o in objects)
     assert problems(tmp_path, text) == [
         "c.yaml line 12, field inputs.objects[2]: objects are 'bucket/key'",
@@ -186,9 +186,7 @@ def test_a_report_needs_a_bucket_and_a_key(tmp_path: Path) -> None:
         assert problems(tmp_path, text.format(report=report)) == [
             "c.yaml line 11, field aggregate.report: the report goes to 'bucket/key'"
         ]
-    assert loads(tmp_path, text.format(report="reports/run-X")).aggregate.report == (
-        "reports/run-X"
-    )
+    assert loads(tmp_path, text.format(report="reports/X")).aggregate.report == ("reports/X")
 
 
 # schedule ---------------------------------------------------------------------------------------
