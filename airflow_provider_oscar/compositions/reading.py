@@ -23,18 +23,24 @@ from airflow_provider_oscar.compositions.model import (
 def _parse(text: str, file: str) -> tuple[Any, dict[DataPath, int]]:
     """The YAML document and the line of every value in it, by data path."""
     try:
+        return _parse_nodes(text, file)
+    except RecursionError:
+        raise CompositionError([Issue(file, None, None, "nested too deeply to be read")]) from None
+
+
+def _parse_nodes(text: str, file: str) -> tuple[Any, dict[DataPath, int]]:
+    try:
         root = bounded_yaml.compose(text)
     except bounded_yaml.YamlLimitError as exc:
         raise CompositionError([Issue(file, None, None, f"refused: {exc}")]) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "cannot be read"
-        line = mark.line + 1 if mark else None
-        raise CompositionError([Issue(file, line, None, f"not valid YAML: {problem}")]) from None
+        # PyYAML's scanner, parser and composer always give the problem and its mark
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise CompositionError(
+            [Issue(file, line, None, f"not valid YAML: {exc.problem}")]
+        ) from None
     except yaml.YAMLError as exc:
         raise CompositionError([Issue(file, None, None, f"not valid YAML: {exc}")]) from None
-    except RecursionError:
-        raise CompositionError([Issue(file, None, None, "nested too deeply to be read")]) from None
     if root is None:
         raise CompositionError([Issue(file, 1, None, "the file is empty")])
     constructor = yaml.SafeLoader("")
@@ -51,20 +57,15 @@ def _parse(text: str, file: str) -> tuple[Any, dict[DataPath, int]]:
                 [Issue(file, line, _field(path), f"not valid YAML: {problem}")]
             ) from None
 
-    def walk(node: yaml.Node, path: DataPath, active: frozenset[int]) -> Any:
+    def walk(node: yaml.Node, path: DataPath) -> Any:  # compose refused recursive aliases
         marks.setdefault(path, node.start_mark.line + 1)
-        if id(node) in active:
-            raise CompositionError(
-                [Issue(file, node.start_mark.line + 1, _field(path), "a recursive alias")]
-            )
-        inner = active | {id(node)}
         if isinstance(node, yaml.MappingNode):
             constructor.flatten_mapping(node)  # merge keys (<<)
             mapping: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = construct(key_node, path)
                 line = key_node.start_mark.line + 1
-                if not isinstance(key, str | int | float | bool) or key is None:
+                if not isinstance(key, str | int | float | bool):
                     raise CompositionError(
                         [Issue(file, line, _field(path), "keys must be plain scalars")]
                     )
@@ -72,16 +73,13 @@ def _parse(text: str, file: str) -> tuple[Any, dict[DataPath, int]]:
                 if str(key) in mapping:
                     raise CompositionError([Issue(file, line, _field(here), "given twice")])
                 marks[here] = line
-                mapping[str(key)] = walk(value_node, here, inner)
+                mapping[str(key)] = walk(value_node, here)
             return mapping
         if isinstance(node, yaml.SequenceNode):
-            return [walk(item, (*path, i), inner) for i, item in enumerate(node.value)]
+            return [walk(item, (*path, i)) for i, item in enumerate(node.value)]
         return construct(node, path)
 
-    try:
-        return walk(root, (), frozenset()), marks
-    except RecursionError:
-        raise CompositionError([Issue(file, None, None, "nested too deeply to be read")]) from None
+    return walk(root, ()), marks
 
 
 def _field(path: DataPath) -> str:
