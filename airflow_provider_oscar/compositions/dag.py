@@ -80,7 +80,7 @@ def build_dag(composition: Composition) -> DAG:
         start_date=start,
         catchup=c.catchup,
         tags=list(c.tags),
-        # Deployments and the report call OSCAR too: they retry as the calls do.
+        # Every task calls OSCAR (deployments, the calls, the report): all retry alike.
         default_args={
             "retries": c.fanout.retries,
             "retry_delay": pendulum.duration(seconds=c.fanout.retry_delay),
@@ -145,8 +145,6 @@ def build_dag(composition: Composition) -> DAG:
                 if len(connections) > 1
                 else "{{ task.service_name }} · {{ task.input_id }}"
             ),
-            retries=c.fanout.retries,
-            retry_delay=pendulum.duration(seconds=c.fanout.retry_delay),
             on_error=c.fanout.on_error,
             max_active_tis_per_dagrun=c.fanout.max_active,
         ).expand_kwargs(plan_calls())
