@@ -69,7 +69,13 @@ MODULES: dict[str, Module] = {
     ),
     "compositions": Module(
         (f"{PKG}/compositions/*",),
-        (f"{_UNIT}/test_compositions.py", f"{_UNIT}/test_fuzz.py", f"{_UNIT}/test_assets.py"),
+        (
+            f"{_UNIT}/test_compositions.py",
+            f"{_UNIT}/test_composition_checks.py",
+            f"{_UNIT}/test_composition_dag.py",
+            f"{_UNIT}/test_fuzz.py",
+            f"{_UNIT}/test_assets.py",
+        ),
     ),
     "ensemble": Module(
         (f"{PKG}/ensemble/*",),
