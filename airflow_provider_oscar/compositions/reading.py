@@ -48,7 +48,8 @@ def _parse_nodes(text: str, file: str) -> tuple[Any, dict[DataPath, int]]:
 
     def construct(node: yaml.Node, path: DataPath) -> Any:
         try:
-            return constructor.construct_object(node, deep=True)
+            # scalars, and keys: a collection as a key is refused below, whatever it holds
+            return constructor.construct_object(node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             # unknown tags, impossible dates (2026-13-45), malformed !!binary ...
             problem = getattr(exc, "problem", None) or str(exc)

@@ -275,6 +275,7 @@ def test_a_refused_value_is_explained_without_pydantic_words(tmp_path: Path) -> 
             "invalid literal for int() with base 10: 'one'",
         ),
         ("[a]: 1\n", "c.yaml line 1, field (document): keys must be plain scalars"),
+        ("? {[a]: 1}\n: b\n", "c.yaml line 1, field (document): keys must be plain scalars"),
         (
             "dag_id: x\naggregate:\n  top_k: 3\n  [a, b]: 1\n",
             "c.yaml line 4, field aggregate: keys must be plain scalars",
