@@ -98,6 +98,7 @@ MODULES: dict[str, Module] = {
         (f"{PKG}/results.py", f"{PKG}/prediction.py"),
         (
             f"{_UNIT}/test_results.py",
+            f"{_UNIT}/test_results_edges.py",
             f"{_UNIT}/test_fuzz.py",
             f"{_IT}/test_invoke_results.py",
             f"{_IT}/test_invoke_operators.py",
